@@ -1,0 +1,590 @@
+-- orch.store: the SQLite state of runs (see docs/state.md).
+--
+-- Every call that changes state commits before it returns, and flushes the
+-- buffered output events first, so the database never shows a state change
+-- without the output that led to it. Times are REAL unix seconds.
+local cjson = require('cjson')
+
+local M = {}
+
+M.NULL = cjson.null -- a field value that sets a column to NULL
+M.BATCH = 1000 -- events buffered before a flush
+M.FLUSH_MS = 200 -- and at most this long (when orch.core.timer exists)
+
+local core do
+  local ok, c = pcall(require, 'orch.core')
+  core = ok and type(c) == 'table' and c or {}
+end
+local db = core.db or require('orch.core.db')
+
+M.now = db.now
+
+-- ---------------------------------------------------------------- schema
+
+-- Ordered migrations: migrations[i] brings a database from user_version
+-- i-1 to i. Append only; never edit a released one.
+M.migrations = {
+  [[
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    goal TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    plan_file TEXT,
+    plan_json TEXT,
+    repo TEXT,
+    workflow TEXT,
+    concurrency INTEGER,
+    base_commit TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    pid INTEGER,
+    exit_code INTEGER,
+    error TEXT
+  );
+  CREATE INDEX runs_created ON runs(created_at);
+  CREATE TABLE tasks (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    title TEXT,
+    role TEXT,
+    backend TEXT,
+    model TEXT,
+    cmd TEXT,
+    prompt TEXT,
+    files_json TEXT NOT NULL DEFAULT '[]',
+    on_failure TEXT NOT NULL DEFAULT 'hard',
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    branch TEXT,
+    worktree TEXT,
+    session_id TEXT,
+    started_at REAL,
+    finished_at REAL,
+    exit_code INTEGER,
+    error TEXT,
+    PRIMARY KEY (run_id, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX tasks_seq ON tasks(run_id, seq);
+  CREATE TABLE deps (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    dep_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (run_id, task_id, dep_id),
+    FOREIGN KEY (run_id, task_id) REFERENCES tasks(run_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (run_id, dep_id) REFERENCES tasks(run_id, id) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE INDEX deps_dep ON deps(run_id, dep_id);
+  CREATE TABLE attempts (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    status TEXT NOT NULL DEFAULT 'running',
+    exit_code INTEGER,
+    signal INTEGER,
+    pid INTEGER,
+    error TEXT,
+    PRIMARY KEY (run_id, task_id, n),
+    FOREIGN KEY (run_id, task_id) REFERENCES tasks(run_id, id) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    task_id TEXT,
+    attempt INTEGER,
+    t REAL NOT NULL,
+    stream TEXT NOT NULL,
+    data TEXT
+  );
+  CREATE INDEX events_task ON events(run_id, task_id, id);
+  CREATE TABLE sessions (
+    run_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    backend TEXT,
+    session_id TEXT,
+    created_at REAL NOT NULL,
+    data_json TEXT,
+    PRIMARY KEY (run_id, task_id),
+    FOREIGN KEY (run_id, task_id) REFERENCES tasks(run_id, id) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  ]],
+}
+
+M.VERSION = #M.migrations
+
+local RUN_FIELDS = {
+  goal = true, status = true, plan_file = true, plan_json = true, repo = true,
+  workflow = true, concurrency = true, base_commit = true, created_at = true,
+  started_at = true, finished_at = true, pid = true, exit_code = true,
+  error = true,
+}
+local TASK_FIELDS = {
+  title = true, role = true, backend = true, model = true, cmd = true,
+  prompt = true, files_json = true, on_failure = true, status = true,
+  attempts = true, branch = true, worktree = true, session_id = true,
+  started_at = true, finished_at = true, exit_code = true, error = true,
+}
+local ATTEMPT_FIELDS = {
+  started_at = true, finished_at = true, status = true, exit_code = true,
+  signal = true, pid = true, error = true,
+}
+
+M.TASK_STATUSES = {
+  'pending', 'ready', 'running', 'done', 'failed', 'skipped', 'blocked',
+  'conflict', 'cancelled',
+}
+
+-- ---------------------------------------------------------------- helpers
+
+local function mkdir_p(dir)
+  local ok, ffi = pcall(require, 'ffi')
+  if not ok then return end
+  pcall(ffi.cdef, 'int mkdir(const char *path, unsigned int mode);')
+  local path = dir:sub(1, 1) == '/' and '' or '.'
+  for part in dir:gmatch('[^/]+') do
+    path = path .. '/' .. part
+    ffi.C.mkdir(path, tonumber('755', 8)) -- EEXIST and the like: open says
+  end
+end
+
+local function dirname(path)
+  return path:match('^(.*)/[^/]*$')
+end
+
+local function value(v)
+  if v == cjson.null then return nil end
+  return v
+end
+
+-- "SET a = ?, b = ?" over the sorted keys of fields (so equal key sets give
+-- equal SQL text, which the statement cache reuses) and their values.
+local function assignments(fields, allowed, what)
+  local keys = {}
+  for k in pairs(fields) do
+    if not allowed[k] then
+      error(string.format('unknown %s field %q', what, tostring(k)), 3)
+    end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local sets, vals = {}, {}
+  for i, k in ipairs(keys) do
+    sets[i] = k .. ' = ?'
+    vals[i] = value(fields[k])
+  end
+  return table.concat(sets, ', '), vals, #keys
+end
+
+local function files_json(files)
+  if files == nil or files == cjson.null or next(files) == nil then return '[]' end
+  return cjson.encode(files)
+end
+
+local function decode_task(st, row)
+  if not row then return nil end
+  local ok, files = pcall(cjson.decode, row.files_json or '[]')
+  row.files = ok and type(files) == 'table' and files or {}
+  row.deps = {}
+  for d in st.h:rows([[SELECT dep_id FROM deps WHERE run_id = ? AND task_id = ?
+                       ORDER BY seq]], row.run_id, row.id) do
+    row.deps[#row.deps + 1] = d.dep_id
+  end
+  return row
+end
+
+-- ---------------------------------------------------------------- store
+
+local Store = {}
+Store.__index = Store
+
+local function migrate(h, path)
+  local v = h:first('PRAGMA user_version').user_version
+  if v > M.VERSION then
+    return nil, string.format(
+      '%s was written by a newer orch (schema version %d; this orch knows ' ..
+      'up to %d): upgrade orch to use it', path, v, M.VERSION)
+  end
+  for i = v + 1, M.VERSION do
+    local ok, err = pcall(h.transaction, h, function()
+      -- another process may have migrated while we waited for the lock
+      if h:first('PRAGMA user_version').user_version >= i then return end
+      h:exec(M.migrations[i])
+      h:exec('PRAGMA user_version = ' .. i)
+    end)
+    if not ok then
+      return nil, string.format('%s: migration to schema version %d failed: %s',
+                                path, i, tostring(err))
+    end
+  end
+  return true
+end
+
+-- store.open(path, {readonly = bool}) -> st or nil, err
+function M.open(path, opts)
+  opts = opts or {}
+  local dir = dirname(path)
+  if not opts.readonly and dir and dir ~= '' then mkdir_p(dir) end
+  local h, err = db.open(path, {readonly = opts.readonly})
+  if not h then return nil, err end
+  if opts.readonly then
+    local v = h:first('PRAGMA user_version').user_version
+    local msg
+    if v == 0 then
+      msg = path .. ': not an orch database (or no run was recorded yet)'
+    elseif v > M.VERSION then
+      msg = string.format('%s was written by a newer orch (schema version %d;' ..
+        ' this orch knows up to %d): upgrade orch to read it', path, v, M.VERSION)
+    elseif v < M.VERSION then
+      msg = string.format('%s has schema version %d and needs a migration to %d:' ..
+        ' run orch on it with write access first', path, v, M.VERSION)
+    end
+    if msg then h:close(); return nil, msg end
+  else
+    local ok, merr = migrate(h, path)
+    if not ok then h:close(); return nil, merr end
+  end
+  local st = setmetatable({
+    h = h, path = path, readonly = opts.readonly or false,
+    buf = {}, nbuf = 0, timer = nil,
+  }, Store)
+  return st
+end
+
+function Store:close()
+  if not self.h:is_open() then return end
+  if not self.readonly then self:flush() end
+  self:_stop_timer()
+  self.h:close()
+end
+
+function Store:_writable()
+  if self.readonly then error('store is open read-only: ' .. self.path, 3) end
+end
+
+-- Runs fn in one transaction after flushing the buffered events into it.
+function Store:_change(fn)
+  self:_writable()
+  return self.h:transaction(function()
+    self:_write_events()
+    return fn()
+  end)
+end
+
+-- ---------------------------------------------------------------- runs
+
+function Store:create_run(run)
+  assert(type(run) == 'table' and type(run.id) == 'string', 'run.id expected')
+  self:_change(function()
+    self.h:run([[INSERT INTO runs (id, goal, status, plan_file, plan_json, repo,
+                   workflow, concurrency, base_commit, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+      run.id, value(run.goal), value(run.status) or 'pending',
+      value(run.plan_file), value(run.plan_json), value(run.repo),
+      value(run.workflow), value(run.concurrency), value(run.base_commit),
+      value(run.created_at) or M.now())
+  end)
+  return run.id
+end
+
+function Store:run(id)
+  self:flush()
+  return self.h:first('SELECT * FROM runs WHERE id = ?', id)
+end
+
+function Store:latest_run()
+  self:flush()
+  return self.h:first('SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1')
+end
+
+function Store:runs()
+  self:flush()
+  local out = {}
+  for r in self.h:rows('SELECT * FROM runs ORDER BY created_at, rowid') do
+    out[#out + 1] = r
+  end
+  return out
+end
+
+function Store:set_run(run_id, fields)
+  local sets, vals, n = assignments(fields, RUN_FIELDS, 'run')
+  return self:_change(function()
+    if n == 0 then return 0 end
+    vals[n + 1] = run_id
+    return self.h:run('UPDATE runs SET ' .. sets .. ' WHERE id = ?',
+                      unpack(vals, 1, n + 1))
+  end)
+end
+
+-- ---------------------------------------------------------------- tasks
+
+-- Adds plan tasks (id, title, role, backend, model, cmd, prompt, files,
+-- deps, on_failure) in plan order, with their deps, in one transaction.
+function Store:add_tasks(run_id, tasks)
+  self:_change(function()
+    local h = self.h
+    local base = h:first('SELECT coalesce(max(seq), 0) AS s FROM tasks WHERE run_id = ?',
+                         run_id).s
+    for i, t in ipairs(tasks) do
+      h:run([[INSERT INTO tasks (run_id, id, seq, title, role, backend, model, cmd,
+                prompt, files_json, on_failure)
+              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+        run_id, t.id, base + i, value(t.title), value(t.role), value(t.backend),
+        value(t.model), value(t.cmd), value(t.prompt),
+        files_json(t.files),
+        value(t.on_failure) or 'hard')
+    end
+    for _, t in ipairs(tasks) do
+      for j, d in ipairs(t.deps or {}) do
+        h:run('INSERT INTO deps (run_id, task_id, dep_id, seq) VALUES (?, ?, ?, ?)',
+              run_id, t.id, d, j)
+      end
+    end
+  end)
+end
+
+function Store:tasks(run_id)
+  self:flush()
+  local out, by = {}, {}
+  for r in self.h:rows('SELECT * FROM tasks WHERE run_id = ? ORDER BY seq', run_id) do
+    local ok, files = pcall(cjson.decode, r.files_json or '[]')
+    r.files = ok and type(files) == 'table' and files or {}
+    r.deps = {}
+    out[#out + 1] = r
+    by[r.id] = r
+  end
+  for d in self.h:rows('SELECT task_id, dep_id FROM deps WHERE run_id = ? ORDER BY seq',
+                       run_id) do
+    local t = by[d.task_id]
+    t.deps[#t.deps + 1] = d.dep_id
+  end
+  return out
+end
+
+function Store:task(run_id, id)
+  self:flush()
+  return decode_task(self, self.h:first(
+    'SELECT * FROM tasks WHERE run_id = ? AND id = ?', run_id, id))
+end
+
+-- Updates task columns; committed before it returns. Returns the number of
+-- rows changed (0: no such task).
+function Store:set_task(run_id, id, fields)
+  local sets, vals, n = assignments(fields, TASK_FIELDS, 'task')
+  return self:_change(function()
+    if n == 0 then return 0 end
+    vals[n + 1], vals[n + 2] = run_id, id
+    return self.h:run('UPDATE tasks SET ' .. sets .. ' WHERE run_id = ? AND id = ?',
+                      unpack(vals, 1, n + 2))
+  end)
+end
+
+-- ---------------------------------------------------------------- attempts
+
+-- Starts attempt n = tasks.attempts + 1: the task becomes running (its
+-- started_at set, finished_at/exit_code/error cleared) and the attempt row
+-- is written (fields: started_at, pid), all in one transaction. Returns n.
+function Store:start_attempt(run_id, task_id, fields)
+  fields = fields or {}
+  local t = value(fields.started_at) or M.now()
+  return self:_change(function()
+    local h = self.h
+    local changed = h:run([[UPDATE tasks SET attempts = attempts + 1, status = 'running',
+                              started_at = ?, finished_at = NULL, exit_code = NULL,
+                              error = NULL
+                            WHERE run_id = ? AND id = ?]], t, run_id, task_id)
+    if changed == 0 then
+      error(string.format('no task %s in run %s', task_id, run_id), 0)
+    end
+    local n = h:first('SELECT attempts FROM tasks WHERE run_id = ? AND id = ?',
+                      run_id, task_id).attempts
+    h:run([[INSERT INTO attempts (run_id, task_id, n, started_at, status, pid)
+            VALUES (?, ?, ?, ?, 'running', ?)]],
+          run_id, task_id, n, t, value(fields.pid))
+    return n
+  end)
+end
+
+-- Ends attempt n (fields: status, exit_code, signal, error, finished_at,
+-- pid). The task's finished_at, exit_code and error follow; its status
+-- changes too when fields.task_status is given, in the same transaction.
+function Store:finish_attempt(run_id, task_id, n, fields)
+  fields = fields or {}
+  local f = {}
+  for k, v in pairs(fields) do
+    if k ~= 'task_status' then f[k] = v end
+  end
+  if f.finished_at == nil then f.finished_at = M.now() end
+  if f.status == nil then f.status = 'done' end
+  local sets, vals, c = assignments(f, ATTEMPT_FIELDS, 'attempt')
+  return self:_change(function()
+    local h = self.h
+    vals[c + 1], vals[c + 2], vals[c + 3] = run_id, task_id, n
+    h:run('UPDATE attempts SET ' .. sets .. ' WHERE run_id = ? AND task_id = ? AND n = ?',
+          unpack(vals, 1, c + 3))
+    local tf = {finished_at = f.finished_at, exit_code = f.exit_code or M.NULL,
+                error = f.error or M.NULL, status = fields.task_status}
+    local tsets, tvals, tc = assignments(tf, TASK_FIELDS, 'task')
+    tvals[tc + 1], tvals[tc + 2] = run_id, task_id
+    h:run('UPDATE tasks SET ' .. tsets .. ' WHERE run_id = ? AND id = ?',
+          unpack(tvals, 1, tc + 2))
+  end)
+end
+
+function Store:attempts(run_id, task_id)
+  self:flush()
+  local out = {}
+  for r in self.h:rows('SELECT * FROM attempts WHERE run_id = ? AND task_id = ? ORDER BY n',
+                       run_id, task_id) do
+    out[#out + 1] = r
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------- events
+
+function Store:_stop_timer()
+  if self.timer then
+    pcall(self.timer.stop, self.timer)
+    pcall(self.timer.close, self.timer)
+    self.timer = nil
+  end
+end
+
+-- Arms a one-shot flush in FLUSH_MS when orch.core.timer exists (the
+-- store works without it: then only BATCH, flush() and state changes write).
+function Store:_arm_timer()
+  if self.timer == false then return end
+  if not self.timer then
+    local tm, ok, t = core.timer, false, nil
+    if type(tm) == 'table' and type(tm.new) == 'function' then ok, t = pcall(tm.new) end
+    if not ok or not t then self.timer = false; return end
+    self.timer = t
+    self.on_timer = function()
+      if self.h:is_open() and self.nbuf > 0 then self:flush() end
+    end
+  end
+  if not pcall(self.timer.start, self.timer, M.FLUSH_MS, 0, self.on_timer) then
+    self:_stop_timer()
+    self.timer = false
+  end
+end
+
+-- Buffers one output line (or agent event); written by the next flush.
+function Store:event(run_id, task_id, attempt, stream, data)
+  self:_writable()
+  local b, n = self.buf, self.nbuf
+  b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
+  b[n + 4], b[n + 5], b[n + 6] = M.now(), stream, data or false
+  n = n + 6
+  self.nbuf = n
+  if n >= M.BATCH * 6 then
+    self:flush()
+  elseif n == 6 then
+    self:_arm_timer()
+  end
+end
+
+-- Writes the buffer inside the caller's transaction.
+function Store:_write_events()
+  local n = self.nbuf
+  if n == 0 then return end
+  local b, h = self.buf, self.h
+  local sql = 'INSERT INTO events (run_id, task_id, attempt, t, stream, data) VALUES (?, ?, ?, ?, ?, ?)'
+  for i = 1, n, 6 do
+    local task, att, data = b[i + 1], b[i + 2], b[i + 5]
+    h:run(sql, b[i], task or nil, att or nil, b[i + 3], b[i + 4], data or nil)
+  end
+  self.buf, self.nbuf = {}, 0
+  if self.timer then pcall(self.timer.stop, self.timer) end
+end
+
+-- Writes the buffered events in one transaction.
+function Store:flush()
+  if self.nbuf == 0 then return end
+  self.h:transaction(function() self:_write_events() end)
+end
+
+-- Iterator over events in order: opts.after (an event id: only later ones),
+-- opts.attempt, opts.limit. task_id nil: every event of the run.
+function Store:events(run_id, task_id, opts)
+  if not self.readonly then self:flush() end
+  opts = opts or {}
+  local where, args = {'run_id = ?'}, {run_id}
+  if task_id ~= nil then where[#where + 1] = 'task_id = ?'; args[#args + 1] = task_id end
+  if opts.after then where[#where + 1] = 'id > ?'; args[#args + 1] = opts.after end
+  if opts.attempt then where[#where + 1] = 'attempt = ?'; args[#args + 1] = opts.attempt end
+  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data FROM events WHERE '
+    .. table.concat(where, ' AND ') .. ' ORDER BY id'
+  if opts.limit then sql = sql .. ' LIMIT ' .. math.floor(tonumber(opts.limit)) end
+  return self.h:rows(sql, unpack(args, 1, #args))
+end
+
+-- ---------------------------------------------------------------- sessions
+
+-- Records the backend session of a task (and tasks.session_id).
+function Store:set_session(run_id, task_id, backend, session_id, data)
+  local json = data ~= nil and cjson.encode(data) or nil
+  self:_change(function()
+    self.h:run([[INSERT INTO sessions (run_id, task_id, backend, session_id, created_at, data_json)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (run_id, task_id) DO UPDATE SET backend = excluded.backend,
+                   session_id = excluded.session_id, data_json = excluded.data_json]],
+               run_id, task_id, backend, session_id, M.now(), json)
+    self.h:run('UPDATE tasks SET session_id = ? WHERE run_id = ? AND id = ?',
+               session_id, run_id, task_id)
+  end)
+end
+
+function Store:session(run_id, task_id)
+  self:flush()
+  local r = self.h:first('SELECT * FROM sessions WHERE run_id = ? AND task_id = ?',
+                         run_id, task_id)
+  if r and r.data_json then
+    local ok, d = pcall(cjson.decode, r.data_json)
+    if ok then r.data = d end
+  end
+  return r
+end
+
+-- ---------------------------------------------------------------- status
+
+-- "2026-11-25T19:35:12.123Z" for unix seconds t, cjson.null for nil.
+function M.iso(t)
+  if t == nil or t == cjson.null then return cjson.null end
+  local ms = math.floor(t * 1000 + 0.5)
+  local s = math.floor(ms / 1000)
+  return os.date('!%Y-%m-%dT%H:%M:%S', s) .. string.format('.%03dZ', ms - s * 1000)
+end
+
+local function null(v)
+  if v == nil then return cjson.null end
+  return v
+end
+
+M.array_mt = cjson.array_mt or {__jsontype = 'array'}
+
+-- The `orch status --json` object of DESIGN.md for run_id (default: the
+-- latest run), or nil, err.
+function Store:status(run_id)
+  local run
+  if run_id then run = self:run(run_id) else run = self:latest_run() end
+  if not run then
+    return nil, run_id and ('no run ' .. run_id) or 'no run recorded yet'
+  end
+  local tasks = setmetatable({}, M.array_mt)
+  for _, t in ipairs(self:tasks(run.id)) do
+    tasks[#tasks + 1] = {
+      id = t.id, role = null(t.role), status = t.status, attempts = t.attempts,
+      branch = null(t.branch), worktree = null(t.worktree),
+      session_id = null(t.session_id), started_at = M.iso(t.started_at),
+      finished_at = M.iso(t.finished_at),
+    }
+  end
+  return {run = {id = run.id, status = run.status, goal = null(run.goal)}, tasks = tasks}
+end
+
+return M
