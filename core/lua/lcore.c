@@ -1,0 +1,480 @@
+/* lcore.c - the `orch.core` module: the loop, the protected-call choke point,
+ * shutdown, and the list of bindings that make up the namespace. */
+#include "lorch.h"
+
+#include "err.h"
+#include "proc.h"
+#include "sweep.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ bindings */
+
+typedef struct lorch_binding {
+    const char *name; /* NULL: merge its functions into orch.core itself */
+    int (*open)(lua_State *L);
+} lorch_binding;
+
+static const lorch_binding lorch_bindings[] = {
+    {NULL, lorch_open_timer},
+    {NULL, lorch_open_signal},
+    {NULL, lorch_open_proc},
+    {"db", lorch_open_db},
+    /* BINDINGS: one line per namespace, e.g. {"http", lorch_open_http}, */
+    {NULL, NULL},
+};
+
+/* ------------------------------------------------------------ state */
+
+static uv_loop_t lorch_the_loop;
+static int lorch_loop_ready;
+static lua_State *lorch_main_L;
+static int lorch_shutdown_ref = LUA_NOREF; /* table of shutdown hooks */
+static int lorch_error_ref = LUA_NOREF;    /* table of error hooks */
+static int lorch_callback_errors;
+static int lorch_shutdown_state; /* 0 running, 1 shutting down */
+static const char *lorch_runtime_dir_s = "";
+
+uv_loop_t *lorch_loop(void)
+{
+    if (!lorch_loop_ready) {
+        uv_loop_init(&lorch_the_loop);
+        lorch_loop_ready = 1;
+    }
+    return &lorch_the_loop;
+}
+
+lua_State *lorch_state(void)
+{
+    return lorch_main_L;
+}
+
+int lorch_callback_error_count(void);
+int lorch_callback_error_count(void)
+{
+    return lorch_callback_errors;
+}
+
+void lorch_set_runtime_dir(const char *dir);
+void lorch_set_runtime_dir(const char *dir)
+{
+    lorch_runtime_dir_s = dir;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+int lorch_ref(lua_State *L)
+{
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void lorch_unref(lua_State *L, int *ref)
+{
+    if (*ref != LUA_NOREF && *ref != LUA_REFNIL)
+        luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+}
+
+void lorch_push(lua_State *L, int ref)
+{
+    if (ref == LUA_NOREF || ref == LUA_REFNIL)
+        lua_pushnil(L);
+    else
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+}
+
+int lorch_fail(lua_State *L, int rc, const char *msg)
+{
+    int e = rc < 0 ? -rc : rc;
+    lua_pushnil(L);
+    lua_pushstring(L, msg && *msg ? msg : strerror(e));
+    /* libuv's names (ENOENT, EPIPE, ...) cover the errnos we return. */
+    lua_pushstring(L, uv_err_name(-e));
+    return 3;
+}
+
+void lorch_class(lua_State *L, const char *name, const luaL_Reg *methods)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -2, "__index");
+        luaL_register(L, NULL, methods);
+    }
+}
+
+lua_Integer lorch_opt_int_field(lua_State *L, int idx, const char *k,
+                                lua_Integer def)
+{
+    lua_Integer v = def;
+    lua_getfield(L, idx, k);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "field '%s' must be a number", k);
+        v = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *lorch_opt_str_field(lua_State *L, int idx, const char *k,
+                                const char *def)
+{
+    const char *v = def;
+    lua_getfield(L, idx, k);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "field '%s' must be a string", k);
+        v = lua_tostring(L, -1); /* kept alive by the table at idx */
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int lorch_opt_bool_field(lua_State *L, int idx, const char *k, int def)
+{
+    int v = def;
+    lua_getfield(L, idx, k);
+    if (!lua_isnil(L, -1))
+        v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ------------------------------------------------------------ the choke point */
+
+static int lorch_traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static void lorch_report(lua_State *L, const char *msg)
+{
+    fprintf(stderr, "orch: error in callback: %s\n", msg);
+    fflush(stderr);
+    if (lorch_error_ref == LUA_NOREF)
+        return;
+    lorch_push(L, lorch_error_ref);
+    for (int i = 1;; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        lua_pushstring(L, msg);
+        if (lua_pcall(L, 1, 0, 0) != 0) {
+            fprintf(stderr, "orch: error in error handler: %s\n",
+                    lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+int lorch_call(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs; /* the function's slot */
+    int rc;
+
+    lua_pushcfunction(L, lorch_traceback);
+    lua_insert(L, base);
+    rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    if (rc != 0) {
+        lorch_callback_errors++;
+        lorch_report(L, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+#define LORCH_SHUTDOWN_GRACE_MS 1000
+#define LORCH_MAX_GROUPS 4096
+
+static uv_signal_t lorch_sigint, lorch_sigterm;
+static uv_timer_t lorch_shutdown_timer;
+static pid_t lorch_groups[LORCH_MAX_GROUPS];
+static size_t lorch_ngroups;
+static uint64_t lorch_shutdown_started;
+static const char *lorch_shutdown_signame = "SIGINT";
+
+static void lorch_run_shutdown_hooks(const char *phase)
+{
+    lua_State *L = lorch_main_L;
+    if (lorch_shutdown_ref == LUA_NOREF)
+        return;
+    lorch_push(L, lorch_shutdown_ref);
+    for (int i = 1;; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        lua_pushstring(L, phase);
+        lua_pushstring(L, lorch_shutdown_signame);
+        lorch_call(L, 2, 0);
+    }
+    lua_pop(L, 1);
+}
+
+/* Kills every group and sweeps every descendant, then reaps for a moment so
+ * that no zombie is left, and exits 130. */
+static void lorch_force_exit(void)
+{
+    size_t n = orch_proc_live_groups(lorch_groups + lorch_ngroups,
+                                     LORCH_MAX_GROUPS - lorch_ngroups);
+    lorch_ngroups += n;
+    orch_proc_kill_all(SIGKILL);
+    for (int round = 0; round < 50; round++) {
+        int left = orch_sweep_kill(getpid(), lorch_groups, lorch_ngroups, SIGKILL);
+        orch_proc_reap();
+        if (left <= 0)
+            break;
+        usleep(10000);
+    }
+    orch_proc_reap();
+    fflush(stdout);
+    fflush(stderr);
+    _exit(130);
+}
+
+static void lorch_shutdown_tick(uv_timer_t *t)
+{
+    uint64_t elapsed = uv_now(lorch_loop()) - lorch_shutdown_started;
+    (void)t;
+    orch_proc_reap();
+    if (orch_proc_live_count() > 0 && elapsed < LORCH_SHUTDOWN_GRACE_MS)
+        return;
+    uv_timer_stop(&lorch_shutdown_timer);
+    lorch_run_shutdown_hooks("end");
+    lorch_force_exit();
+}
+
+static void lorch_on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    lorch_shutdown_signame = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (lorch_shutdown_state) {
+        fprintf(stderr, "orch: forced exit\n");
+        lorch_force_exit();
+    }
+    lorch_shutdown_state = 1;
+    fprintf(stderr, "orch: %s: stopping (again to force)\n", lorch_shutdown_signame);
+    lorch_ngroups = orch_proc_live_groups(lorch_groups, LORCH_MAX_GROUPS);
+    /* Lua checkpoints first (marks what was running as interrupted). */
+    lorch_run_shutdown_hooks("begin");
+    lorch_ngroups += orch_proc_live_groups(lorch_groups + lorch_ngroups,
+                                           LORCH_MAX_GROUPS - lorch_ngroups);
+    orch_proc_kill_all(SIGTERM);
+    lorch_shutdown_started = uv_now(lorch_loop());
+    uv_timer_start(&lorch_shutdown_timer, lorch_shutdown_tick, 20, 20);
+}
+
+static int lorch_install_signals(void)
+{
+    uv_loop_t *loop = lorch_loop();
+    int rc = orch_proc_init(loop);
+    if (rc < 0)
+        return rc;
+    uv_signal_init(loop, &lorch_sigint);
+    uv_signal_init(loop, &lorch_sigterm);
+    uv_timer_init(loop, &lorch_shutdown_timer);
+    uv_signal_start(&lorch_sigint, lorch_on_signal, SIGINT);
+    uv_signal_start(&lorch_sigterm, lorch_on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&lorch_sigint);
+    uv_unref((uv_handle_t *)&lorch_sigterm);
+    return 0;
+}
+
+/* ------------------------------------------------------------ Lua API */
+
+static int lorch_hook_add(lua_State *L, int *ref)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (*ref == LUA_NOREF) {
+        lua_newtable(L);
+        *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lorch_push(L, *ref);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int lcore_on_shutdown(lua_State *L)
+{
+    return lorch_hook_add(L, &lorch_shutdown_ref);
+}
+
+static int lcore_on_error(lua_State *L)
+{
+    return lorch_hook_add(L, &lorch_error_ref);
+}
+
+static int lcore_run(lua_State *L)
+{
+    static const char *const modes[] = {"default", "once", "nowait", NULL};
+    static const uv_run_mode m[] = {UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT};
+    int mode = luaL_checkoption(L, 1, "default", modes);
+    lua_pushboolean(L, uv_run(lorch_loop(), m[mode]) != 0);
+    return 1;
+}
+
+static int lcore_stop(lua_State *L)
+{
+    (void)L;
+    uv_stop(lorch_loop());
+    return 0;
+}
+
+static int lcore_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)uv_now(lorch_loop()));
+    return 1;
+}
+
+static int lcore_update_time(lua_State *L)
+{
+    (void)L;
+    uv_update_time(lorch_loop());
+    return 0;
+}
+
+static int lcore_hrtime(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)uv_hrtime());
+    return 1;
+}
+
+static int lcore_time(lua_State *L)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+    return 1;
+}
+
+static int lcore_getpid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+static int lcore_shutting_down(lua_State *L)
+{
+    lua_pushboolean(L, lorch_shutdown_state);
+    return 1;
+}
+
+static int lcore_errors(lua_State *L)
+{
+    lua_pushinteger(L, lorch_callback_errors);
+    return 1;
+}
+
+static int lcore_runtime_dir(lua_State *L)
+{
+    lua_pushstring(L, lorch_runtime_dir_s);
+    return 1;
+}
+
+static int lcore_live_processes(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)orch_proc_live_count());
+    return 1;
+}
+
+/* For tests and the shutdown path of scripts: count (or kill with sig) what
+ * is left of the trees orch started. */
+static int lcore_sweep(lua_State *L)
+{
+    int sig = (int)luaL_optinteger(L, 1, 0);
+    pid_t groups[LORCH_MAX_GROUPS];
+    size_t n = orch_proc_live_groups(groups, LORCH_MAX_GROUPS);
+    int rc = orch_sweep_kill(getpid(), groups, n, sig);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+static const luaL_Reg lcore_fns[] = {
+    {"run", lcore_run},
+    {"stop", lcore_stop},
+    {"now", lcore_now},
+    {"update_time", lcore_update_time},
+    {"hrtime", lcore_hrtime},
+    {"time", lcore_time},
+    {"getpid", lcore_getpid},
+    {"on_shutdown", lcore_on_shutdown},
+    {"on_error", lcore_on_error},
+    {"shutting_down", lcore_shutting_down},
+    {"errors", lcore_errors},
+    {"runtime_dir", lcore_runtime_dir},
+    {"live_processes", lcore_live_processes},
+    {"sweep", lcore_sweep},
+    {NULL, NULL},
+};
+
+int lorch_open_core(lua_State *L);
+int lorch_open_core(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_register(L, NULL, lcore_fns);
+    lua_pushstring(L, ORCH_VERSION);
+    lua_setfield(L, -2, "version");
+    for (const lorch_binding *b = lorch_bindings; b->open; b++) {
+        b->open(L);
+        if (b->name) {
+            lua_setfield(L, -2, b->name);
+        } else {
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_settable(L, -5);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    return 1;
+}
+
+int lorch_host_start(lua_State *L);
+int lorch_host_start(lua_State *L)
+{
+    lorch_main_L = L;
+    lorch_loop();
+    return lorch_install_signals();
+}
+
+void lorch_host_close(void);
+void lorch_host_close(void)
+{
+    lua_State *L = lorch_main_L;
+    if (L) {
+        lorch_unref(L, &lorch_shutdown_ref);
+        lorch_unref(L, &lorch_error_ref);
+    }
+}

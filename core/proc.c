@@ -1,0 +1,581 @@
+/* proc.c - spawning, reading, killing and reaping child processes (proc.h). */
+#include "proc.h"
+
+#include "err.h"
+#include "linebuf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define ORCH_PROC_LINGER_DEFAULT 2000
+
+typedef struct orch_proc_stream {
+    uv_pipe_t pipe;
+    orch_linebuf lb;
+    int open;    /* handle initialised and not yet closing */
+    int eof;     /* no more bytes will come */
+    int stream;  /* 1 or 2 */
+    orch_proc *proc;
+} orch_proc_stream;
+
+struct orch_proc {
+    uv_loop_t *loop;
+    pid_t pid;
+    int exited;          /* reaped */
+    int exit_code;
+    int term_signal;
+    int delivered;       /* on_exit called (or skipped after release) */
+    int released;        /* owner let go */
+    int closing;         /* handles being closed; freed when closes == 0 */
+    int closes;
+    int cancelled;
+    orch_proc_cb cb;
+    void *ud;
+    unsigned linger_ms;
+    uv_pipe_t in;
+    int in_open;
+    size_t writes_pending;
+    int close_in_after_writes;
+    orch_proc_stream out, err;
+    uv_timer_t linger;   /* after exit: wait this long for EOF */
+    uv_timer_t grace;    /* after cancel: SIGKILL when it fires */
+    orch_proc *prev, *next; /* the list of unreaped processes */
+};
+
+static orch_proc *orch_proc_live;
+static size_t orch_proc_nlive;
+static uv_signal_t orch_proc_sigchld;
+static int orch_proc_inited;
+
+/* ------------------------------------------------------------ lifetime */
+
+static void orch_proc_on_close(uv_handle_t *h)
+{
+    orch_proc *p = h->data;
+    if (--p->closes == 0) {
+        orch_linebuf_free(&p->out.lb);
+        orch_linebuf_free(&p->err.lb);
+        free(p);
+    }
+}
+
+static void orch_proc_close_handle(orch_proc *p, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        p->closes++;
+        uv_close(h, orch_proc_on_close);
+    }
+}
+
+static void orch_proc_close_stream(orch_proc_stream *s)
+{
+    if (s->open) {
+        s->open = 0;
+        uv_read_stop((uv_stream_t *)&s->pipe);
+        orch_proc_close_handle(s->proc, (uv_handle_t *)&s->pipe);
+    }
+}
+
+/* Closes every handle; the struct is freed by the last close callback. The
+ * closes counter starts at 1 so that nothing frees p while we are here. */
+static void orch_proc_begin_close(orch_proc *p)
+{
+    if (p->closing)
+        return;
+    p->closing = 1;
+    p->closes++;
+    if (p->in_open) {
+        p->in_open = 0;
+        orch_proc_close_handle(p, (uv_handle_t *)&p->in);
+    }
+    orch_proc_close_stream(&p->out);
+    orch_proc_close_stream(&p->err);
+    orch_proc_close_handle(p, (uv_handle_t *)&p->linger);
+    orch_proc_close_handle(p, (uv_handle_t *)&p->grace);
+    if (--p->closes == 0) {
+        orch_linebuf_free(&p->out.lb);
+        orch_linebuf_free(&p->err.lb);
+        free(p);
+    }
+}
+
+static void orch_proc_emit(const char *line, size_t len, void *ud)
+{
+    orch_proc_stream *s = ud;
+    orch_proc *p = s->proc;
+    if (!p->released && p->cb.on_line)
+        p->cb.on_line(p, s->stream, line, len, p->ud);
+}
+
+static int orch_proc_streams_done(orch_proc *p)
+{
+    return (!p->out.open || p->out.eof) && (!p->err.open || p->err.eof);
+}
+
+static void orch_proc_deliver(orch_proc *p)
+{
+    if (p->delivered || !p->exited || !orch_proc_streams_done(p))
+        return;
+    p->delivered = 1;
+    uv_timer_stop(&p->linger);
+    uv_timer_stop(&p->grace);
+    if (p->cancelled)
+        killpg(p->pid, SIGKILL); /* stragglers of a cancelled group */
+    orch_proc_close_stream(&p->out);
+    orch_proc_close_stream(&p->err);
+    if (!p->released && p->cb.on_exit)
+        p->cb.on_exit(p, p->exit_code, p->term_signal, p->ud);
+    if (p->released)
+        orch_proc_begin_close(p);
+}
+
+void orch_proc_release(orch_proc *p)
+{
+    if (!p || p->released)
+        return;
+    p->released = 1;
+    if (p->delivered)
+        orch_proc_begin_close(p);
+}
+
+/* ------------------------------------------------------------ reading */
+
+static void orch_proc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    orch_proc_stream *s =
+        (orch_proc_stream *)((char *)h - offsetof(orch_proc_stream, pipe));
+    size_t avail = 0;
+    char *base = orch_linebuf_space(&s->lb, 65536, &avail);
+
+    (void)hint;
+    if (avail > (1u << 30))
+        avail = 1u << 30;
+    *buf = uv_buf_init(base, base ? (unsigned)avail : 0);
+}
+
+static void orch_proc_stream_eof(orch_proc_stream *s)
+{
+    if (s->eof)
+        return;
+    s->eof = 1;
+    orch_linebuf_finish(&s->lb, orch_proc_emit, s);
+    orch_proc_close_stream(s);
+    orch_proc_deliver(s->proc);
+}
+
+static void orch_proc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    orch_proc_stream *s =
+        (orch_proc_stream *)((char *)st - offsetof(orch_proc_stream, pipe));
+    (void)buf;
+    if (n > 0) {
+        orch_linebuf_commit(&s->lb, (size_t)n, orch_proc_emit, s);
+    } else if (n < 0) {
+        orch_proc_stream_eof(s); /* UV_EOF, or an error: nothing more comes */
+    }
+}
+
+/* ------------------------------------------------------------ reaping */
+
+static void orch_proc_unlink(orch_proc *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        orch_proc_live = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    orch_proc_nlive--;
+}
+
+static void orch_proc_on_linger(uv_timer_t *t)
+{
+    orch_proc *p = t->data;
+    /* Something (a background grandchild) still holds the pipes open: stop
+     * waiting for it, keep what was read. */
+    if (!p->out.eof)
+        orch_proc_stream_eof(&p->out);
+    if (!p->err.eof)
+        orch_proc_stream_eof(&p->err);
+    orch_proc_deliver(p);
+}
+
+static void orch_proc_exited(orch_proc *p, int status)
+{
+    p->exited = 1;
+    orch_proc_unlink(p);
+    if (WIFEXITED(status)) {
+        p->exit_code = WEXITSTATUS(status);
+        p->term_signal = 0;
+    } else {
+        p->exit_code = -1;
+        p->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    }
+    if (!orch_proc_streams_done(p))
+        uv_timer_start(&p->linger, orch_proc_on_linger, p->linger_ms, 0);
+    orch_proc_deliver(p);
+}
+
+int orch_proc_reap(void)
+{
+    int n = 0;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        orch_proc *p;
+        if (pid <= 0)
+            break;
+        n++;
+        for (p = orch_proc_live; p; p = p->next) {
+            if (p->pid == pid) {
+                orch_proc_exited(p, status);
+                break;
+            }
+        }
+        /* not ours: an orphan re-parented to us; reaping it is all. */
+    }
+    return n;
+}
+
+static void orch_proc_on_sigchld(uv_signal_t *h, int sig)
+{
+    (void)h;
+    (void)sig;
+    orch_proc_reap();
+}
+
+int orch_proc_init(uv_loop_t *loop)
+{
+    int rc;
+    if (orch_proc_inited)
+        return 0;
+    /* Orphans of our children come to us, so we can reap and sweep them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    rc = uv_signal_init(loop, &orch_proc_sigchld);
+    if (rc < 0)
+        return orch_err_set(rc, "SIGCHLD watcher: %s", uv_strerror(rc));
+    rc = uv_signal_start(&orch_proc_sigchld, orch_proc_on_sigchld, SIGCHLD);
+    if (rc < 0)
+        return orch_err_set(rc, "SIGCHLD watcher: %s", uv_strerror(rc));
+    uv_unref((uv_handle_t *)&orch_proc_sigchld);
+    orch_proc_inited = 1;
+    return 0;
+}
+
+void orch_proc_shutdown_watchers(void)
+{
+    if (orch_proc_inited) {
+        uv_close((uv_handle_t *)&orch_proc_sigchld, NULL);
+        orch_proc_inited = 0;
+    }
+}
+
+/* ------------------------------------------------------------ spawning */
+
+static int orch_proc_env_matches(const char *entry, const char *change)
+{
+    size_t k = strcspn(change, "=");
+    return strncmp(entry, change, k) == 0 && entry[k] == '=';
+}
+
+/* Builds the child's environment: orch's, with opts' changes applied. */
+static char **orch_proc_build_env(const orch_proc_opts *o)
+{
+    size_t n = 0, i, j, out = 0;
+    char **env;
+
+    while (environ[n])
+        n++;
+    env = calloc(n + o->env_count + 1, sizeof *env);
+    if (!env)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        int drop = 0;
+        for (j = 0; j < o->env_count && !drop; j++)
+            drop = orch_proc_env_matches(environ[i], o->env[j]);
+        if (!drop)
+            env[out++] = environ[i];
+    }
+    for (j = 0; j < o->env_count; j++)
+        if (strchr(o->env[j], '='))
+            env[out++] = (char *)o->env[j];
+    env[out] = NULL;
+    return env;
+}
+
+static int orch_proc_stdio(posix_spawn_file_actions_t *fa, enum orch_proc_stdio mode,
+                           int target, int flags, int fds[2], int child_end)
+{
+    fds[0] = fds[1] = -1;
+    if (mode == ORCH_PROC_NULL)
+        return posix_spawn_file_actions_addopen(fa, target, "/dev/null", flags, 0);
+    if (mode == ORCH_PROC_PIPE) {
+        if (pipe2(fds, O_CLOEXEC) < 0)
+            return errno;
+        return posix_spawn_file_actions_adddup2(fa, fds[child_end], target);
+    }
+    return 0;
+}
+
+static void orch_proc_close_fds(int fds[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+static int orch_proc_open_stream(orch_proc *p, orch_proc_stream *s, int fd,
+                                 int stream)
+{
+    int rc;
+    s->proc = p;
+    s->stream = stream;
+    orch_linebuf_init(&s->lb);
+    rc = uv_pipe_init(p->loop, &s->pipe, 0);
+    if (rc < 0)
+        return rc;
+    s->pipe.data = p;
+    s->open = 1;
+    rc = uv_pipe_open(&s->pipe, fd);
+    if (rc < 0)
+        return rc;
+    return uv_read_start((uv_stream_t *)&s->pipe, orch_proc_alloc, orch_proc_read);
+}
+
+int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
+                    const orch_proc_cb *cb, void *ud, orch_proc **out)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int fin[2] = {-1, -1}, fout[2] = {-1, -1}, ferr[2] = {-1, -1};
+    char **env = NULL;
+    sigset_t set;
+    orch_proc *p = NULL;
+    int rc, fa_ok = 0, attr_ok = 0;
+    struct stat sb;
+
+    *out = NULL;
+    if (!o->argv || !o->argv[0] || !o->argv[0][0])
+        return orch_err_set(-EINVAL, "spawn: empty argv");
+    if (o->cwd && (stat(o->cwd, &sb) < 0 || !S_ISDIR(sb.st_mode)))
+        return orch_err_set(-ENOENT, "spawn %s: working directory %s: %s",
+                            o->argv[0], o->cwd,
+                            errno ? strerror(errno) : "not a directory");
+    rc = orch_proc_init(loop);
+    if (rc < 0)
+        return rc;
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return orch_err_set(-ENOMEM, "spawn: out of memory");
+    p->loop = loop;
+    p->cb = *cb;
+    p->ud = ud;
+    p->linger_ms = o->linger_ms ? o->linger_ms : ORCH_PROC_LINGER_DEFAULT;
+    env = orch_proc_build_env(o);
+    if (!env) {
+        rc = orch_err_set(-ENOMEM, "spawn: out of memory");
+        goto cleanup;
+    }
+    if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+        goto spawn_error;
+    fa_ok = 1;
+    if ((rc = posix_spawnattr_init(&attr)) != 0)
+        goto spawn_error;
+    attr_ok = 1;
+    if ((rc = orch_proc_stdio(&fa, o->in, 0, O_RDONLY, fin, 0)) != 0 ||
+        (rc = orch_proc_stdio(&fa, o->out, 1, O_WRONLY, fout, 1)) != 0 ||
+        (rc = orch_proc_stdio(&fa, o->err, 2, O_WRONLY, ferr, 1)) != 0)
+        goto spawn_error;
+    if (o->cwd && (rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd)) != 0)
+        goto spawn_error;
+    sigemptyset(&set);
+    posix_spawnattr_setsigmask(&attr, &set);
+    sigfillset(&set);
+    sigdelset(&set, SIGKILL);
+    sigdelset(&set, SIGSTOP);
+    posix_spawnattr_setsigdefault(&attr, &set);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnp(&p->pid, o->argv[0], &fa, &attr, (char *const *)o->argv, env);
+    if (rc != 0)
+        goto spawn_error;
+
+    /* The child runs: from here on p is linked and must be reaped. */
+    p->prev = NULL;
+    p->next = orch_proc_live;
+    if (orch_proc_live)
+        orch_proc_live->prev = p;
+    orch_proc_live = p;
+    orch_proc_nlive++;
+    uv_timer_init(loop, &p->linger);
+    uv_timer_init(loop, &p->grace);
+    p->linger.data = p->grace.data = p;
+    if (fin[0] >= 0) {
+        close(fin[0]);
+        fin[0] = -1;
+        uv_pipe_init(loop, &p->in, 0);
+        p->in.data = p;
+        p->in_open = 1;
+        uv_pipe_open(&p->in, fin[1]);
+        fin[1] = -1;
+    }
+    if (fout[0] >= 0) {
+        close(fout[1]);
+        fout[1] = -1;
+        orch_proc_open_stream(p, &p->out, fout[0], 1);
+        fout[0] = -1;
+    }
+    if (ferr[0] >= 0) {
+        close(ferr[1]);
+        ferr[1] = -1;
+        orch_proc_open_stream(p, &p->err, ferr[0], 2);
+        ferr[0] = -1;
+    }
+    *out = p;
+    p = NULL;
+    rc = 0;
+    goto cleanup;
+
+spawn_error:
+    rc = orch_err_set(-rc, "spawn %s: %s", o->argv[0], strerror(rc));
+cleanup:
+    if (fa_ok)
+        posix_spawn_file_actions_destroy(&fa);
+    if (attr_ok)
+        posix_spawnattr_destroy(&attr);
+    orch_proc_close_fds(fin);
+    orch_proc_close_fds(fout);
+    orch_proc_close_fds(ferr);
+    free(env);
+    free(p);
+    return rc;
+}
+
+/* ------------------------------------------------------------ control */
+
+pid_t orch_proc_pid(const orch_proc *p)
+{
+    return p->pid;
+}
+
+int orch_proc_alive(const orch_proc *p)
+{
+    return !p->exited;
+}
+
+typedef struct orch_proc_write_req {
+    uv_write_t req;
+    orch_proc *proc;
+    char data[];
+} orch_proc_write_req;
+
+static void orch_proc_maybe_close_in(orch_proc *p)
+{
+    if (p->close_in_after_writes && p->writes_pending == 0 && p->in_open) {
+        p->in_open = 0;
+        orch_proc_close_handle(p, (uv_handle_t *)&p->in);
+    }
+}
+
+static void orch_proc_on_write(uv_write_t *req, int status)
+{
+    orch_proc_write_req *w = (orch_proc_write_req *)req;
+    orch_proc *p = w->proc;
+    (void)status; /* EPIPE when the child stopped reading: nothing to do */
+    p->writes_pending--;
+    free(w);
+    orch_proc_maybe_close_in(p);
+}
+
+int orch_proc_write(orch_proc *p, const char *data, size_t len)
+{
+    orch_proc_write_req *w;
+    uv_buf_t b;
+    int rc;
+
+    if (!p->in_open || p->close_in_after_writes)
+        return orch_err_set(-EPIPE, "stdin of process %d is closed", (int)p->pid);
+    w = malloc(sizeof *w + len);
+    if (!w)
+        return orch_err_set(-ENOMEM, "write: out of memory");
+    memcpy(w->data, data, len);
+    w->proc = p;
+    b = uv_buf_init(w->data, (unsigned)len);
+    rc = uv_write(&w->req, (uv_stream_t *)&p->in, &b, 1, orch_proc_on_write);
+    if (rc < 0) {
+        free(w);
+        return orch_err_set(rc, "write to process %d: %s", (int)p->pid,
+                            uv_strerror(rc));
+    }
+    p->writes_pending++;
+    return 0;
+}
+
+int orch_proc_close_stdin(orch_proc *p)
+{
+    p->close_in_after_writes = 1;
+    orch_proc_maybe_close_in(p);
+    return 0;
+}
+
+int orch_proc_kill(orch_proc *p, int sig)
+{
+    if (p->delivered && !p->cancelled)
+        return 0;
+    if (killpg(p->pid, sig) < 0 && errno != ESRCH)
+        return orch_err_set(-errno, "kill %d: %s", (int)p->pid, strerror(errno));
+    return 0;
+}
+
+static void orch_proc_on_grace(uv_timer_t *t)
+{
+    orch_proc *p = t->data;
+    killpg(p->pid, SIGKILL);
+}
+
+int orch_proc_cancel(orch_proc *p, unsigned grace_ms)
+{
+    if (p->delivered)
+        return 0;
+    p->cancelled = 1;
+    if (killpg(p->pid, SIGTERM) < 0 && errno != ESRCH)
+        return orch_err_set(-errno, "kill %d: %s", (int)p->pid, strerror(errno));
+    if (grace_ms == 0)
+        killpg(p->pid, SIGKILL);
+    else
+        uv_timer_start(&p->grace, orch_proc_on_grace, grace_ms, 0);
+    return 0;
+}
+
+size_t orch_proc_live_count(void)
+{
+    return orch_proc_nlive;
+}
+
+size_t orch_proc_live_groups(pid_t *pgids, size_t max)
+{
+    size_t n = 0;
+    for (orch_proc *p = orch_proc_live; p && n < max; p = p->next)
+        pgids[n++] = p->pid;
+    return n;
+}
+
+void orch_proc_kill_all(int sig)
+{
+    for (orch_proc *p = orch_proc_live; p; p = p->next)
+        killpg(p->pid, sig);
+}
