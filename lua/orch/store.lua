@@ -458,19 +458,18 @@ end
 -- store works without it: then only BATCH, flush() and state changes write).
 function Store:_arm_timer()
   if self.timer == false then return end
-  if not self.timer then
-    local tm, ok, t = core.timer, false, nil
-    if type(tm) == 'table' and type(tm.new) == 'function' then ok, t = pcall(tm.new) end
-    if not ok or not t then self.timer = false; return end
-    self.timer = t
-    self.on_timer = function()
-      if self.h:is_open() and self.nbuf > 0 then self:flush() end
+  if self.timer then
+    if not pcall(self.timer.start, self.timer, M.FLUSH_MS) then
+      self:_stop_timer()
+      self.timer = false
     end
+    return
   end
-  if not pcall(self.timer.start, self.timer, M.FLUSH_MS, 0, self.on_timer) then
-    self:_stop_timer()
-    self.timer = false
-  end
+  if type(core.timer) ~= 'function' then self.timer = false; return end
+  local ok, t = pcall(core.timer, M.FLUSH_MS, function()
+    if self.h:is_open() and self.nbuf > 0 then self:flush() end
+  end)
+  self.timer = ok and t or false
 end
 
 -- Buffers one output line (or agent event); written by the next flush.
@@ -565,7 +564,7 @@ local function null(v)
   return v
 end
 
-M.array_mt = cjson.array_mt or {__jsontype = 'array'}
+M.array_mt = {__jsontype = 'array'} -- kept an array by orch.status.encode
 
 -- The `orch status --json` object of DESIGN.md for run_id (default: the
 -- latest run), or nil, err.

@@ -1,0 +1,147 @@
+-- orch.status: what `orch status [--json]` and `orch logs` print, as pure
+-- functions of an open store (orch.store) that return strings.
+local cjson = require('cjson')
+
+local M = {}
+
+local function seconds(d)
+  if d < 60 then return string.format('%.1fs', d) end
+  if d < 3600 then return string.format('%dm%02ds', math.floor(d / 60), math.floor(d % 60)) end
+  return string.format('%dh%02dm', math.floor(d / 3600), math.floor(d % 3600 / 60))
+end
+
+-- Time taken by a task or run row: finished - started, or now - started
+-- while it runs ("-" before it started).
+function M.duration(row, now)
+  local s, f = row.started_at, row.finished_at
+  if type(s) ~= 'number' then return '-' end
+  if type(f) ~= 'number' then
+    if row.status ~= 'running' then return '-' end
+    f = now
+  end
+  return seconds(math.max(0, f - s))
+end
+
+local function local_time(t)
+  if type(t) ~= 'number' then return '-' end
+  return os.date('!%Y-%m-%d %H:%M:%SZ', math.floor(t))
+end
+
+local function pad(s, w)
+  s = tostring(s)
+  return s .. string.rep(' ', w - #s)
+end
+
+-- A table of rows (arrays of strings) with columns padded to fit.
+local function columns(rows)
+  local widths = {}
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do widths[i] = math.max(widths[i] or 0, #c) end
+  end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for i, c in ipairs(r) do cells[i] = i < #r and pad(c, widths[i]) or c end
+    out[#out + 1] = (table.concat(cells, '  '):gsub('%s+$', ''))
+  end
+  return out
+end
+
+local function counts(tasks)
+  local by, order = {}, {}
+  for _, t in ipairs(tasks) do
+    if not by[t.status] then order[#order + 1] = t.status; by[t.status] = 0 end
+    by[t.status] = by[t.status] + 1
+  end
+  local parts = {}
+  for _, s in ipairs(order) do parts[#parts + 1] = by[s] .. ' ' .. s end
+  return table.concat(parts, ', ')
+end
+
+-- The readable `orch status [RUN]`: a run header and one line per task.
+-- opts.now overrides the clock (for running tasks). Returns text or nil, err.
+function M.text(st, run_id, opts)
+  opts = opts or {}
+  local run
+  if run_id then run = st:run(run_id) else run = st:latest_run() end
+  if not run then return nil, run_id and ('no run ' .. run_id) or 'no run recorded yet' end
+  local now = opts.now or os.time()
+  local tasks = st:tasks(run.id)
+  local lines = {
+    string.format('run %s  %s  %s', run.id, run.status, M.duration(run, now)),
+  }
+  if run.goal then lines[#lines + 1] = 'goal: ' .. run.goal:gsub('\n.*', ' ...') end
+  lines[#lines + 1] = string.format('started %s, %d task%s%s', local_time(run.started_at),
+    #tasks, #tasks == 1 and '' or 's', #tasks > 0 and (': ' .. counts(tasks)) or '')
+  if run.error then lines[#lines + 1] = 'error: ' .. run.error end
+  if #tasks > 0 then
+    local rows = {{'TASK', 'ROLE', 'STATUS', 'ATTEMPTS', 'TIME'}}
+    for _, t in ipairs(tasks) do
+      rows[#rows + 1] = {t.id, t.role or (t.cmd and 'exec') or '-', t.status,
+                         tostring(t.attempts), M.duration(t, now)}
+    end
+    lines[#lines + 1] = ''
+    for _, l in ipairs(columns(rows)) do lines[#lines + 1] = l end
+  end
+  return table.concat(lines, '\n') .. '\n'
+end
+
+-- Encodes v with cjson, keeping tables marked with store.array_mt (or
+-- empty ones at the keys listed in arrays) as JSON arrays.
+local function encode(v)
+  if type(v) == 'table' and getmetatable(v) and getmetatable(v).__jsontype == 'array' then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = encode(x) end
+    return '[' .. table.concat(parts, ',') .. ']'
+  elseif type(v) == 'table' and next(v) ~= nil and v[1] == nil then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local parts = {}
+    for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ':' .. encode(v[k]) end
+    return '{' .. table.concat(parts, ',') .. '}'
+  end
+  return cjson.encode(v)
+end
+M.encode = encode
+
+-- `orch status --json`: one JSON object (DESIGN.md), or nil, err.
+function M.json(st, run_id)
+  local s, err = st:status(run_id)
+  if not s then return nil, err end
+  return encode(s) .. '\n'
+end
+
+local PLAIN = {stdout = true, text = true}
+
+-- One event row as a log line: stdout (and agent text) as is, every other
+-- stream prefixed with "[stream] ".
+function M.log_line(ev)
+  local data = ev.data or ''
+  if PLAIN[ev.stream] then return data end
+  return '[' .. ev.stream .. '] ' .. data
+end
+
+-- `orch logs RUN TASK`: the task's events after opts.after (an event id),
+-- of opts.attempt only if given. Returns text, last event id (for
+-- following a live run: call again with after = that id). When more than
+-- one attempt shows, each begins with an "[orch] attempt N" line.
+function M.logs(st, run_id, task_id, opts)
+  opts = opts or {}
+  local out, last, attempt = {}, opts.after, opts.last_attempt
+  local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit}
+  for ev in st:events(run_id, task_id, q) do
+    if ev.attempt and ev.attempt ~= attempt then
+      if attempt or ev.attempt > 1 then
+        out[#out + 1] = '[orch] attempt ' .. ev.attempt
+      end
+      attempt = ev.attempt
+    end
+    out[#out + 1] = M.log_line(ev)
+    last = ev.id
+  end
+  local text = #out > 0 and (table.concat(out, '\n') .. '\n') or ''
+  return text, last, attempt
+end
+
+return M
