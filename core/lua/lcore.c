@@ -25,6 +25,7 @@ static const lorch_binding lorch_bindings[] = {
     {NULL, lorch_open_signal},
     {NULL, lorch_open_proc},
     {"db", lorch_open_db},
+    {"sched", lorch_open_sched},
     /* BINDINGS: one line per namespace, e.g. {"http", lorch_open_http}, */
     {NULL, NULL},
 };
