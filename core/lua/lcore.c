@@ -26,6 +26,7 @@ static const lorch_binding lorch_bindings[] = {
     {NULL, lorch_open_proc},
     {"db", lorch_open_db},
     {"sched", lorch_open_sched},
+    {"http", lorch_open_http},
     /* BINDINGS: one line per namespace, e.g. {"http", lorch_open_http}, */
     {NULL, NULL},
 };

@@ -1,0 +1,448 @@
+/* lhttp.c - orch.core.http: streamed HTTP requests on the loop and an SSE
+ * parser (see docs/api/http.md).
+ *
+ *   local req = http.request{ url = ..., method = 'POST', headers = {...},
+ *     body = '...', connect_timeout = ms, idle_timeout = ms, timeout = ms,
+ *     on_headers = function(status, headers) end,
+ *     on_chunk = function(bytes) end,
+ *     on_done = function(err, status, code) end }
+ *   req:cancel()  req:active()
+ *   local p = http.sse_parser(function(ev) end)   -- ev.event/data/id/retry
+ *   p:feed(bytes)  p:reset()  p:last_id()  p:close()
+ *
+ * One client (one curl multi handle, one connection cache) per process,
+ * created on first use and freed when the Lua state closes. A request keeps
+ * itself alive (registry reference) until on_done or cancel. */
+#include "lorch.h"
+
+#include "err.h"
+#include "http.h"
+#include "sse.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LHTTP_REQ_MT "orch.http_request"
+#define LHTTP_SSE_MT "orch.sse_parser"
+#define LHTTP_CLIENT_MT "orch.http_client"
+
+static orch_http *lhttp_client;
+
+/* ------------------------------------------------------------ requests */
+
+typedef struct lhttp_req {
+    orch_http_req *req; /* NULL once done or cancelled */
+    int self_ref;
+    int headers_ref;
+    int chunk_ref;
+    int done_ref;
+} lhttp_req;
+
+static void lhttp_unref_all(lua_State *L, lhttp_req *h)
+{
+    lorch_unref(L, &h->headers_ref);
+    lorch_unref(L, &h->chunk_ref);
+    lorch_unref(L, &h->done_ref);
+    lorch_unref(L, &h->self_ref);
+}
+
+static void lhttp_on_headers(orch_http_req *r, long status,
+                             const orch_http_header *hd, size_t n, void *ud)
+{
+    lhttp_req *h = ud;
+    lua_State *L = lorch_state();
+
+    if (h->headers_ref == LUA_NOREF)
+        return;
+    lorch_push(L, h->headers_ref);
+    lua_pushinteger(L, (lua_Integer)status);
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        /* A repeated header is joined with ", " (RFC 9110, 5.3). */
+        lua_getfield(L, -1, hd[i].name);
+        if (lua_isstring(L, -1))
+            lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), hd[i].value);
+        else
+            lua_pushstring(L, hd[i].value);
+        lua_setfield(L, -3, hd[i].name);
+        lua_pop(L, 1);
+    }
+    lorch_call(L, 2, 0);
+}
+
+static void lhttp_on_chunk(orch_http_req *r, const char *data, size_t len,
+                           void *ud)
+{
+    lhttp_req *h = ud;
+    lua_State *L = lorch_state();
+
+    if (h->chunk_ref == LUA_NOREF)
+        return;
+    lorch_push(L, h->chunk_ref);
+    lua_pushlstring(L, data, len);
+    lorch_call(L, 1, 0);
+}
+
+static void lhttp_on_done(orch_http_req *r, int err, const char *msg,
+                          long status, void *ud)
+{
+    lhttp_req *h = ud;
+    lua_State *L = lorch_state();
+    int self = h->self_ref;
+    int has_fn = h->done_ref != LUA_NOREF;
+
+    h->req = NULL;
+    if (has_fn) {
+        lorch_push(L, h->done_ref);
+        if (err) {
+            lua_pushstring(L, msg && *msg ? msg : strerror(-err));
+        } else {
+            lua_pushnil(L);
+        }
+        lua_pushinteger(L, (lua_Integer)status);
+        if (err)
+            lua_pushstring(L, uv_err_name(err));
+        else
+            lua_pushnil(L);
+    }
+    /* Everything but the self reference goes now; that one after the call,
+     * so that `h` stays valid while the callback may still use the handle. */
+    h->self_ref = LUA_NOREF;
+    lhttp_unref_all(L, h);
+    if (has_fn)
+        lorch_call(L, 3, 0);
+    lorch_unref(L, &self);
+}
+
+static const orch_http_callbacks lhttp_cbs = {
+    lhttp_on_headers, lhttp_on_chunk, lhttp_on_done};
+
+static orch_http *lhttp_get_client(lua_State *L)
+{
+    if (!lhttp_client) {
+        lhttp_client = orch_http_new(lorch_loop());
+        if (!lhttp_client)
+            luaL_error(L, "%s", orch_err_msg());
+    }
+    return lhttp_client;
+}
+
+static int lhttp_fn_field(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    if (lua_type(L, -1) != LUA_TFUNCTION)
+        luaL_error(L, "field '%s' must be a function", k);
+    return lorch_ref(L);
+}
+
+static int lhttp_request(lua_State *L)
+{
+    orch_http_opts o;
+    lhttp_req *h;
+    const char **lines = NULL;
+    size_t nlines = 0, cap = 0;
+    int rc, tmp, udx;
+
+    memset(&o, 0, sizeof o);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    o.url = lorch_opt_str_field(L, 1, "url", NULL);
+    if (!o.url)
+        return luaL_error(L, "http.request: field 'url' is required");
+    o.method = lorch_opt_str_field(L, 1, "method", NULL);
+    lua_getfield(L, 1, "body");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "field 'body' must be a string");
+        o.body = lua_tolstring(L, -1, &o.body_len); /* kept on the stack */
+    }
+    o.connect_timeout_ms = (long)lorch_opt_int_field(L, 1, "connect_timeout", 0);
+    o.idle_timeout_ms = (long)lorch_opt_int_field(L, 1, "idle_timeout", 0);
+    o.timeout_ms = (long)lorch_opt_int_field(L, 1, "timeout", 0);
+    if (o.connect_timeout_ms < 0 || o.idle_timeout_ms < 0 || o.timeout_ms < 0)
+        return luaL_error(L, "http.request: negative timeout");
+
+    /* Header lines, kept alive in a table at `tmp` until the start. */
+    lua_newtable(L);
+    tmp = lua_gettop(L);
+    lua_getfield(L, 1, "headers");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "field 'headers' must be a table");
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
+                lua_pushfstring(L, "%s: %s", lua_tostring(L, -2),
+                                lua_tostring(L, -1));
+            else if (lua_type(L, -2) == LUA_TNUMBER &&
+                     lua_type(L, -1) == LUA_TSTRING)
+                lua_pushvalue(L, -1); /* "Name: value" */
+            else
+                return luaL_error(L, "http.request: bad header entry");
+            lua_rawseti(L, tmp, (int)++nlines);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (nlines) {
+        cap = nlines;
+        lines = lua_newuserdata(L, cap * sizeof *lines); /* freed by the GC */
+        for (size_t i = 0; i < nlines; i++) {
+            lua_rawgeti(L, tmp, (int)i + 1);
+            lines[i] = lua_tostring(L, -1); /* anchored in tmp */
+            lua_pop(L, 1);
+        }
+        o.headers = lines;
+        o.nheaders = nlines;
+    }
+
+    h = lua_newuserdata(L, sizeof *h);
+    udx = lua_gettop(L);
+    h->req = NULL;
+    h->self_ref = h->headers_ref = h->chunk_ref = h->done_ref = LUA_NOREF;
+    luaL_getmetatable(L, LHTTP_REQ_MT);
+    lua_setmetatable(L, udx);
+    h->headers_ref = lhttp_fn_field(L, 1, "on_headers");
+    h->chunk_ref = lhttp_fn_field(L, 1, "on_chunk");
+    h->done_ref = lhttp_fn_field(L, 1, "on_done");
+
+    rc = orch_http_request_start(lhttp_get_client(L), &o, &lhttp_cbs, h,
+                                 &h->req);
+    if (rc < 0) {
+        lhttp_unref_all(L, h);
+        return lorch_fail(L, rc, orch_err_msg());
+    }
+    lua_pushvalue(L, udx);
+    h->self_ref = lorch_ref(L);
+    lua_pushvalue(L, udx);
+    return 1;
+}
+
+static int lhttp_req_cancel(lua_State *L)
+{
+    lhttp_req *h = luaL_checkudata(L, 1, LHTTP_REQ_MT);
+
+    if (!h->req) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    orch_http_cancel(h->req);
+    h->req = NULL;
+    lhttp_unref_all(L, h); /* the handle is on the stack: safe */
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lhttp_req_active(lua_State *L)
+{
+    lhttp_req *h = luaL_checkudata(L, 1, LHTTP_REQ_MT);
+    lua_pushboolean(L, h->req != NULL);
+    return 1;
+}
+
+/* Only reached when the state closes (an active request is referenced). */
+static int lhttp_req_gc(lua_State *L)
+{
+    lhttp_req *h = luaL_checkudata(L, 1, LHTTP_REQ_MT);
+
+    if (h->req && lhttp_client)
+        orch_http_cancel(h->req);
+    h->req = NULL;
+    return 0;
+}
+
+static const luaL_Reg lhttp_req_methods[] = {
+    {"cancel", lhttp_req_cancel},
+    {"active", lhttp_req_active},
+    {"__gc", lhttp_req_gc},
+    {NULL, NULL},
+};
+
+static int lhttp_client_gc(lua_State *L)
+{
+    orch_http *c = lhttp_client;
+
+    lhttp_client = NULL;
+    orch_http_free(c);
+    return 0;
+}
+
+/* ------------------------------------------------------------ SSE parser */
+
+typedef struct lsse {
+    orch_sse *p;
+    lua_State *L; /* the state feeding, during feed */
+    int fn_ref;
+    int feeding;
+    int close_pending;
+} lsse;
+
+static int lsse_event(const orch_sse_event *ev, void *ud)
+{
+    lsse *s = ud;
+    lua_State *L = s->L;
+
+    lorch_push(L, s->fn_ref);
+    lua_createtable(L, 0, 4);
+    lua_pushlstring(L, ev->type, ev->type_len);
+    lua_setfield(L, -2, "event");
+    lua_pushlstring(L, ev->data, ev->data_len);
+    lua_setfield(L, -2, "data");
+    if (ev->id_len) {
+        lua_pushlstring(L, ev->id, ev->id_len);
+        lua_setfield(L, -2, "id");
+    }
+    if (ev->retry >= 0) {
+        lua_pushinteger(L, (lua_Integer)ev->retry);
+        lua_setfield(L, -2, "retry");
+    }
+    lorch_call(L, 1, 0);
+    return s->close_pending; /* closed from the callback: stop */
+}
+
+static void lsse_close(lua_State *L, lsse *s)
+{
+    orch_sse_free(s->p);
+    s->p = NULL;
+    lorch_unref(L, &s->fn_ref);
+}
+
+static lsse *lsse_check(lua_State *L)
+{
+    lsse *s = luaL_checkudata(L, 1, LHTTP_SSE_MT);
+    lorch_check_open(L, s->p != NULL && !s->close_pending, "sse parser");
+    return s;
+}
+
+static int lhttp_sse_parser(lua_State *L)
+{
+    lsse *s;
+
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    s->fn_ref = LUA_NOREF;
+    luaL_getmetatable(L, LHTTP_SSE_MT);
+    lua_setmetatable(L, -2);
+    s->p = orch_sse_new(lsse_event, s);
+    if (!s->p)
+        return luaL_error(L, "%s", orch_err_msg());
+    lua_pushvalue(L, 1);
+    s->fn_ref = lorch_ref(L);
+    return 1;
+}
+
+static int lsse_feed(lua_State *L)
+{
+    lsse *s = lsse_check(L);
+    size_t n;
+    const char *b = luaL_checklstring(L, 2, &n);
+    lua_State *prev = s->L;
+    int rc;
+
+    if (s->feeding)
+        return luaL_error(L, "sse parser: feed from inside its own callback");
+    s->feeding = 1;
+    s->L = L;
+    rc = orch_sse_feed(s->p, b, n);
+    s->L = prev;
+    s->feeding = 0;
+    if (s->close_pending) {
+        lsse_close(L, s);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lsse_reset(lua_State *L)
+{
+    lsse *s = lsse_check(L);
+
+    if (s->feeding)
+        return luaL_error(L, "sse parser: reset from inside its own callback");
+    orch_sse_reset(s->p);
+    return 0;
+}
+
+static int lsse_last_id(lua_State *L)
+{
+    lsse *s = lsse_check(L);
+    lua_pushstring(L, orch_sse_last_id(s->p));
+    return 1;
+}
+
+static int lsse_close_m(lua_State *L)
+{
+    lsse *s = luaL_checkudata(L, 1, LHTTP_SSE_MT);
+
+    if (s->feeding)
+        s->close_pending = 1;
+    else if (s->p)
+        lsse_close(L, s);
+    return 0;
+}
+
+static int lsse_gc(lua_State *L)
+{
+    lsse *s = luaL_checkudata(L, 1, LHTTP_SSE_MT);
+
+    orch_sse_free(s->p); /* no unref: the state may be closing */
+    s->p = NULL;
+    return 0;
+}
+
+static const luaL_Reg lsse_methods[] = {
+    {"feed", lsse_feed},
+    {"reset", lsse_reset},
+    {"last_id", lsse_last_id},
+    {"close", lsse_close_m},
+    {"__gc", lsse_gc},
+    {NULL, NULL},
+};
+
+/* ------------------------------------------------------------ module */
+
+static int lhttp_active(lua_State *L)
+{
+    lua_pushinteger(L, lhttp_client ? (lua_Integer)orch_http_active(lhttp_client)
+                                    : 0);
+    return 1;
+}
+
+static const luaL_Reg lhttp_fns[] = {
+    {"request", lhttp_request},
+    {"sse_parser", lhttp_sse_parser},
+    {"active", lhttp_active},
+    {NULL, NULL},
+};
+
+int lorch_open_http(lua_State *L)
+{
+    static const luaL_Reg client_methods[] = {{"__gc", lhttp_client_gc},
+                                              {NULL, NULL}};
+
+    lorch_class(L, LHTTP_REQ_MT, lhttp_req_methods);
+    lua_pop(L, 1);
+    lorch_class(L, LHTTP_SSE_MT, lsse_methods);
+    lua_pop(L, 1);
+    /* A sentinel in the registry whose __gc frees the client when the state
+     * closes. */
+    lorch_class(L, LHTTP_CLIENT_MT, client_methods);
+    lua_newuserdata(L, 1);
+    lua_pushvalue(L, -2);
+    lua_setmetatable(L, -2);
+    luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    luaL_register(L, NULL, lhttp_fns);
+    return 1;
+}
