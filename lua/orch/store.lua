@@ -21,8 +21,9 @@ M.now = db.now
 
 -- ---------------------------------------------------------------- schema
 
--- Ordered migrations: migrations[i] brings a database from user_version
--- i-1 to i. Append only; never edit a released one.
+-- Ordered migrations: migrations[i] (SQL text, or a function given the
+-- db handle) brings a database from user_version i-1 to i, in one
+-- transaction with the version bump. Append only; never edit a released one.
 M.migrations = {
   [[
   CREATE TABLE runs (
@@ -203,16 +204,17 @@ Store.__index = Store
 
 local function migrate(h, path)
   local v = h:first('PRAGMA user_version').user_version
-  if v > M.VERSION then
+  if v > #M.migrations then
     return nil, string.format(
       '%s was written by a newer orch (schema version %d; this orch knows ' ..
-      'up to %d): upgrade orch to use it', path, v, M.VERSION)
+      'up to %d): upgrade orch to use it', path, v, #M.migrations)
   end
-  for i = v + 1, M.VERSION do
+  for i = v + 1, #M.migrations do
     local ok, err = pcall(h.transaction, h, function()
       -- another process may have migrated while we waited for the lock
       if h:first('PRAGMA user_version').user_version >= i then return end
-      h:exec(M.migrations[i])
+      local m = M.migrations[i]
+      if type(m) == 'function' then m(h) else h:exec(m) end
       h:exec('PRAGMA user_version = ' .. i)
     end)
     if not ok then
@@ -235,12 +237,12 @@ function M.open(path, opts)
     local msg
     if v == 0 then
       msg = path .. ': not an orch database (or no run was recorded yet)'
-    elseif v > M.VERSION then
+    elseif v > #M.migrations then
       msg = string.format('%s was written by a newer orch (schema version %d;' ..
-        ' this orch knows up to %d): upgrade orch to read it', path, v, M.VERSION)
-    elseif v < M.VERSION then
+        ' this orch knows up to %d): upgrade orch to read it', path, v, #M.migrations)
+    elseif v < #M.migrations then
       msg = string.format('%s has schema version %d and needs a migration to %d:' ..
-        ' run orch on it with write access first', path, v, M.VERSION)
+        ' run orch on it with write access first', path, v, #M.migrations)
     end
     if msg then h:close(); return nil, msg end
   else
