@@ -63,7 +63,9 @@ static int orch_proc_inited;
 static void orch_proc_on_close(uv_handle_t *h)
 {
     orch_proc *p = h->data;
-    if (--p->closes == 0) {
+    /* Pipes may close early (at EOF); the struct goes only after
+     * orch_proc_begin_close() closed the rest. */
+    if (--p->closes == 0 && p->closing) {
         orch_linebuf_free(&p->out.lb);
         orch_linebuf_free(&p->err.lb);
         free(p);
@@ -197,7 +199,9 @@ static void orch_proc_unlink(orch_proc *p)
     if (p->next)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
-    orch_proc_nlive--;
+    /* The SIGCHLD watcher keeps the loop alive while a child is unreaped. */
+    if (--orch_proc_nlive == 0 && orch_proc_inited)
+        uv_unref((uv_handle_t *)&orch_proc_sigchld);
 }
 
 static void orch_proc_on_linger(uv_timer_t *t)
@@ -420,7 +424,8 @@ int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
     if (orch_proc_live)
         orch_proc_live->prev = p;
     orch_proc_live = p;
-    orch_proc_nlive++;
+    if (orch_proc_nlive++ == 0)
+        uv_ref((uv_handle_t *)&orch_proc_sigchld);
     uv_timer_init(loop, &p->linger);
     uv_timer_init(loop, &p->grace);
     p->linger.data = p->grace.data = p;

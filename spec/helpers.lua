@@ -1,0 +1,114 @@
+-- Shared helpers for the specs: run the loop until something happens, temp
+-- dirs, running the real orch binary, reading the process table.
+local core = require('orch.core')
+
+local H = {}
+
+H.ORCH = os.getenv('ORCH_BIN') or './build/bin/orch'
+H.SRC = os.getenv('ORCH_SRC') or '.'
+
+-- Runs the loop until pred() is true or timeout_ms passed; returns pred().
+function H.run_until(pred, timeout_ms)
+  local deadline = core.now() + (timeout_ms or 10000)
+  local tick = core.timer(10, 10, function() end)
+  while not pred() and core.now() < deadline do
+    core.run('once')
+  end
+  tick:close()
+  return pred()
+end
+
+-- Runs a shell command synchronously; returns stdout, exit status.
+function H.sh(cmd)
+  local f = assert(io.popen(cmd .. ' 2>&1', 'r'))
+  local out = f:read('*a')
+  local ok, _, code = f:close()
+  return out, (ok and 0 or code)
+end
+
+function H.tmpdir()
+  local d = H.sh('mktemp -d /tmp/orch-spec.XXXXXX'):gsub('%s+$', '')
+  return d
+end
+
+function H.rm(dir)
+  if dir and dir:match('^/tmp/orch%-') then
+    os.execute("rm -rf '" .. dir .. "'")
+  end
+end
+
+function H.write(path, text)
+  local f = assert(io.open(path, 'wb'))
+  f:write(text)
+  f:close()
+end
+
+function H.read(path)
+  local f = io.open(path, 'rb')
+  if not f then return nil end
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+-- Spawns a command and runs the loop until it exits. opts: cwd, env, input,
+-- timeout (ms). Returns {code=, sig=, stdout={lines}, stderr={lines}, pid=}.
+function H.spawn_wait(argv, opts)
+  opts = opts or {}
+  local r = { stdout = {}, stderr = {} }
+  local done = false
+  local p, err = core.spawn({
+    argv = argv, cwd = opts.cwd, env = opts.env, input = opts.input,
+    stdout = function(l) r.stdout[#r.stdout + 1] = l end,
+    stderr = function(l) r.stderr[#r.stderr + 1] = l end,
+    on_exit = function(code, sig) r.code, r.sig, done = code, sig, true end,
+  })
+  if not p then error(err) end
+  r.pid = p:pid()
+  if opts.on_start then opts.on_start(p) end
+  if not H.run_until(function() return done end, opts.timeout or 60000) then
+    p:cancel(0)
+    H.run_until(function() return done end, 5000)
+    r.timed_out = true
+  end
+  r.out = table.concat(r.stdout, '\n')
+  r.err = table.concat(r.stderr, '\n')
+  return r
+end
+
+-- Runs the real orch binary with args (a list).
+function H.orch(args, opts)
+  local argv = { H.ORCH }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return H.spawn_wait(argv, opts)
+end
+
+-- The process table: list of {pid=, ppid=, pgrp=, sid=, state=, cmd=}.
+function H.ps()
+  local list = {}
+  local out = H.sh('ls /proc')
+  for pid in out:gmatch('%d+') do
+    local stat = H.read('/proc/' .. pid .. '/stat')
+    local cmd = H.read('/proc/' .. pid .. '/cmdline')
+    if stat then
+      local rest = stat:match('^.*%)%s+(.*)$')
+      local state, ppid, pgrp, sid = rest:match('^(%S+)%s+(%d+)%s+(%d+)%s+(%d+)')
+      list[#list + 1] = {
+        pid = tonumber(pid), ppid = tonumber(ppid), pgrp = tonumber(pgrp),
+        sid = tonumber(sid), state = state, cmd = (cmd or ''):gsub('%z', ' '),
+      }
+    end
+  end
+  return list
+end
+
+-- Processes whose command line contains the plain string marker.
+function H.ps_matching(marker)
+  local found = {}
+  for _, p in ipairs(H.ps()) do
+    if p.cmd:find(marker, 1, true) then found[#found + 1] = p end
+  end
+  return found
+end
+
+return H

@@ -1,0 +1,199 @@
+-- orch.core processes, timers and signals, on the real loop.
+local core = require('orch.core')
+local H = require('spec.helpers')
+
+describe('core.spawn', function()
+  it('delivers stdout and stderr lines and the exit code', function()
+    local r = H.spawn_wait({ 'sh', '-c', 'echo one; echo two >&2; printf three; exit 3' })
+    assert.same({ 'one', 'three' }, r.stdout)
+    assert.same({ 'two' }, r.stderr)
+    assert.equal(3, r.code)
+    assert.is_nil(r.sig)
+  end)
+
+  it('reports a signal death by name', function()
+    local r = H.spawn_wait({ 'sh', '-c', 'kill -KILL $$' })
+    assert.is_nil(r.code)
+    assert.equal('SIGKILL', r.sig)
+  end)
+
+  it('runs cmd through sh -c, in cwd, with env changes', function()
+    local dir = H.tmpdir()
+    local r = H.spawn_wait({ 'sh', '-c', 'pwd; echo "$ORCH_T1/${HOME:-unset}"' },
+      { cwd = dir, env = { ORCH_T1 = 'set', HOME = false } })
+    assert.same({ dir, 'set/unset' }, r.stdout)
+    H.rm(dir)
+  end)
+
+  it('returns nil, message, code for a missing program or directory', function()
+    local p, msg, code = core.spawn({ argv = { 'orch-no-such-program' } })
+    assert.is_nil(p)
+    assert.equal('ENOENT', code)
+    assert.matches('orch%-no%-such%-program', msg)
+    p, msg, code = core.spawn({ argv = { 'true' }, cwd = '/no/such/dir' })
+    assert.is_nil(p)
+    assert.equal('ENOENT', code)
+    assert.matches('/no/such/dir', msg)
+  end)
+
+  it('raises on misuse', function()
+    assert.has_error(function() core.spawn({}) end)
+    assert.has_error(function() core.spawn({ argv = {} }) end)
+    assert.has_error(function() core.spawn({ argv = { 'true' }, stdout = 42 }) end)
+  end)
+
+  it('writes to stdin and closes it', function()
+    local r = H.spawn_wait({ 'cat' }, { input = 'a\nb\n' })
+    assert.same({ 'a', 'b' }, r.stdout)
+    local lines, done = {}, false
+    local p = core.spawn({ argv = { 'cat' }, stdin = 'pipe',
+      stdout = function(l) lines[#lines + 1] = l end,
+      on_exit = function() done = true end })
+    assert.is_true(p:write('x\n'))
+    p:write('y\n')
+    p:close_stdin()
+    assert.is_true(H.run_until(function() return done end))
+    assert.same({ 'x', 'y' }, lines)
+    local ok, _, code = p:write('z')
+    assert.is_nil(ok)
+    assert.equal('EPIPE', code)
+  end)
+
+  it('delivers 8 MB on stdout and 8 MB on stderr interleaved, in order', function()
+    -- each stream gets numbered lines of varying length, alternating
+    local script = [[
+      local rep = string.rep
+      local n, total = 0, 0
+      while total < 8 * 1024 * 1024 do
+        local pad = rep('x', (n * 37) % 3000)
+        io.stdout:write('o', n, ' ', pad, '\n')
+        io.stderr:write('e', n, ' ', pad, '\n')
+        total = total + #pad + #tostring(n) + 3
+        n = n + 1
+      end
+      io.stdout:write('END ', n, '\n')
+      io.stderr:write('END ', n, '\n')
+    ]]
+    local outn, errn, bad = 0, 0, 0
+    local outbytes, errbytes, outend, errend = 0, 0, nil, nil
+    local done = false
+    core.spawn({ argv = { 'luajit', '-e', script },
+      stdout = function(l)
+        outbytes = outbytes + #l + 1
+        if l:sub(1, 3) == 'END' then outend = tonumber(l:sub(5)) return end
+        local k, pad = l:match('^o(%d+) (x*)$')
+        if tonumber(k) ~= outn or #pad ~= (outn * 37) % 3000 then bad = bad + 1 end
+        outn = outn + 1
+      end,
+      stderr = function(l)
+        errbytes = errbytes + #l + 1
+        if l:sub(1, 3) == 'END' then errend = tonumber(l:sub(5)) return end
+        local k, pad = l:match('^e(%d+) (x*)$')
+        if tonumber(k) ~= errn or #pad ~= (errn * 37) % 3000 then bad = bad + 1 end
+        errn = errn + 1
+      end,
+      on_exit = function() done = true end })
+    assert.is_true(H.run_until(function() return done end, 60000))
+    assert.equal(0, bad)
+    assert.equal(outn, outend)
+    assert.equal(errn, errend)
+    assert.is_true(outbytes >= 8 * 1024 * 1024)
+    assert.is_true(errbytes >= 8 * 1024 * 1024)
+  end)
+
+  it('delivers a single 16 MB line whole, with or without a final newline', function()
+    for _, nl in ipairs({ '\\n', '' }) do
+      local got = {}
+      local done = false
+      core.spawn({ argv = { 'luajit', '-e',
+          "io.write(string.rep('ab', 8 * 1024 * 1024), '" .. nl .. "')" },
+        stdout = function(l) got[#got + 1] = l end,
+        on_exit = function() done = true end })
+      assert.is_true(H.run_until(function() return done end, 60000))
+      assert.equal(1, #got)
+      assert.equal(16 * 1024 * 1024, #got[1])
+      assert.equal(string.rep('ab', 8), got[1]:sub(1, 16))
+    end
+  end)
+
+  it('cancel kills the whole group: TERM, then KILL after the grace period', function()
+    local marker = 'orchspec' .. core.getpid()
+    local done, code, sig = false, nil, nil
+    -- the shell ignores TERM, so only the KILL after the grace ends it
+    local p = core.spawn({ argv = { 'sh', '-c',
+        "trap '' TERM; sleep 300 & : " .. marker .. "; wait; wait" },
+      on_exit = function(c, s) done, code, sig = true, c, s end })
+    local pgid = p:pid()
+    assert.is_true(H.run_until(function()
+      for _, q in ipairs(H.ps()) do
+        if q.pgrp == pgid and q.cmd:match('^sleep') then return true end
+      end
+    end))
+    p:cancel(300)
+    assert.is_true(H.run_until(function() return done end, 10000))
+    assert.is_nil(code)
+    assert.equal('SIGKILL', sig)
+    assert.is_true(H.run_until(function()
+      for _, q in ipairs(H.ps()) do
+        if q.pgrp == pgid and q.state ~= 'Z' then return false end
+      end
+      return true
+    end, 5000))
+  end)
+
+  it('puts each child in its own session and process group', function()
+    local r = H.spawn_wait({ 'sh', '-c', 'cat /proc/$$/stat' })
+    local rest = r.stdout[1]:match('^.*%)%s+(.*)$')
+    local _, _, pgrp, sid = rest:match('^(%S+)%s+(%d+)%s+(%d+)%s+(%d+)')
+    assert.equal(r.pid, tonumber(pgrp))
+    assert.equal(r.pid, tonumber(sid))
+  end)
+
+  it('keeps the loop alive after a callback raises', function()
+    local errors_before = core.errors()
+    local lines = 0
+    local r_done = false
+    core.spawn({ argv = { 'sh', '-c', 'echo a; echo b; echo c' },
+      stdout = function(l)
+        lines = lines + 1
+        if l == 'b' then error('boom in callback') end
+      end,
+      on_exit = function() r_done = true end })
+    assert.is_true(H.run_until(function() return r_done end))
+    assert.equal(3, lines)
+    assert.equal(errors_before + 1, core.errors())
+  end)
+end)
+
+describe('core.timer', function()
+  it('fires once, repeats, stops, and fires when the handle is dropped', function()
+    local once, rep, dropped = 0, 0, 0
+    local t1 = core.timer(5, function() once = once + 1 end)
+    local t2
+    t2 = core.timer(1, 2, function()
+      rep = rep + 1
+      if rep == 3 then t2:stop() end
+    end)
+    core.timer(5, function() dropped = dropped + 1 end)
+    collectgarbage()
+    assert.is_true(H.run_until(function() return once == 1 and rep == 3 and dropped == 1 end))
+    assert.is_false(t1:active())
+    assert.is_false(t2:active())
+    t1:close()
+    assert.has_error(function() t1:start(1, function() end) end)
+  end)
+end)
+
+describe('core.signal', function()
+  it('calls back on a signal and refuses the ones orch owns', function()
+    local got
+    local s = core.signal('SIGUSR1', function(name) got = name end)
+    os.execute('kill -USR1 ' .. core.getpid())
+    assert.is_true(H.run_until(function() return got ~= nil end))
+    assert.equal('SIGUSR1', got)
+    s:close()
+    assert.has_error(function() core.signal('SIGINT', function() end) end)
+    assert.equal(15, core.signum('TERM'))
+    assert.equal('SIGKILL', core.signame(9))
+  end)
+end)
