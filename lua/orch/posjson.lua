@@ -80,7 +80,7 @@ local function parse_string(st)
   local s, i, parts = st.s, st.i + 1, {}
   while true do
     local j = find(s, '["\\%z\1-\31]', i)
-    if not j then fail(st, 'unterminated string') end
+    if not j then fail(st, 'unterminated string (the file ends inside it)') end
     local c = byte(s, j)
     parts[#parts + 1] = sub(s, i, j - 1)
     if c == 34 then
