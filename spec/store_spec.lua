@@ -282,6 +282,22 @@ describe('orch.store', function()
       assert.are.equal(4, on_disk())
     end)
 
+    it('flushes on its own about FLUSH_MS after the first buffered event', function()
+      local core = require('orch.core')
+      if type(core.timer) ~= 'function' then
+        pending('no orch.core.timer outside the orch host')
+        return
+      end
+      local H = require('spec.helpers')
+      for round = 1, 2 do
+        st:event('r', 'flag', 1, 'stdout', 'tick ' .. round)
+        assert.are.equal(round - 1, on_disk())
+        assert.is_true(H.run_until(function() return st.nbuf == 0 end, 5000))
+        assert.are.equal(round, on_disk())
+        core.run() -- returns: a flushed store keeps nothing active on the loop
+      end
+    end)
+
     it('filters by task, after and attempt', function()
       for a = 1, 2 do
         for i = 1, 3 do
