@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+int lorch_checksignal(lua_State *L, int idx);
 
 /* ------------------------------------------------------------ bindings */
 
@@ -421,7 +424,74 @@ static int lcore_sweep(lua_State *L)
     return 1;
 }
 
+static int lcore_cwd(lua_State *L)
+{
+    char buf[4096];
+    size_t n = sizeof buf;
+    int rc = uv_cwd(buf, &n);
+    if (rc < 0)
+        return lorch_fail(L, rc, uv_strerror(rc));
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+static int lcore_realpath(lua_State *L)
+{
+    char *r = realpath(luaL_checkstring(L, 1), NULL);
+    if (!r)
+        return lorch_fail(L, -errno, NULL);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
+/* core.kill(pid, [sig], [group]): kill(2), or killpg(2) when group. */
+static int lcore_kill(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int sig = lua_isnoneornil(L, 2) ? SIGTERM : lorch_checksignal(L, 2);
+    int rc;
+    luaL_argcheck(L, pid > 1, 1, "bad pid");
+    rc = lua_toboolean(L, 3) ? killpg(pid, sig) : kill(pid, sig);
+    if (rc < 0)
+        return lorch_fail(L, -errno, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.mkdir_p(path, [mode]): creates path and its missing parents. */
+static int lcore_mkdir_p(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int mode = (int)luaL_optinteger(L, 2, 0777);
+    size_t len = strlen(path);
+    char *buf = malloc(len + 1);
+    int rc = 0;
+
+    if (!buf)
+        return luaL_error(L, "out of memory");
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len && rc == 0; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, (mode_t)mode) < 0 && errno != EEXIST)
+                rc = -errno;
+            buf[i] = c;
+        }
+    }
+    free(buf);
+    if (rc < 0)
+        return lorch_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg lcore_fns[] = {
+    {"cwd", lcore_cwd},
+    {"realpath", lcore_realpath},
+    {"kill", lcore_kill},
+    {"mkdir_p", lcore_mkdir_p},
     {"run", lcore_run},
     {"stop", lcore_stop},
     {"now", lcore_now},

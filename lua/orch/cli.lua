@@ -1,7 +1,233 @@
--- The command line: `orch CMD ...` dispatches here (see core/lua/main.c).
+-- orch's command line: `orch CMD ...` comes here from core/lua/main.c.
+--
+-- Each command is an entry of COMMANDS with its usage, a one-line summary,
+-- its help text, its options (see orch.args) and a function that returns
+-- the exit code. Exit codes: 0 ok; 1 a task failed or a merge conflicted;
+-- 2 bad usage, config or plan; 130 interrupted.
+local args_mod = require('orch.args')
+
 local M = {}
-function M.main(args)
-  io.stderr:write("orch: cli not yet\n")
+
+local function err(fmt, ...)
+  io.stderr:write('orch: ', fmt:format(...), '\n')
+end
+
+local COMMON = [[
+  --repo DIR         the git repository (default: the one holding the
+                     current directory)
+  --db FILE          the state database (default: REPO/.orch/orch.db)]]
+
+local COMMANDS = {}
+local ORDER = {}
+
+local function command(name, def)
+  def.name = name
+  COMMANDS[name] = def
+  ORDER[#ORDER + 1] = name
+end
+
+command('run', {
+  usage = 'orch run [WORKFLOW.lua] [--plan FILE | --goal TEXT] [options]',
+  summary = 'run a workflow script, or a plan with the default workflow',
+  help = [[
+With --plan FILE and no workflow, runs the plan's tasks with the default
+workflow: each task in its own git worktree and branch, up to --concurrency
+at once, dependencies first, merged into the run's integration branch
+orch/RUN, which is applied to your branch at the end after you approve (or
+with --yes). State is recorded in SQLite as it happens: after a crash or
+Ctrl+C, `orch resume` carries on.
+
+With WORKFLOW.lua, runs that Lua script in orch (it receives the parsed
+options as `...`); the loop runs until the script's work is done.
+
+Options:
+  --plan FILE        the plan (JSON or YAML; see docs/plans.md)
+  --goal TEXT        the goal (planning by the orchestrator agent comes with
+                     the agent backends)
+  --concurrency N    tasks at once (default 4)
+  --yes              approve every gate (applying the result to your branch)
+  --no-tui           plain progress lines on stderr
+]] .. COMMON,
+  options = { plan = 'string', goal = 'string', repo = 'string', db = 'string',
+              concurrency = 'int', yes = 'bool', ['no-tui'] = 'bool',
+              keep = 'bool', merge = 'string' },
+  run = function(o) return require('orch.run').cli_run(o) end,
+})
+
+command('resume', {
+  usage = 'orch resume [RUN] [options]',
+  summary = 'carry on an interrupted or crashed run',
+  help = [[
+Tasks that finished are never run again; tasks that were running are
+started again; the rest carry on. With no RUN, the latest run of the repo.
+Resuming a run that already finished says so and exits 0.
+
+Options:
+  --concurrency N    tasks at once (default: as the run was started)
+  --yes              approve every gate
+  --no-tui           plain progress lines on stderr
+]] .. COMMON,
+  options = { repo = 'string', db = 'string', concurrency = 'int', yes = 'bool',
+              ['no-tui'] = 'bool' },
+  run = function(o) return require('orch.run').cli_resume(o) end,
+})
+
+command('status', {
+  usage = 'orch status [RUN] [--json] [options]',
+  summary = "show a run's tasks and their state",
+  help = [[
+With no RUN, the latest run. Works while the run is live in another process.
+
+Options:
+  --json             one JSON object: {"run": {...}, "tasks": [...]}
+]] .. COMMON,
+  options = { json = 'bool', repo = 'string', db = 'string' },
+  run = function(o) return require('orch.run').cli_status(o) end,
+})
+
+command('logs', {
+  usage = 'orch logs RUN TASK [options]',
+  summary = "print a task's recorded output",
+  help = [[
+Prints every line the task wrote (stderr lines marked), across attempts.
+
+Options:
+  --follow           keep printing new lines while the run is live
+]] .. COMMON,
+  options = { repo = 'string', db = 'string', follow = 'bool' },
+  run = function(o) return require('orch.run').cli_logs(o) end,
+})
+
+command('plan', {
+  usage = 'orch plan check FILE',
+  summary = 'validate a plan without running it',
+  help = [[
+Checks a plan file (JSON or YAML): fields and their types, unique ids,
+dependencies that exist, no cycles. Prints FILE:LINE: message for each
+problem. Exit code 0 when the plan is valid, 2 when it is not.
+]],
+  options = {},
+  run = function(o)
+    if o[1] ~= 'check' or not o[2] or o[3] then
+      err('usage: orch plan check FILE')
+      return 2
+    end
+    local plan_mod = require('orch.plan')
+    local plan, errs = plan_mod.load(o[2])
+    if not plan then
+      io.stderr:write(plan_mod.format_errors(errs))
+      return 2
+    end
+    io.stdout:write(('%s: ok (%d tasks)\n'):format(o[2], #plan.tasks))
+    return 0
+  end,
+})
+
+command('clean', {
+  usage = 'orch clean RUN [options]',
+  summary = "remove a run's worktrees and branches",
+  help = [[
+Removes the worktrees under .orch/worktrees/RUN and deletes the branches
+orch/RUN and orch/RUN/* (merged work stays in your branch if you applied it).
+Refused while the run is live.
+]] .. COMMON,
+  options = { repo = 'string', db = 'string' },
+  run = function(o) return require('orch.run').cli_clean(o) end,
+})
+
+command('repl', {
+  usage = 'orch repl [RUN] [options]',
+  summary = "a Lua prompt inside a live run",
+  help = [[
+Connects to the live run's control socket and evaluates Lua in the run's own
+state. With no RUN: the repo's only live run, or a list of the live ones.
+Reads from a pipe too: echo 'return orch.run.id' | orch repl
+]] .. COMMON,
+  options = { repo = 'string' },
+  run = function(o) return require('orch.repl').cli(o) end,
+})
+
+command('help', {
+  usage = 'orch help [CMD]',
+  summary = 'show help for orch or a command',
+  help = '',
+  options = {},
+  run = function(o) return M.help(o[1]) end,
+})
+
+command('version', {
+  usage = 'orch version',
+  summary = "print orch's version",
+  help = '',
+  options = {},
+  run = function()
+    print('orch ' .. require('orch.core').version)
+    return 0
+  end,
+})
+
+function M.usage()
+  local lines = {
+    'usage: orch CMD [ARGS...]', '',
+    'orch runs a plan of tasks in parallel, each in its own git worktree,',
+    'records every step in SQLite, and carries on after a crash.', '',
+    'Commands:',
+  }
+  for _, name in ipairs(ORDER) do
+    lines[#lines + 1] = ('  %-9s %s'):format(name, COMMANDS[name].summary)
+  end
+  lines[#lines + 1] = ''
+  lines[#lines + 1] = "'orch help CMD' explains a command. orch --version prints the version."
+  return table.concat(lines, '\n') .. '\n'
+end
+
+function M.help(name)
+  if not name then
+    io.stdout:write(M.usage())
+    return 0
+  end
+  local c = COMMANDS[name]
+  if not c then
+    return M.unknown(name)
+  end
+  io.stdout:write('usage: ', c.usage, '\n\n', c.summary, '\n\n', c.help)
+  return 0
+end
+
+function M.unknown(name)
+  local hint = args_mod.suggest(name, ORDER)
+  err("unknown command '%s'%s (see 'orch help')", name,
+      hint and ("; did you mean '" .. hint .. "'?") or '')
   return 2
 end
+
+function M.main(argv)
+  local name = argv[1]
+  if name == nil then
+    io.stderr:write(M.usage())
+    return 2
+  end
+  if name == '--help' or name == '-h' then return M.help() end
+  if name == '--version' then return COMMANDS.version.run({}) end
+  local c = COMMANDS[name]
+  if not c then
+    if name:sub(1, 1) == '-' then
+      err("unknown option '%s' (see 'orch help')", name)
+      return 2
+    end
+    return M.unknown(name)
+  end
+  local rest = {}
+  for i = 2, #argv do
+    if argv[i] == '--help' or argv[i] == '-h' then return M.help(name) end
+    rest[#rest + 1] = argv[i]
+  end
+  local opts, msg = args_mod.parse(rest, c.options)
+  if not opts then
+    err('%s: %s\nusage: %s', name, msg, c.usage)
+    return 2
+  end
+  return c.run(opts)
+end
+
 return M
