@@ -282,26 +282,33 @@ typedef struct lsse {
     int close_pending;
 } lsse;
 
+/* The event table is built in Lua by this function (a table constructor with
+ * constant keys is one template copy there, far cheaper than lua_setfield
+ * from C), which then tail-calls the user's callback. */
+static const char lsse_wrap_src[] =
+    "return function(fn, event, data, id, retry)\n"
+    "  return fn({event = event, data = data, id = id, retry = retry})\n"
+    "end";
+static int lsse_wrap_ref = LUA_NOREF;
+
 static int lsse_event(const orch_sse_event *ev, void *ud)
 {
     lsse *s = ud;
     lua_State *L = s->L;
 
+    lorch_push(L, lsse_wrap_ref);
     lorch_push(L, s->fn_ref);
-    lua_createtable(L, 0, 4);
     lua_pushlstring(L, ev->type, ev->type_len);
-    lua_setfield(L, -2, "event");
     lua_pushlstring(L, ev->data, ev->data_len);
-    lua_setfield(L, -2, "data");
-    if (ev->id_len) {
+    if (ev->id_len)
         lua_pushlstring(L, ev->id, ev->id_len);
-        lua_setfield(L, -2, "id");
-    }
-    if (ev->retry >= 0) {
+    else
+        lua_pushnil(L);
+    if (ev->retry >= 0)
         lua_pushinteger(L, (lua_Integer)ev->retry);
-        lua_setfield(L, -2, "retry");
-    }
-    lorch_call(L, 1, 0);
+    else
+        lua_pushnil(L);
+    lorch_call(L, 5, 0);
     return s->close_pending; /* closed from the callback: stop */
 }
 
@@ -442,6 +449,12 @@ int lorch_open_http(lua_State *L)
     lua_setmetatable(L, -2);
     luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
+    if (lsse_wrap_ref == LUA_NOREF) {
+        if (luaL_loadstring(L, lsse_wrap_src) != 0)
+            return lua_error(L);
+        lua_call(L, 0, 1);
+        lsse_wrap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_newtable(L);
     luaL_register(L, NULL, lhttp_fns);
     return 1;
