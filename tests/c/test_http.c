@@ -390,6 +390,45 @@ static void test_errors(void)
     T_EQ_INT(orch_http_request_start(client, &o, &cbs, &r, NULL), -EINVAL);
 }
 
+/* A listener that never accepts, its queue filled: a new SYN is dropped, so
+ * the connect hangs until the connect timeout. */
+static void test_connect_timeout(void)
+{
+    stream s = {0};
+    int pending = 1, lfd, fill[8], nfill = 0;
+    struct sockaddr_in sa = {0};
+    socklen_t sl = sizeof sa;
+    char u[128];
+    orch_http_opts o = {0};
+
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    T_EQ_INT(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    T_EQ_INT(listen(lfd, 0), 0);
+    getsockname(lfd, (struct sockaddr *)&sa, &sl);
+    for (int i = 0; i < 8; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        fill[nfill++] = fd;
+    }
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    o.url = u;
+    o.connect_timeout_ms = 300;
+    o.idle_timeout_ms = 20000;
+    s.pending = &pending;
+    T_EQ_INT(orch_http_request_start(client, &o, &cbs, &s, NULL), 0);
+    run_pending(&pending);
+    T_EQ_INT(s.err, -ETIMEDOUT);
+    T_CHECK(strstr(s.msg, "onnect") != NULL || strstr(s.msg, "imed out"));
+    T_CHECK(strstr(s.msg, "idle") == NULL);
+    if (!strstr(s.msg, "onnect"))
+        printf("# connect timeout message: %s\n", s.msg);
+    for (int i = 0; i < nfill; i++)
+        close(fill[i]);
+    close(lfd);
+}
+
 static void test_post(void)
 {
     stream s = {0};
@@ -511,6 +550,7 @@ int main(void)
     test_cancel();
     test_big_event();
     test_errors();
+    test_connect_timeout();
     test_post();
     test_start_from_callback();
     test_free_busy();
