@@ -78,6 +78,18 @@ describe('plan.load', function()
     assert.same({ A_B = 'c' }, p.tasks[1].env)
   end)
 
+  it('loads the shipped examples', function()
+    local src = os.getenv('ORCH_SRC') or '.'
+    for _, f in ipairs({ 'hello.yaml', 'diamond.json' }) do
+      local p, errs = plan.load(src .. '/examples/' .. f)
+      assert.is_nil(errs and plan.format_errors(errs))
+      assert.equal(4, #p.tasks)
+      local s = plan.scheduler(p)
+      assert.equal(p.tasks[1].id, s:next())
+      assert.is_nil(s:next())
+    end
+  end)
+
   it('detects the format from the content when the extension says nothing', function()
     assert.equal('json', plan.detect('plan', '  {"tasks": []}'))
     assert.equal('yaml', plan.detect('plan', 'tasks: []'))
