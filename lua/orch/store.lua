@@ -436,6 +436,17 @@ function Store:finish_attempt(run_id, task_id, n, fields)
   end)
 end
 
+-- Updates fields (pid, status, ...) of attempt n without touching the task.
+function Store:set_attempt(run_id, task_id, n, fields)
+  local sets, vals, c = assignments(fields, ATTEMPT_FIELDS, 'attempt')
+  return self:_change(function()
+    if c == 0 then return 0 end
+    vals[c + 1], vals[c + 2], vals[c + 3] = run_id, task_id, n
+    return self.h:run('UPDATE attempts SET ' .. sets .. ' WHERE run_id = ? AND task_id = ? AND n = ?',
+                      unpack(vals, 1, c + 3))
+  end)
+end
+
 function Store:attempts(run_id, task_id)
   self:flush()
   local out = {}

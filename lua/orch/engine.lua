@@ -1,0 +1,273 @@
+-- orch.engine: one live run. It feeds the scheduler's ready tasks to their
+-- backends, records every step in the store before acting on it, turns
+-- results into scheduler outcomes through the failure policy, hands finished
+-- work to the workspace (worktrees and merges), and checkpoints on Ctrl+C.
+--
+--   local e = engine.new{store=, run=, plan=, workspace=, concurrency=, done=}
+--   e:start(function(exit_code) ... end)
+local core = require('orch.core')
+local plan_mod = require('orch.plan')
+local policy = require('orch.policy')
+local progress = require('orch.progress')
+
+local M = {}
+
+local Engine = {}
+Engine.__index = Engine
+
+M.backends = { exec = 'orch.backends.exec' }
+
+-- The backend module for a task: its `backend`, else exec for a `cmd`.
+function M.backend_for(task)
+  local name = task.backend or (task.cmd and 'exec') or nil
+  if not name then return nil, 'task ' .. task.id .. ' names no backend and has no cmd' end
+  local modname = M.backends[name]
+  if not modname then
+    return nil, ("task %s: backend '%s' is not available yet"):format(task.id, name)
+  end
+  return require(modname)
+end
+
+function M.new(o)
+  local self = setmetatable({
+    store = o.store, run = o.run, plan = o.plan, ws = o.workspace,
+    concurrency = o.concurrency or 4, quiet = o.quiet,
+    tasks = {}, running = {}, finished = {}, stopping = false, ended = false,
+    pending_finish = 0,
+  }, Engine)
+  for _, t in ipairs(o.plan.tasks) do self.tasks[t.id] = t end
+  self.sched = plan_mod.scheduler(o.plan, { concurrency = self.concurrency, done = o.done })
+  return self
+end
+
+function Engine:say(fmt, ...)
+  if not self.quiet then progress.say(fmt, ...) end
+end
+
+function Engine:set_task(id, fields)
+  self.store:set_task(self.run.id, id, fields)
+end
+
+-- The ids of a task's deps that are done (their work is merged in).
+function Engine:done_deps(task)
+  local deps = {}
+  for _, d in ipairs(task.deps or {}) do
+    if self.sched:state(d) == 'done' then deps[#deps + 1] = d end
+  end
+  return deps
+end
+
+function Engine:task_env(task, attempt, place)
+  local env = {}
+  for k, v in pairs(task.env or {}) do env[k] = v end
+  env.ORCH_RUN = self.run.id
+  env.ORCH_TASK = task.id
+  env.ORCH_ATTEMPT = tostring(attempt)
+  env.ORCH_REPO = self.run.repo
+  env.ORCH_WORKTREE = place.cwd
+  return env
+end
+
+-- Starts one task the scheduler handed out.
+function Engine:launch(id)
+  local task = self.tasks[id]
+  if self.exited and self.exited[id] then
+    -- resume: the task's process had succeeded; only its merge is redone
+    self.exited[id] = nil
+    self:say('%s: finished before the interruption; merging its work', id)
+    return self:settle(id, nil, { ok = true, exit_code = 0 })
+  end
+  local place, err = self.ws:prepare(task, self:done_deps(task))
+  if not place then
+    return self:settle(id, nil, { ok = false, error = 'workspace: ' .. tostring(err) })
+  end
+  local backend, berr = M.backend_for(task)
+  if not backend then
+    return self:settle(id, nil, { ok = false, error = berr })
+  end
+  local attempt = self.store:start_attempt(self.run.id, id, {})
+  if place.branch or place.worktree then
+    self:set_task(id, { branch = place.branch, worktree = place.worktree })
+  end
+  local rec = { attempt = attempt, started = core.hrtime(), place = place }
+  self.running[id] = rec
+  local handle, serr = backend.start({
+    task = task, cwd = place.cwd, env = self:task_env(task, attempt, place),
+    run = self.run,
+    on_line = function(stream, line)
+      self.store:event(self.run.id, id, attempt, stream, line)
+    end,
+    on_done = function(result) self:settle(id, rec, result) end,
+  })
+  if not handle then
+    return self:settle(id, rec, { ok = false, error = tostring(serr) })
+  end
+  rec.handle = handle
+  if handle.pid then
+    self.store:set_attempt(self.run.id, id, attempt, { pid = handle.pid })
+  end
+  self:say('%s: started (attempt %d)%s', id, attempt,
+    place.worktree and (' in ' .. place.worktree) or '')
+end
+
+-- Records a task's end and tells the scheduler; rec is nil when the task
+-- never started (no attempt recorded).
+function Engine:settle(id, rec, result)
+  local task = self.tasks[id]
+  if rec then self.running[id] = nil end
+  if self.stopping then
+    -- Interrupted: the attempt ends, the task goes back to pending for resume.
+    if rec then
+      self.store:finish_attempt(self.run.id, id, rec.attempt, {
+        status = 'interrupted', exit_code = result.exit_code, signal = result.signal,
+        error = 'interrupted', task_status = 'pending' })
+    end
+    return
+  end
+  local secs = rec and (core.hrtime() - rec.started) / 1e9 or 0
+  if result.ok then
+    self:complete_task(id, rec, result, secs)
+  else
+    self:fail_task(id, task, rec, result, secs)
+  end
+  self:pump()
+end
+
+function Engine:complete_task(id, rec, result, secs)
+  -- The exit is recorded first, so a crash during the merge never runs the
+  -- task again: resume only redoes the merge.
+  if rec then
+    self.store:finish_attempt(self.run.id, id, rec.attempt,
+      { status = 'exited', exit_code = result.exit_code })
+  end
+  local ok, out = pcall(self.ws.finish, self.ws, self.tasks[id], result)
+  if not ok or not out then
+    out = { status = 'failed', message = 'workspace: ' .. tostring(out) }
+  end
+  if out.status == 'done' then
+    if rec then
+      self.store:finish_attempt(self.run.id, id, rec.attempt,
+        { status = 'done', exit_code = result.exit_code, task_status = 'done' })
+    else
+      self:set_task(id, { status = 'done', finished_at = core.time() })
+    end
+    self:blocked(self.sched:finish(id, 'done'))
+    self:say('%s: done in %.1fs', id, secs)
+    return
+  end
+  -- A conflict (or a failed merge) fails the task hard: its branch stays.
+  self:set_task(id, { status = out.status == 'conflict' and 'conflict' or 'failed',
+                      error = out.message, finished_at = core.time() })
+  self:say('%s: %s%s', id, out.status == 'conflict' and 'merge conflict' or 'failed',
+    out.message and (': ' .. out.message) or '')
+  self:blocked(self.sched:finish(id, 'failed'))
+end
+
+function Engine:fail_task(id, task, rec, result, secs)
+  local class = policy.classify(task, result)
+  local status = class == 'skip' and 'skipped' or 'failed'
+  local why = result.error or 'failed'
+  if rec then
+    self.store:finish_attempt(self.run.id, id, rec.attempt, {
+      status = 'failed', exit_code = result.exit_code, signal = result.signal,
+      error = why, task_status = status })
+  else
+    self:set_task(id, { status = status, error = why, finished_at = core.time() })
+  end
+  local outcome = class == 'hard' and 'failed' or (class == 'soft' and 'soft' or 'skipped')
+  self:say('%s: %s (%s, %s) after %.1fs', id, status, why, class, secs)
+  self:blocked(self.sched:finish(id, outcome))
+end
+
+-- Records the tasks a hard failure blocked.
+function Engine:blocked(ids)
+  for _, b in ipairs(ids or {}) do
+    self:set_task(b, { status = 'blocked' })
+    self:say('%s: blocked', b)
+  end
+end
+
+function Engine:counts()
+  return self.sched:counts()
+end
+
+-- Hands out every task that can start now; ends the run when none is left.
+function Engine:pump()
+  if self.stopping or self.ended then return end
+  while true do
+    local id = self.sched:next()
+    if not id then break end
+    self:launch(id)
+    if self.ended then return end
+  end
+  local c = self.sched:counts()
+  if c.pending + c.ready + c.running + c.paused == 0 then
+    self:finish_run()
+  end
+end
+
+function Engine:exit_code()
+  local bad = 0
+  for _, t in ipairs(self.store:tasks(self.run.id)) do
+    if t.status == 'failed' and (self.tasks[t.id].on_failure or 'hard') == 'hard' then
+      bad = bad + 1
+    elseif t.status == 'blocked' or t.status == 'conflict' or t.status == 'cancelled' then
+      bad = bad + 1
+    end
+  end
+  return bad == 0 and 0 or 1
+end
+
+function Engine:finish_run()
+  if self.ended then return end
+  self.ended = true
+  local code = self:exit_code()
+  local msg
+  if code == 0 then
+    local ok, m = pcall(self.ws.complete, self.ws, self.run, { yes = self.yes })
+    msg = ok and m or ('applying the result failed: ' .. tostring(m))
+  end
+  self.store:set_run(self.run.id, {
+    status = code == 0 and 'done' or 'failed', finished_at = core.time(),
+    exit_code = code, pid = require('orch.store').NULL })
+  self.store:flush()
+  local c = self.sched:counts()
+  self:say('run %s %s: %d done, %d failed, %d skipped, %d blocked', self.run.id,
+    code == 0 and 'finished' or 'failed', c.done, c.failed, c.skipped, c.blocked)
+  if msg then self:say('%s', msg) end
+  if self.on_end then self.on_end(code) end
+end
+
+-- Ctrl+C / SIGTERM: 'begin' checkpoints before orch kills the processes;
+-- their exits are then recorded as interrupted; 'end' flushes and closes.
+function Engine:on_shutdown(phase)
+  if self.ended then return end
+  if phase == 'begin' then
+    self.stopping = true
+    self.store:set_run(self.run.id, { status = 'interrupted' })
+    self:say('interrupted: %d running task(s) stopped; `orch resume %s` carries on',
+      self:running_count(), self.run.id)
+  else
+    for id, rec in pairs(self.running) do
+      self.store:finish_attempt(self.run.id, id, rec.attempt, {
+        status = 'interrupted', error = 'interrupted', task_status = 'pending' })
+    end
+    self.store:close()
+  end
+end
+
+function Engine:running_count()
+  local n = 0
+  for _ in pairs(self.running) do n = n + 1 end
+  return n
+end
+
+function Engine:start(on_end)
+  self.on_end = on_end
+  self.store:set_run(self.run.id, { status = 'running', started_at = self.run.started_at
+    or core.time(), pid = core.getpid() })
+  core.on_shutdown(function(phase) self:on_shutdown(phase) end)
+  self:pump()
+end
+
+return M

@@ -1,0 +1,317 @@
+-- orch.run: the commands that start, resume and inspect runs (`orch run`,
+-- `orch resume`, `orch status`, `orch logs`, `orch clean`), and
+-- run.execute(opts), which a workflow script calls to run a plan.
+local core = require('orch.core')
+local cjson = require('cjson')
+local engine = require('orch.engine')
+local plan_mod = require('orch.plan')
+local repo_mod = require('orch.repo')
+local store_mod = require('orch.store')
+local workspace = require('orch.workspace')
+
+local M = {}
+
+local EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+local function err(fmt, ...)
+  io.stderr:write('orch: ', fmt:format(...), '\n')
+end
+
+-- Repo root and database path from --repo / --db.
+function M.locate(o)
+  local root, rerr = repo_mod.find(o.repo or core.cwd())
+  if not root and not o.db then return nil, rerr end
+  local db = o.db or (root .. '/.orch/orch.db')
+  return { root = root, db = repo_mod.abspath(db) }
+end
+
+function M.new_run_id()
+  math.randomseed(core.hrtime() % 2147483647)
+  return os.date('!%Y%m%d-%H%M%S') .. '-' .. ('%04x'):format(math.random(0, 0xffff))
+end
+
+-- The workspace for a run: git worktrees when orch.worktrees is there and
+-- not turned off, else the repository itself.
+function M.workspace_for(loc, run, o)
+  local ok, wt = pcall(require, 'orch.worktrees')
+  if ok and o.worktrees ~= false then
+    return wt.new({ repo = loc.root, run = run, merge = o.merge, keep = o.keep,
+                    yes = o.yes })
+  end
+  return workspace.in_place(loc.root)
+end
+
+-- Runs the engine until the run ends; returns the exit code.
+local function drive(e)
+  local code
+  e.yes = e.yes or false
+  e:start(function(c) code = c end)
+  while code == nil do
+    if not core.run('once') and code == nil then
+      -- nothing left on the loop but the run is not over: tasks paused
+      core.run('once')
+    end
+  end
+  return code
+end
+
+local function open_store(loc)
+  local st, serr = store_mod.open(loc.db)
+  if not st then err('%s', serr) return nil end
+  return st
+end
+
+-- Runs a plan: o = {plan=FILE, repo=, db=, concurrency=, yes=, merge=, keep=}.
+function M.execute(o)
+  local loc, lerr = M.locate(o)
+  if not loc then err('%s', lerr) return EXIT_USAGE end
+  local plan, errs = plan_mod.load(o.plan)
+  if not plan then io.stderr:write(plan_mod.format_errors(errs)) return EXIT_USAGE end
+  if loc.root then repo_mod.prepare_state_dir(loc.root) end
+  local st = open_store(loc)
+  if not st then return EXIT_USAGE end
+  local run = { id = M.new_run_id(), goal = plan.goal, plan_file = repo_mod.abspath(o.plan),
+                plan_json = cjson.encode(plan), repo = loc.root,
+                workflow = o.workflow or 'default', concurrency = o.concurrency or 4 }
+  local ws = M.workspace_for(loc, run, o)
+  local ok, berr = ws:begin(run)
+  if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
+  st:create_run(run)
+  st:add_tasks(run.id, plan.tasks)
+  io.stderr:write(('orch: run %s: %d tasks, concurrency %d, state in %s\n')
+    :format(run.id, #plan.tasks, run.concurrency, loc.db))
+  local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
+                         concurrency = run.concurrency })
+  e.yes = o.yes
+  local code = drive(e)
+  st:close()
+  return code
+end
+
+-- ---------------------------------------------------------------- resume
+
+-- Whether pid is a live orch process.
+function M.pid_is_orch(pid)
+  if type(pid) ~= 'number' or pid <= 1 then return false end
+  local f = io.open('/proc/' .. pid .. '/cmdline', 'rb')
+  if not f then return false end
+  local cmd = f:read('*a') or ''
+  f:close()
+  local exe = cmd:match('^[^%z]*') or ''
+  return exe:match('orch$') ~= nil
+end
+
+-- A task process left running by a crashed orch (it runs in its own
+-- session, so it outlived orch): identified by its environment, killed.
+local function reclaim(run_id, task_id, pid)
+  if type(pid) ~= 'number' then return false end
+  local f = io.open('/proc/' .. pid .. '/environ', 'rb')
+  if not f then return false end
+  local env = '\0' .. (f:read('*a') or '')
+  f:close()
+  if env:find('\0ORCH_RUN=' .. run_id .. '\0', 1, true)
+     and env:find('\0ORCH_TASK=' .. task_id .. '\0', 1, true) then
+    core.kill(pid, 'SIGKILL', true)
+    return true
+  end
+  return false
+end
+
+local function decode_plan(run)
+  local ok, plan = pcall(cjson.decode, run.plan_json or '')
+  if not ok or type(plan) ~= 'table' or type(plan.tasks) ~= 'table' then
+    return nil, 'run ' .. run.id .. ' has no readable plan in the database'
+  end
+  for k, v in pairs(plan) do if v == cjson.null then plan[k] = nil end end
+  for _, t in ipairs(plan.tasks) do
+    for k, v in pairs(t) do if v == cjson.null then t[k] = nil end end
+  end
+  return plan
+end
+
+local RESOLVED = { done = true, skipped = true }
+
+-- Sorts the run's tasks into: done (never run again), exited (the process
+-- succeeded but its merge did not finish: only the merge is redone), and
+-- the rest, which go back to pending.
+local function resume_sets(st, run, plan)
+  local done, exited, reclaimed = {}, {}, 0
+  local soft = {}
+  for _, t in ipairs(plan.tasks) do soft[t.id] = t.on_failure == 'soft' end
+  for _, t in ipairs(st:tasks(run.id)) do
+    if RESOLVED[t.status] or (t.status == 'failed' and soft[t.id]) then
+      done[t.id] = true
+    else
+      local attempts = st:attempts(run.id, t.id)
+      local last = attempts[#attempts]
+      if last and last.status == 'running' and reclaim(run.id, t.id, last.pid) then
+        reclaimed = reclaimed + 1
+      end
+      if last and (last.status == 'exited' or t.status == 'conflict') and last.exit_code == 0 then
+        exited[t.id] = true
+      end
+      if last and last.status == 'running' then
+        st:set_attempt(run.id, t.id, last.n, { status = 'interrupted',
+          finished_at = core.time(), error = 'orch stopped' })
+      end
+      st:set_task(run.id, t.id, { status = 'pending' })
+    end
+  end
+  return done, exited, reclaimed
+end
+
+function M.cli_resume(o)
+  local loc, lerr = M.locate(o)
+  if not loc then err('%s', lerr) return EXIT_USAGE end
+  local st = open_store(loc)
+  if not st then return EXIT_USAGE end
+  local run = o[1] and st:run(o[1]) or (not o[1] and st:latest_run())
+  if not run then
+    err(o[1] and ('no run %s in %s'):format(o[1], loc.db) or ('no run recorded in %s'):format(loc.db))
+    st:close()
+    return EXIT_USAGE
+  end
+  if run.status == 'done' then
+    io.stdout:write(('run %s already finished: nothing to resume\n'):format(run.id))
+    st:close()
+    return EXIT_OK
+  end
+  if run.pid and run.pid ~= core.getpid() and M.pid_is_orch(run.pid) then
+    err('run %s is live (orch pid %d); use orch status or orch repl', run.id, run.pid)
+    st:close()
+    return EXIT_USAGE
+  end
+  local plan, perr = decode_plan(run)
+  if not plan then err('%s', perr) st:close() return EXIT_USAGE end
+  local done, exited, reclaimed = resume_sets(st, run, plan)
+  local ndone = 0
+  for _ in pairs(done) do ndone = ndone + 1 end
+  io.stderr:write(('orch: resuming run %s: %d of %d tasks already done%s\n'):format(
+    run.id, ndone, #plan.tasks,
+    reclaimed > 0 and (', stopped ' .. reclaimed .. ' left-over task process(es)') or ''))
+  run.concurrency = o.concurrency or run.concurrency or 4
+  local ws = M.workspace_for(loc, run, o)
+  local ok, berr = ws:begin(run, { resume = true })
+  if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
+  local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
+                         concurrency = run.concurrency, done = done })
+  e.exited = exited
+  e.yes = o.yes
+  local code = drive(e)
+  st:close()
+  return code
+end
+
+-- ---------------------------------------------------------------- reading
+
+local function open_readonly(o)
+  local loc, lerr = M.locate(o)
+  if not loc then err('%s', lerr) return nil end
+  local f = io.open(loc.db, 'rb')
+  if not f then
+    err('no runs recorded yet (%s does not exist)', loc.db)
+    return nil
+  end
+  f:close()
+  local st, serr = store_mod.open(loc.db, { readonly = true })
+  if not st then err('%s', serr) return nil end
+  return st
+end
+
+function M.cli_status(o)
+  local status = require('orch.status')
+  local st = open_readonly(o)
+  if not st then return EXIT_USAGE end
+  local text, serr
+  if o.json then
+    local id = o[1] or (st:latest_run() or {}).id
+    if id then text, serr = status.json(st, id) else serr = 'no run recorded yet' end
+  else
+    text, serr = status.text(st, o[1])
+  end
+  st:close()
+  if not text then err('%s', serr) return EXIT_USAGE end
+  io.stdout:write(text)
+  return EXIT_OK
+end
+
+function M.cli_logs(o)
+  local status = require('orch.status')
+  if not o[1] or not o[2] then
+    err('usage: orch logs RUN TASK')
+    return EXIT_USAGE
+  end
+  local st = open_readonly(o)
+  if not st then return EXIT_USAGE end
+  if not st:task(o[1], o[2]) then
+    err('no task %s in run %s', o[2], o[1])
+    st:close()
+    return EXIT_USAGE
+  end
+  local text, last, attempt = status.logs(st, o[1], o[2], {})
+  io.stdout:write(text)
+  if o.follow then
+    local live = true
+    local t = core.timer(200, 200, function()
+      local more
+      more, last, attempt = status.logs(st, o[1], o[2], { after = last, last_attempt = attempt })
+      io.stdout:write(more)
+      io.stdout:flush()
+      local run = st:run(o[1])
+      live = run and run.status == 'running' and M.pid_is_orch(run.pid)
+    end)
+    while live do core.run('once') end
+    t:close()
+  end
+  st:close()
+  return EXIT_OK
+end
+
+function M.cli_clean(o)
+  if not o[1] then err('usage: orch clean RUN') return EXIT_USAGE end
+  local loc, lerr = M.locate(o)
+  if not loc or not loc.root then err('%s', lerr or 'no repository') return EXIT_USAGE end
+  local ok, wt = pcall(require, 'orch.worktrees')
+  if not ok then err('worktree support is not available in this build') return EXIT_USAGE end
+  local st = open_store(loc)
+  if not st then return EXIT_USAGE end
+  local run = st:run(o[1])
+  if run and run.status == 'running' and M.pid_is_orch(run.pid) then
+    err('run %s is live (orch pid %d): stop it first', run.id, run.pid)
+    st:close()
+    return EXIT_USAGE
+  end
+  st:close()
+  local msg, cerr = wt.clean(loc.root, o[1])
+  if not msg then err('%s', tostring(cerr)) return EXIT_FAIL end
+  io.stdout:write(msg, '\n')
+  return EXIT_OK
+end
+
+-- ---------------------------------------------------------------- run
+
+-- `orch run [WORKFLOW.lua] [--plan FILE] ...`
+function M.cli_run(o)
+  local file = o[1]
+  if not file then
+    if o.goal and not o.plan then
+      err('planning a goal needs the orchestrator agent, which is not available ' ..
+          'in this build yet; write a plan and use --plan FILE')
+      return EXIT_USAGE
+    end
+    if not o.plan then
+      err('nothing to run: give a WORKFLOW.lua or --plan FILE (see orch help run)')
+      return EXIT_USAGE
+    end
+    file = core.runtime_dir() .. '/workflows/default.lua'
+  end
+  if o[2] then err("run: unexpected argument '%s'", o[2]) return EXIT_USAGE end
+  local chunk, lerr = loadfile(file)
+  if not chunk then err('%s', lerr) return EXIT_USAGE end
+  local ok, res = xpcall(chunk, debug.traceback, o)
+  if not ok then err('%s', tostring(res)) return EXIT_FAIL end
+  core.run()
+  return type(res) == 'number' and res or EXIT_OK
+end
+
+return M

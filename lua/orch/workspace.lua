@@ -1,0 +1,31 @@
+-- orch.workspace: where a task runs and what happens to its work.
+--
+-- A workspace offers
+--   ws:begin(run)                     -> true | nil, err  (run start)
+--   ws:prepare(task, deps)            -> {cwd=, branch=, worktree=} | nil, err
+--   ws:finish(task, result)           -> {status='done'|'conflict', message=}
+--   ws:complete(run, opts)            -> message | nil, err  (run end)
+-- The in-place workspace below runs every task in the repository itself
+-- (no isolation); orch.worktrees provides the git worktree one.
+local M = {}
+
+local InPlace = {}
+InPlace.__index = InPlace
+
+function M.in_place(repo)
+  return setmetatable({ repo = repo, name = 'in-place' }, InPlace)
+end
+
+function InPlace:begin(_run) return true end
+
+function InPlace:prepare(_task, _deps)
+  return { cwd = self.repo }
+end
+
+function InPlace:finish(_task, _result)
+  return { status = 'done' }
+end
+
+function InPlace:complete(_run, _opts) return nil end
+
+return M
