@@ -429,6 +429,30 @@ static void test_connect_timeout(void)
     close(lfd);
 }
 
+/* curl's proxy variables are honoured: a host that does not resolve is
+ * reached through http_proxy (the test server answers proxy requests). */
+static void test_proxy_env(void)
+{
+    stream s = {0};
+    int pending = 1;
+    char proxy[64];
+    orch_http_opts o = {0};
+
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", port);
+    setenv("http_proxy", proxy, 1);
+    o.url = "http://orch-proxy-test.invalid/events?n=3";
+    s.sse = orch_sse_new(stream_ev, &s);
+    s.pending = &pending;
+    T_EQ_INT(orch_http_request_start(client, &o, &cbs, &s, NULL), 0);
+    run_pending(&pending);
+    unsetenv("http_proxy");
+    T_EQ_INT(s.err, 0);
+    T_EQ_INT(s.status, 200);
+    T_EQ_INT(s.nev, 3);
+    T_EQ_INT(s.bad, 0);
+    orch_sse_free(s.sse);
+}
+
 static void test_post(void)
 {
     stream s = {0};
@@ -537,6 +561,10 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     setenv("no_proxy", "127.0.0.1,localhost", 1);
+    unsetenv("http_proxy");
+    unsetenv("HTTP_PROXY");
+    unsetenv("all_proxy");
+    unsetenv("ALL_PROXY");
     loop = uv_default_loop();
     if (server_start() != 0) {
         printf("not ok 1 - cannot start tests/server/sse_server.py\n");
@@ -551,6 +579,7 @@ int main(void)
     test_big_event();
     test_errors();
     test_connect_timeout();
+    test_proxy_env();
     test_post();
     test_start_from_callback();
     test_free_busy();

@@ -5,7 +5,9 @@ Listens on 127.0.0.1 on a random free port and prints the port, alone on a
 line, on stdout once it is ready. Threaded: one thread per connection. Runs
 until killed, or with --exit-on-eof until its stdin is closed (so that a
 test that dies takes the server with it).
-Streams are sent with chunked transfer encoding, as real APIs do.
+Streams are sent with chunked transfer encoding, as real APIs do. A request
+for an absolute URL (as sent to an HTTP proxy) is served by its path, so the
+server doubles as a proxy for tests of the proxy variables.
 
 Endpoints (query parameters in brackets):
   GET /events  [n=10, size=0, crlf=0, delay_ms=0]
