@@ -169,8 +169,10 @@ function Check:env(task, v)
     self:err(line, "task %s: 'env' must be an object of strings, got %s", task.name, type_name(v))
     return
   end
+  local raw = self.pos[v] and self.pos[v].raw or {}
   for _, k in ipairs(sorted_keys(v)) do
     local val = v[k]
+    if type(val) ~= 'string' and raw[k] then val = raw[k] end -- YAML `A: 1`
     if type(val) == 'number' then val = tostring(val) end
     if type(val) ~= 'string' then
       self:err(self:key_line(v, k), "task %s: env %s must be a string, got %s",
