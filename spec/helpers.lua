@@ -102,11 +102,11 @@ function H.ps()
   return list
 end
 
--- Processes whose command line contains the plain string marker.
-function H.ps_matching(marker)
+-- Processes whose command line starts with the plain string prefix.
+function H.ps_matching(prefix)
   local found = {}
   for _, p in ipairs(H.ps()) do
-    if p.cmd:find(marker, 1, true) then found[#found + 1] = p end
+    if p.cmd:sub(1, #prefix) == prefix then found[#found + 1] = p end
   end
   return found
 end

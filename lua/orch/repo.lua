@@ -1,3 +1,5 @@
+local core = require('orch.core')
+
 -- orch.repo: finding the git repository a run works in, and its .orch/
 -- state directory (database, worktrees, sockets), excluded from git.
 local M = {}
@@ -14,9 +16,7 @@ end
 
 function M.abspath(path)
   if path:sub(1, 1) == '/' then return path end
-  local cwd = os.getenv('PWD')
-  local p = io.popen('pwd')
-  if p then cwd = p:read('*l') or cwd p:close() end
+  local cwd = core.cwd() or os.getenv('PWD') or '.'
   return (cwd .. '/' .. path):gsub('/%./', '/'):gsub('/%.$', '')
 end
 
@@ -62,7 +62,7 @@ function M.git_dir(root)
 end
 
 function M.mkdir_p(dir)
-  os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+  return core.mkdir_p(dir)
 end
 
 -- Makes REPO/.orch and adds it to .git/info/exclude once.
