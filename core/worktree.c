@@ -461,19 +461,24 @@ int orch_wt_prune(orch_git *g, const char *run, int *removed)
     if (rc < 0 || (rc = prune_admin(g, dir)) < 0)
         return rc;
     rmdir(dir);
+    char prefix2[600];
     snprintf(prefix, sizeof prefix, "refs/heads/orch/%s/", run);
+    snprintf(prefix2, sizeof prefix2, "refs/orch/%s/", run);
     if ((grc = git_reference_iterator_new(&it, orch_git_repo(g))) < 0)
         return orch_git_fail(grc, "listing branches");
     while ((grc = git_reference_next(&ref, it)) == 0) {
-        if (!strncmp(git_reference_name(ref), prefix, strlen(prefix)))
-            rc = orch_strlist_push(&names, git_reference_name(ref));
+        const char *rn = git_reference_name(ref);
+        if (!strncmp(rn, prefix, strlen(prefix)) ||
+            !strncmp(rn, prefix2, strlen(prefix2)))
+            rc = orch_strlist_push(&names, rn);
         git_reference_free(ref);
         if (rc < 0)
             break;
     }
     git_reference_iterator_free(it);
     for (size_t i = 0; rc == 0 && i < names.n; i++) {
-        if ((rc = orch_git_delete_ref(g, names.v[i])) == 0 && removed)
+        if ((rc = orch_git_delete_ref(g, names.v[i])) == 0 && removed &&
+            !strncmp(names.v[i], "refs/heads/", 11))
             (*removed)++;
     }
     orch_strlist_free(&names);

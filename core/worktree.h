@@ -64,8 +64,9 @@ int orch_wt_commit_all(orch_git *g, const char *path, const char *msg,
  * 0 also if there was nothing to remove. */
 int orch_wt_remove(orch_git *g, const char *run, const char *task);
 
-/* Removes every worktree of run R and deletes its branches orch/R/...
- * (`orch clean R`). `removed` (may be NULL) receives the branch count. */
+/* Removes every worktree of run R and deletes its branches orch/R/... and
+ * its refs refs/orch/R/... (`orch clean R`). `removed` (may be NULL)
+ * receives the number of branches deleted. */
 int orch_wt_prune(orch_git *g, const char *run, int *removed);
 
 /* 1 if task T's worktree is intact (directory, admin entry, not being

@@ -30,6 +30,7 @@ static const lorch_binding lorch_bindings[] = {
     {"db", lorch_open_db},
     {"sched", lorch_open_sched},
     {"http", lorch_open_http},
+    {"git", lorch_open_git},
     /* BINDINGS: one line per namespace, e.g. {"http", lorch_open_http}, */
     {NULL, NULL},
 };

@@ -71,5 +71,6 @@ int lorch_open_proc(lua_State *L);
 int lorch_open_db(lua_State *L);
 int lorch_open_sched(lua_State *L);
 int lorch_open_http(lua_State *L);
+int lorch_open_git(lua_State *L);
 
 #endif

@@ -1,0 +1,501 @@
+/* lgit.c - orch.core.git: task worktrees and merges for Lua (see
+ * docs/api/git.md).
+ *
+ *   local repo, msg, code = git.open(dir)       -- discovers the repository
+ *   repo:root(), repo:gitdir(), repo:head() -> oid, branch|nil
+ *   repo:resolve(rev) -> oid                    repo:tree(commit) -> oid
+ *   repo:update_ref(name, oid [, expect [, log]]) -> true
+ *   repo:delete_ref(name) -> true               repo:is_ancestor(a, b) -> bool
+ *   repo:commit{tree=, parents={...}, message=} -> oid
+ *   repo:merge_trees(ours, theirs) -> tree      repo:diff_names(a, b) -> {paths}
+ *   repo:exclude_orch() -> true                 repo:dirty() -> {paths}
+ *   repo:worktree_names(run, task) -> {path=, branch=, name=}
+ *   repo:worktree_create(run, task, base, deps, opts)
+ *       -> {path=, branch=, name=, start=, reused=}
+ *   repo:worktree_intact(run, task) -> bool
+ *   repo:commit_all(path, message) -> committed, head
+ *   repo:merge(into, from, strategy, message) -> tip, "merged"|"uptodate"
+ *   repo:apply_to_head(from, {merge=, message=}) -> tip, "applied"|"uptodate"
+ *   repo:worktree_remove(run, task) -> true     repo:prune(run) -> count
+ *   repo:close()
+ *
+ * Oids are 40-hex strings. A failure is `nil, msg, code`; a merge that stops
+ * on conflicts is `nil, msg, "ECONFLICT", {paths}` and changes nothing.
+ * Everything is synchronous (libgit2 blocks): see the doc for timings. */
+#include "err.h"
+#include "gitmerge.h"
+#include "gitrepo.h"
+#include "lorch.h"
+#include "worktree.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define LGIT_REPO "orch.git.repo"
+
+typedef struct {
+    orch_git *g;
+} lgit_repo;
+
+static orch_git *check_repo(lua_State *L)
+{
+    lgit_repo *r = luaL_checkudata(L, 1, LGIT_REPO);
+    lorch_check_open(L, r->g != NULL, "git repository");
+    return r->g;
+}
+
+static void push_oid(lua_State *L, const git_oid *oid)
+{
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof hex, oid);
+    lua_pushstring(L, hex);
+}
+
+/* Reads the revision at idx (hex or a name) into oid; pushes the failure
+ * triple and returns 3 if it does not resolve, else 0. */
+static int arg_oid(lua_State *L, orch_git *g, int idx, git_oid *oid)
+{
+    int rc = orch_git_resolve(g, luaL_checkstring(L, idx), oid);
+    return rc < 0 ? lorch_fail(L, rc, orch_err_msg()) : 0;
+}
+
+static void push_list(lua_State *L, const orch_strlist *l)
+{
+    lua_createtable(L, (int)l->n, 0);
+    for (size_t i = 0; i < l->n; i++) {
+        lua_pushstring(L, l->v[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
+/* nil, msg, "ECONFLICT", {paths} */
+static int push_conflict(lua_State *L, const orch_strlist *l)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, orch_err_msg());
+    lua_pushliteral(L, "ECONFLICT");
+    push_list(L, l);
+    return 4;
+}
+
+static int lgit_open(lua_State *L)
+{
+    const char *dir = luaL_optstring(L, 1, ".");
+    lgit_repo *r = lua_newuserdata(L, sizeof *r);
+    r->g = NULL;
+    luaL_getmetatable(L, LGIT_REPO);
+    lua_setmetatable(L, -2);
+    int rc = orch_git_open(&r->g, dir);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    return 1;
+}
+
+static int lgit_close(lua_State *L)
+{
+    lgit_repo *r = luaL_checkudata(L, 1, LGIT_REPO);
+    orch_git_close(r->g);
+    r->g = NULL;
+    return 0;
+}
+
+static int lgit_root(lua_State *L)
+{
+    lua_pushstring(L, orch_git_workdir(check_repo(L)));
+    return 1;
+}
+
+static int lgit_gitdir(lua_State *L)
+{
+    lua_pushstring(L, orch_git_commondir(check_repo(L)));
+    return 1;
+}
+
+static int lgit_head(lua_State *L)
+{
+    git_oid oid;
+    char branch[512];
+    int rc = orch_git_head(check_repo(L), &oid, branch, sizeof branch);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    push_oid(L, &oid);
+    if (branch[0])
+        lua_pushstring(L, branch);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+static int lgit_resolve(lua_State *L)
+{
+    git_oid oid;
+    int n = arg_oid(L, check_repo(L), 2, &oid);
+    if (n)
+        return n;
+    push_oid(L, &oid);
+    return 1;
+}
+
+static int lgit_tree(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    git_oid oid, tree;
+    int rc, n = arg_oid(L, g, 2, &oid);
+    if (n)
+        return n;
+    if ((rc = orch_git_commit_tree(g, &oid, &tree)) < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    push_oid(L, &tree);
+    return 1;
+}
+
+static int lgit_update_ref(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    const char *name = luaL_checkstring(L, 2);
+    const char *log = luaL_optstring(L, 5, "orch");
+    git_oid oid, expect;
+    int rc, n = arg_oid(L, g, 3, &oid);
+    if (n)
+        return n;
+    if (!lua_isnoneornil(L, 4) && (n = arg_oid(L, g, 4, &expect)))
+        return n;
+    rc = orch_git_update_ref(g, name, &oid,
+                             lua_isnoneornil(L, 4) ? NULL : &expect, log);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lgit_delete_ref(lua_State *L)
+{
+    int rc = orch_git_delete_ref(check_repo(L), luaL_checkstring(L, 2));
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lgit_is_ancestor(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    git_oid a, b;
+    int n;
+    if ((n = arg_oid(L, g, 2, &a)) || (n = arg_oid(L, g, 3, &b)))
+        return n;
+    lua_pushboolean(L, orch_git_is_ancestor(g, &a, &b));
+    return 1;
+}
+
+static int lgit_commit(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    git_oid tree, parents[16], out;
+    size_t np;
+    int rc, n;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *msg = lorch_opt_str_field(L, 2, "message", NULL);
+    luaL_argcheck(L, msg != NULL, 2, "message is required");
+    lua_getfield(L, 2, "tree");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "field 'tree' must be a string");
+    /* a tree id as it is; a commit (id or name) gives its tree */
+    if (lua_objlen(L, -1) != GIT_OID_HEXSZ ||
+        git_oid_fromstr(&tree, lua_tostring(L, -1)) < 0) {
+        if ((n = arg_oid(L, g, lua_gettop(L), &tree)))
+            return n;
+    }
+    {
+        git_oid t;
+        if (orch_git_commit_tree(g, &tree, &t) == 0)
+            tree = t;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "parents");
+    np = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    luaL_argcheck(L, np <= 16, 2, "at most 16 parents");
+    for (size_t i = 0; i < np; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        if ((n = arg_oid(L, g, lua_gettop(L), &parents[i])))
+            return n;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if ((rc = orch_git_commit(g, &tree, parents, np, NULL, msg, &out)) < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    push_oid(L, &out);
+    return 1;
+}
+
+static int lgit_merge_trees(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    orch_strlist c = {0};
+    git_oid a, b, tree;
+    int rc, n;
+    if ((n = arg_oid(L, g, 2, &a)) || (n = arg_oid(L, g, 3, &b)))
+        return n;
+    rc = orch_git_merge_trees(g, &a, &b, &tree, &c);
+    if (rc == ORCH_GIT_CONFLICT)
+        n = push_conflict(L, &c);
+    else if (rc < 0)
+        n = lorch_fail(L, rc, orch_err_msg());
+    else {
+        push_oid(L, &tree);
+        n = 1;
+    }
+    orch_strlist_free(&c);
+    return n;
+}
+
+static int lgit_diff_names(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    orch_strlist l = {0};
+    git_oid a, b;
+    int rc, n;
+    /* trees and commits: take hex ids as they are, resolve names */
+    for (int i = 2; i <= 3; i++) {
+        git_oid *o = i == 2 ? &a : &b;
+        const char *s = luaL_checkstring(L, i);
+        if (strlen(s) == GIT_OID_HEXSZ && git_oid_fromstr(o, s) == 0)
+            continue;
+        if ((n = arg_oid(L, g, i, o)))
+            return n;
+    }
+    if ((rc = orch_git_diff_names(g, &a, &b, &l)) < 0)
+        n = lorch_fail(L, rc, orch_err_msg());
+    else {
+        push_list(L, &l);
+        n = 1;
+    }
+    orch_strlist_free(&l);
+    return n;
+}
+
+static int lgit_exclude_orch(lua_State *L)
+{
+    int rc = orch_git_exclude_orch(check_repo(L));
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lgit_dirty(lua_State *L)
+{
+    orch_strlist l = {0};
+    int rc = orch_git_dirty(check_repo(L), &l), n;
+    if (rc < 0)
+        n = lorch_fail(L, rc, orch_err_msg());
+    else {
+        push_list(L, &l);
+        n = 1;
+    }
+    orch_strlist_free(&l);
+    return n;
+}
+
+static void push_wt(lua_State *L, const orch_wt *wt, int full)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, wt->path);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, wt->branch);
+    lua_setfield(L, -2, "branch");
+    lua_pushstring(L, wt->name);
+    lua_setfield(L, -2, "name");
+    if (full) {
+        push_oid(L, &wt->start);
+        lua_setfield(L, -2, "start");
+        lua_pushboolean(L, wt->reused);
+        lua_setfield(L, -2, "reused");
+    }
+}
+
+static int lgit_worktree_names(lua_State *L)
+{
+    orch_wt wt;
+    int rc = orch_wt_names(check_repo(L), luaL_checkstring(L, 2),
+                           luaL_checkstring(L, 3), &wt);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    push_wt(L, &wt, 0);
+    return 1;
+}
+
+static int lgit_worktree_intact(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    orch_wt wt;
+    int rc = orch_wt_names(g, luaL_checkstring(L, 2), luaL_checkstring(L, 3),
+                           &wt);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, orch_wt_intact(g, &wt));
+    return 1;
+}
+
+static int lgit_worktree_create(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    const char *run = luaL_checkstring(L, 2), *task = luaL_checkstring(L, 3);
+    const char *deps[64];
+    orch_wt_opts o = {ORCH_WT_AUTO, 0};
+    orch_strlist c = {0};
+    orch_wt wt;
+    git_oid base;
+    size_t nd = 0;
+    int rc, n;
+    if ((n = arg_oid(L, g, 4, &base)))
+        return n;
+    if (lua_istable(L, 5)) {
+        nd = lua_objlen(L, 5);
+        luaL_argcheck(L, nd <= 64, 5, "at most 64 dependencies");
+        for (size_t i = 0; i < nd; i++) {
+            lua_rawgeti(L, 5, (int)i + 1);
+            deps[i] = lua_tostring(L, -1); /* kept alive by the table */
+            lua_pop(L, 1);
+            luaL_argcheck(L, deps[i] != NULL, 5, "dependency branch names");
+        }
+    }
+    if (lua_istable(L, 6)) {
+        const char *mode = lorch_opt_str_field(L, 6, "checkout", "auto");
+        o.checkout = !strcmp(mode, "fast")      ? ORCH_WT_FAST
+                     : !strcmp(mode, "libgit2") ? ORCH_WT_LIBGIT2
+                                                : ORCH_WT_AUTO;
+        o.nthreads = (int)lorch_opt_int_field(L, 6, "threads", 0);
+    }
+    rc = orch_wt_create(g, run, task, &base, deps, nd, &o, &wt, &c);
+    if (rc == ORCH_GIT_CONFLICT)
+        n = push_conflict(L, &c);
+    else if (rc < 0)
+        n = lorch_fail(L, rc, orch_err_msg());
+    else {
+        push_wt(L, &wt, 1);
+        n = 1;
+    }
+    orch_strlist_free(&c);
+    return n;
+}
+
+static int lgit_commit_all(lua_State *L)
+{
+    git_oid head;
+    int rc = orch_wt_commit_all(check_repo(L), luaL_checkstring(L, 2),
+                                luaL_checkstring(L, 3), &head);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, rc == 1);
+    push_oid(L, &head);
+    return 2;
+}
+
+static int merge_result(lua_State *L, int rc, const git_oid *tip,
+                        const orch_strlist *c, const char *done)
+{
+    if (rc == ORCH_GIT_CONFLICT)
+        return push_conflict(L, c);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    push_oid(L, tip);
+    lua_pushstring(L, rc == ORCH_GIT_UPTODATE ? "uptodate" : done);
+    return 2;
+}
+
+static int lgit_merge(lua_State *L)
+{
+    static const char *const names[] = {"merge", "squash", "rebase", NULL};
+    orch_git *g = check_repo(L);
+    const char *into = luaL_checkstring(L, 2), *from = luaL_checkstring(L, 3);
+    int how = luaL_checkoption(L, 4, "merge", names);
+    const char *msg = luaL_optstring(L, 5, "orch: merge");
+    orch_strlist c = {0};
+    git_oid tip;
+    int rc = orch_git_merge_into(g, into, from, how, msg, &tip, &c);
+    int n = merge_result(L, rc, &tip, &c, "merged");
+    orch_strlist_free(&c);
+    return n;
+}
+
+static int lgit_apply_to_head(lua_State *L)
+{
+    orch_git *g = check_repo(L);
+    const char *from = luaL_checkstring(L, 2);
+    int allow = 1;
+    const char *msg = "orch: apply run";
+    orch_strlist c = {0};
+    git_oid tip;
+    if (lua_istable(L, 3)) {
+        allow = lorch_opt_bool_field(L, 3, "merge", 1);
+        msg = lorch_opt_str_field(L, 3, "message", msg);
+    }
+    int rc = orch_git_apply_to_head(g, from, allow, msg, &tip, &c);
+    int n;
+    if (rc == -EBUSY && c.n) { /* dirty: nil, msg, "EBUSY", {paths} */
+        n = lorch_fail(L, rc, orch_err_msg());
+        push_list(L, &c);
+        n++;
+    } else
+        n = merge_result(L, rc, &tip, &c, "applied");
+    orch_strlist_free(&c);
+    return n;
+}
+
+static int lgit_worktree_remove(lua_State *L)
+{
+    int rc = orch_wt_remove(check_repo(L), luaL_checkstring(L, 2),
+                            luaL_checkstring(L, 3));
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lgit_prune(lua_State *L)
+{
+    int removed = 0;
+    int rc = orch_wt_prune(check_repo(L), luaL_checkstring(L, 2), &removed);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushinteger(L, removed);
+    return 1;
+}
+
+static const luaL_Reg lgit_methods[] = {
+    {"root", lgit_root},
+    {"gitdir", lgit_gitdir},
+    {"head", lgit_head},
+    {"resolve", lgit_resolve},
+    {"tree", lgit_tree},
+    {"update_ref", lgit_update_ref},
+    {"delete_ref", lgit_delete_ref},
+    {"is_ancestor", lgit_is_ancestor},
+    {"commit", lgit_commit},
+    {"merge_trees", lgit_merge_trees},
+    {"diff_names", lgit_diff_names},
+    {"exclude_orch", lgit_exclude_orch},
+    {"dirty", lgit_dirty},
+    {"worktree_names", lgit_worktree_names},
+    {"worktree_intact", lgit_worktree_intact},
+    {"worktree_create", lgit_worktree_create},
+    {"commit_all", lgit_commit_all},
+    {"merge", lgit_merge},
+    {"apply_to_head", lgit_apply_to_head},
+    {"worktree_remove", lgit_worktree_remove},
+    {"prune", lgit_prune},
+    {"close", lgit_close},
+    {"__gc", lgit_close},
+    {NULL, NULL},
+};
+
+int lorch_open_git(lua_State *L)
+{
+    lorch_class(L, LGIT_REPO, lgit_methods);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushcfunction(L, lgit_open);
+    lua_setfield(L, -2, "open");
+    return 1;
+}
