@@ -594,6 +594,7 @@ int orch_sched_next(orch_sched *s)
         return -EINVAL;
     if (s->nrunning >= s->concurrency)
         return -EAGAIN;
+    int found = -EAGAIN, ndefer = 0;
     while (s->nheap > 0) {
         int ti = heap_pop(s), blocker = -1;
         task *t = &s->t[ti];
@@ -603,17 +604,24 @@ int orch_sched_next(orch_sched *s)
             t->state = ORCH_TASK_RUNNING;
             t->run_pos = s->nrunning;
             s->running[s->nrunning++] = ti;
-            return ti;
+            found = ti;
+            break;
         }
         if (blocker < 0)
             blocker = find_blocker(s, ti);
-        if (blocker < 0 || blocker == ti)
-            continue; /* cannot happen: locks are only held while running */
+        if (blocker < 0 || blocker == ti) {
+            /* cannot happen (locks are only held by running tasks), but
+             * never lose a task: it goes back to the heap below */
+            s->stack[ndefer++] = ti;
+            continue;
+        }
         t->parked = 1;
         t->park_next = s->t[blocker].waiters;
         s->t[blocker].waiters = ti;
     }
-    return -EAGAIN;
+    for (int i = 0; i < ndefer; i++)
+        offer(s, s->stack[i]);
+    return found;
 }
 
 int orch_sched_finish(orch_sched *s, int ti, orch_outcome out)
@@ -622,6 +630,8 @@ int orch_sched_finish(orch_sched *s, int ti, orch_outcome out)
         return orch_err_set(-EINVAL, "finish: task %s is not running",
                             valid(s, ti) ? s->t[ti].id : "?");
     task *t = &s->t[ti];
+    if (s->dirty)
+        orch_sched_check(s); /* tasks added since: propagate to them too */
     release(s, ti);
     s->nblocked = 0;
     switch (out) {
@@ -675,6 +685,8 @@ int orch_sched_cancel(orch_sched *s, int ti)
     if (is_finished(t->state))
         return orch_err_set(-EINVAL, "cancel: task %s is %s", t->id,
                             orch_sched_state_name(t->state));
+    if (s->dirty && s->dep_off)
+        orch_sched_check(s); /* tasks added since: propagate to them too */
     if (t->state == ORCH_TASK_RUNNING)
         release(s, ti);
     t->state = ORCH_TASK_CANCELLED;

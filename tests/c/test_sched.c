@@ -416,6 +416,12 @@ static void test_add_while_running(void)
     T_EQ_INT(orch_sched_next(s), -EAGAIN);
     T_EQ_INT(fin(s, "a", ORCH_OUT_DONE), 0);
     T_EQ_STR(next_id(s), "review");
+    /* added without a check(): a hard failure still blocks it, and says so */
+    const char *dr[] = { "review", NULL };
+    ADD(s, "fix", dr, none, 1);
+    T_EQ_INT(fin(s, "review", ORCH_OUT_FAILED), 1);
+    T_CHECK(in_blocked(s, "fix"));
+    T_EQ_INT(orch_sched_active(s), 0);
     orch_sched_free(s);
 }
 
