@@ -267,6 +267,44 @@ describe('malformed plans', function()
     end
   end)
 
+  it('survive random mutations of valid plans', function()
+    local seed = 1234
+    local function rnd(n)
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return math.floor(seed / 65536) % n
+    end
+    local junk = { '{', '}', '[', ']', ',', ':', '"', '\\', '\t', '\n', '-', ' ', '\0',
+      '\255', 'null', '1e999', '&a', '*a', '!!str', '? ', '|', '#', '\\u12' }
+    for _, name in ipairs({ 'valid.json', 'valid.yaml', 'errors.json', 'cycle.yaml' }) do
+      local f = assert(io.open(DIR .. name, 'rb'))
+      local text = f:read('*a')
+      f:close()
+      for _ = 1, 300 do
+        local t = text
+        for _ = 1, 1 + rnd(4) do
+          local at = 1 + rnd(#t)
+          local op = rnd(3)
+          if op == 0 then -- delete a run
+            t = t:sub(1, at - 1) .. t:sub(at + 1 + rnd(8))
+          elseif op == 1 then -- insert junk
+            t = t:sub(1, at - 1) .. junk[1 + rnd(#junk)] .. t:sub(at)
+          else -- truncate
+            t = t:sub(1, at)
+          end
+        end
+        local ok, p, e = pcall(plan.parse, t, name)
+        assert(ok, p)
+        if p == nil then
+          assert.is_true(#e >= 1)
+          for _, err in ipairs(e) do
+            assert.is_number(err.line)
+            assert.is_string(err.msg)
+          end
+        end
+      end
+    end
+  end)
+
   it('reports a 10,000-task cycle once, quickly', function()
     local parts, N = {}, 10000
     for i = 0, N - 1 do

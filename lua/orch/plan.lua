@@ -309,8 +309,10 @@ function Check:deps(tasks, metas, by_id)
       if d == t.id then
         self:err(line, 'task %s depends on itself', show(t.id))
       elseif not by_id[d] then
+        -- suggestions cost O(ids) each: only for the first few
+        self.suggested = (self.suggested or 0) + 1
         self:err(line, 'task %s depends on unknown task %s%s', metas[i].name or show(t.id),
-          show(d), did_you_mean(d, names))
+          show(d), self.suggested <= 20 and did_you_mean(d, names) or '')
       elseif not seen[d] then
         seen[d] = true
         kept[#kept + 1] = d
