@@ -79,6 +79,7 @@ end
 
 local function show(v)
   if type(v) == 'string' then
+    if #v <= 60 and not v:find('[%c\128-\255]') then return "'" .. v .. "'" end
     local s = v:gsub('[%c\128-\255]', function(c) return ('\\x%02X'):format(c:byte()) end)
     if #s > 60 then s = s:sub(1, 57) .. '...' end
     return "'" .. s .. "'"
@@ -152,6 +153,7 @@ function Check:file_path(task, list, i, path)
       task.name, show(path))
     return false
   end
+  if not path:find('..', 1, true) then return true end
   local depth = 0
   for seg in path:gmatch('[^/]+') do
     if seg == '..' then depth = depth - 1 elseif seg ~= '.' then depth = depth + 1 end
@@ -259,15 +261,14 @@ function Check:task(raw, index, list)
   local out = { files = {}, deps = {}, env = {}, on_failure = 'hard', line = self.pos[raw].line }
   local task = { raw = raw, out = out, index = index }
   local id = self:task_id(task, raw)
-  task.name = id and show(id) or tostring(index)
+  task.name = id and ("'" .. id .. "'") or tostring(index) -- a valid id needs no escaping
   out.id = id
-  local names = sorted_keys(M.TASK_FIELDS)
   for _, k in ipairs(sorted_keys(raw)) do
     if M.TASK_FIELDS[k] then
       if k ~= 'id' then self:field(task, k, raw[k]) end
     else
       self:err(self:key_line(raw, k), "task %s: unknown field %s%s", task.name, show(k),
-        did_you_mean(k, names))
+        did_you_mean(k, sorted_keys(M.TASK_FIELDS)))
     end
   end
   if not out.role and not out.cmd then

@@ -20,11 +20,10 @@ end
 
 local function count_nl(s, i, j)
   local n = 0
-  while true do
-    local q = find(s, '\n', i, true)
-    if not q or q > j then return n end
-    n, i = n + 1, q + 1
+  for k = i, j do
+    if byte(s, k) == 10 then n = n + 1 end
   end
+  return n
 end
 
 local function skip(st)
@@ -78,8 +77,13 @@ end
 
 local function parse_string(st)
   local s, i, parts = st.s, st.i + 1, {}
+  local j = find(s, '["\\%z\1-\31]', i)
+  if j and byte(s, j) == 34 then -- the common case: no escapes
+    st.i = j + 1
+    return sub(s, i, j - 1)
+  end
   while true do
-    local j = find(s, '["\\%z\1-\31]', i)
+    j = find(s, '["\\%z\1-\31]', i)
     if not j then fail(st, 'unterminated string (the file ends inside it)') end
     local c = byte(s, j)
     parts[#parts + 1] = sub(s, i, j - 1)
