@@ -14,3 +14,5 @@ if not ok then
   if err ~= nil then io.stderr:write(tostring(err), '\n') end
   os.exit(1)
 end
+-- Success: exit 0 even though specs provoked (and counted) callback errors.
+os.exit(0)

@@ -194,12 +194,19 @@ static void lorch_report(lua_State *L, const char *msg)
     lua_pop(L, 1);
 }
 
+static int lorch_traceback_ref = LUA_NOREF;
+
 int lorch_call(lua_State *L, int nargs, int nresults)
 {
     int base = lua_gettop(L) - nargs; /* the function's slot */
     int rc;
 
-    lua_pushcfunction(L, lorch_traceback);
+    /* The message handler is made once: pushing a C function allocates. */
+    if (lorch_traceback_ref == LUA_NOREF) {
+        lua_pushcfunction(L, lorch_traceback);
+        lorch_traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lorch_traceback_ref);
     lua_insert(L, base);
     rc = lua_pcall(L, nargs, nresults, base);
     lua_remove(L, base);
@@ -549,5 +556,24 @@ void lorch_host_close(void)
     if (L) {
         lorch_unref(L, &lorch_shutdown_ref);
         lorch_unref(L, &lorch_error_ref);
+        lorch_unref(L, &lorch_traceback_ref);
     }
+}
+
+/* After lua_close: handles closed by __gc get their close callbacks (which
+ * free them), then the loop itself is closed. */
+void lorch_host_finish(void);
+void lorch_host_finish(void)
+{
+    if (!lorch_loop_ready)
+        return;
+    orch_proc_shutdown_watchers();
+    if (!uv_is_closing((uv_handle_t *)&lorch_sigint)) {
+        uv_close((uv_handle_t *)&lorch_sigint, NULL);
+        uv_close((uv_handle_t *)&lorch_sigterm, NULL);
+        uv_close((uv_handle_t *)&lorch_shutdown_timer, NULL);
+    }
+    uv_run(&lorch_the_loop, UV_RUN_NOWAIT);
+    uv_loop_close(&lorch_the_loop);
+    lorch_main_L = NULL;
 }

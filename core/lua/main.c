@@ -24,6 +24,7 @@
 int lorch_open_core(lua_State *L);
 int lorch_host_start(lua_State *L);
 void lorch_host_close(void);
+void lorch_host_finish(void);
 void lorch_set_runtime_dir(const char *dir);
 int lorch_callback_error_count(void);
 
@@ -177,5 +178,6 @@ int main(int argc, char **argv)
     fflush(stdout);
     lorch_host_close();
     lua_close(L);
+    lorch_host_finish();
     return code;
 }

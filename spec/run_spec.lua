@@ -1,0 +1,288 @@
+-- `orch run --plan`, `orch resume`, `orch status`: the scheduler, the
+-- store and the exec backend through the real binary on real repositories.
+local core = require('orch.core')
+local cjson = require('cjson')
+local H = require('spec.helpers')
+
+local function git_repo(dir)
+  H.sh(('cd %s && git init -q && git config user.email t@t && git config user.name t' ..
+        ' && echo x > README && git add README && git commit -qm init'):format(dir))
+end
+
+-- Writes a JSON plan and returns its path.
+local function plan_file(dir, tasks, name)
+  local path = dir .. '/' .. (name or 'plan.json')
+  H.write(path, cjson.encode({ goal = 'spec', tasks = tasks }))
+  return path
+end
+
+-- Attempt rows of the latest run, by task id: {started_at, finished_at, n}.
+local function attempts(db)
+  local h = assert(core.db.open(db, { readonly = true }))
+  local by = {}
+  for r in h:rows([[SELECT * FROM attempts WHERE run_id =
+                     (SELECT id FROM runs ORDER BY created_at DESC LIMIT 1) ORDER BY started_at]]) do
+    by[r.task_id] = by[r.task_id] or {}
+    table.insert(by[r.task_id], r)
+  end
+  h:close()
+  return by
+end
+
+local function status_json(dir)
+  local r = H.orch({ 'status', '--json', '--repo', dir })
+  assert.equal(0, r.code, r.err)
+  local s = cjson.decode(r.out)
+  local by = {}
+  for _, t in ipairs(s.tasks) do by[t.id] = t end
+  return s, by
+end
+
+local function max_overlap(list)
+  local ev = {}
+  for _, a in ipairs(list) do
+    ev[#ev + 1] = { a.started_at, 1 }
+    ev[#ev + 1] = { a.finished_at, -1 }
+  end
+  table.sort(ev, function(x, y)
+    if x[1] == y[1] then return x[2] < y[2] end
+    return x[1] < y[1]
+  end)
+  local cur, max = 0, 0
+  for _, e in ipairs(ev) do
+    cur = cur + e[2]
+    if cur > max then max = cur end
+  end
+  return max
+end
+
+local function overlaps(a, b)
+  return a.started_at < b.finished_at and b.started_at < a.finished_at
+end
+
+describe('orch run --plan', function()
+  local dir
+  before_each(function()
+    dir = H.tmpdir()
+    git_repo(dir)
+  end)
+  after_each(function() H.rm(dir) end)
+
+  it('never runs more than --concurrency tasks at once, and reaches it', function()
+    local tasks = {}
+    for i = 1, 8 do tasks[i] = { id = 't' .. i, cmd = 'sleep 1' } end
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir,
+                       '--concurrency', '4', '--yes', '--no-tui' })
+    assert.equal(0, r.code, r.err)
+    local all = {}
+    for _, list in pairs(attempts(dir .. '/.orch/orch.db')) do
+      assert.equal(1, #list)
+      all[#all + 1] = list[1]
+    end
+    assert.equal(8, #all)
+    assert.equal(4, max_overlap(all))
+  end)
+
+  for _, shape in ipairs({ 'diamond', 'chain', 'fanout' }) do
+    it('starts no task before its deps finished: ' .. shape, function()
+      local tasks
+      if shape == 'diamond' then
+        tasks = { { id = 'a', cmd = 'sleep 0.1' }, { id = 'b', cmd = 'sleep 0.2', deps = { 'a' } },
+                  { id = 'c', cmd = 'sleep 0.1', deps = { 'a' } },
+                  { id = 'd', cmd = 'true', deps = { 'b', 'c' } } }
+      elseif shape == 'chain' then
+        tasks = {}
+        for i = 1, 6 do
+          tasks[i] = { id = 'c' .. i, cmd = 'sleep 0.05', deps = i > 1 and { 'c' .. (i - 1) } or nil }
+        end
+      else
+        tasks = { { id = 'root', cmd = 'sleep 0.1' } }
+        for i = 1, 12 do tasks[#tasks + 1] = { id = 'f' .. i, cmd = 'sleep 0.05', deps = { 'root' } } end
+        local all = {}
+        for i = 1, 12 do all[i] = 'f' .. i end
+        tasks[#tasks + 1] = { id = 'join', cmd = 'true', deps = all }
+      end
+      local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' })
+      assert.equal(0, r.code, r.err)
+      local at = attempts(dir .. '/.orch/orch.db')
+      for _, t in ipairs(tasks) do
+        assert.is_not_nil(at[t.id], t.id)
+        for _, d in ipairs(t.deps or {}) do
+          assert.is_true(at[t.id][1].started_at >= at[d][1].finished_at, t.id .. ' after ' .. d)
+        end
+      end
+    end)
+  end
+
+  it('never overlaps two tasks whose files overlap; disjoint ones do overlap', function()
+    local tasks = {
+      { id = 'a', cmd = 'sleep 0.5', files = { 'src/x.c', 'README' } },
+      { id = 'b', cmd = 'sleep 0.5', files = { './src//x.c' } },
+      { id = 'c', cmd = 'sleep 0.5', files = { 'src/y.c' } },
+      { id = 'd', cmd = 'sleep 0.5', files = { 'src/' } },
+    }
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' })
+    assert.equal(0, r.code, r.err)
+    local at = attempts(dir .. '/.orch/orch.db')
+    local a, b, c, d = at.a[1], at.b[1], at.c[1], at.d[1]
+    assert.is_false(overlaps(a, b))
+    assert.is_false(overlaps(a, d)) -- src/ covers src/x.c
+    assert.is_false(overlaps(c, d))
+    assert.is_true(overlaps(a, c) or overlaps(b, c))
+  end)
+
+  it('hard failure blocks dependents, unrelated tasks finish, exit 1', function()
+    local tasks = {
+      { id = 'bad', cmd = 'exit 7' },
+      { id = 'dep', cmd = 'true', deps = { 'bad' } },
+      { id = 'dep2', cmd = 'true', deps = { 'dep' } },
+      { id = 'other', cmd = 'sleep 0.2' },
+    }
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' })
+    assert.equal(1, r.code)
+    local s, by = status_json(dir)
+    assert.equal('failed', s.run.status)
+    assert.equal('failed', by.bad.status)
+    assert.equal('blocked', by.dep.status)
+    assert.equal('blocked', by.dep2.status)
+    assert.equal(0, by.dep.attempts)
+    assert.equal('done', by.other.status)
+  end)
+
+  it('soft failure lets dependents run; skip ends skipped and dependents run', function()
+    local tasks = {
+      { id = 'soft', cmd = 'exit 1', on_failure = 'soft' },
+      { id = 'after_soft', cmd = 'true', deps = { 'soft' } },
+      { id = 'skip', cmd = 'exit 1', on_failure = 'skip' },
+      { id = 'after_skip', cmd = 'true', deps = { 'skip' } },
+    }
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' })
+    assert.equal(0, r.code, r.err)
+    local _, by = status_json(dir)
+    assert.equal('failed', by.soft.status)
+    assert.equal('done', by.after_soft.status)
+    assert.equal('skipped', by.skip.status)
+    assert.equal('done', by.after_skip.status)
+  end)
+
+  it('rejects a cycle, naming its ids, and runs nothing', function()
+    local tasks = {
+      { id = 'a', cmd = 'touch ' .. dir .. '/ran', deps = { 'c' } },
+      { id = 'b', cmd = 'true', deps = { 'a' } },
+      { id = 'c', cmd = 'true', deps = { 'b' } },
+    }
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' })
+    assert.equal(2, r.code)
+    assert.matches('cycle', r.err)
+    for _, id in ipairs({ 'a', 'b', 'c' }) do assert.matches(id, r.err) end
+    assert.is_nil(H.read(dir .. '/ran'))
+    assert.is_nil(H.read(dir .. '/.orch/orch.db'))
+  end)
+
+  it('gives an error, never a crash or hang, for malformed plans', function()
+    local cases = {
+      ['trunc.json'] = '{"tasks": [{"id": "a", "cmd": "true"',
+      ['tab.yaml'] = 'tasks:\n\t- id: a\n',
+      ['numdep.json'] = '{"tasks": [{"id": "a", "cmd": "true", "deps": [1]}]}',
+      ['empty.json'] = '',
+      ['garbage.json'] = '\0\1\2\255\254',
+    }
+    local big = {}
+    for i = 1, 10000 do
+      big[i] = { id = 'n' .. i, cmd = 'true', deps = { 'n' .. (i % 10000 + 1) } }
+    end
+    cases['cycle10k.json'] = cjson.encode({ tasks = big })
+    for name, text in pairs(cases) do
+      H.write(dir .. '/' .. name, text)
+      local r = H.orch({ 'plan', 'check', dir .. '/' .. name }, { timeout = 60000 })
+      assert.is_nil(r.timed_out, name)
+      assert.equal(2, r.code, name .. ': ' .. r.err)
+      assert.matches(name, r.err, 1, true)
+      r = H.orch({ 'run', '--plan', dir .. '/' .. name, '--repo', dir }, { timeout = 60000 })
+      assert.equal(2, r.code, name)
+    end
+  end)
+
+  it('records output for orch logs, and status works while the run is live', function()
+    local tasks = {
+      { id = 'talk', cmd = 'echo out1; echo err1 >&2; echo out2' },
+      { id = 'long', cmd = 'sleep 2', deps = { 'talk' } },
+    }
+    local live_status
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' }, {
+      on_start = function()
+        H.run_until(function()
+          local f = H.read(dir .. '/.orch/orch.db')
+          if not f then return false end
+          local s = H.orch({ 'status', '--json', '--repo', dir })
+          if s.code ~= 0 then return false end
+          local ok, j = pcall(cjson.decode, s.out)
+          for _, t in ipairs(ok and j.tasks or {}) do
+            if t.id == 'long' and t.status == 'running' then live_status = j return true end
+          end
+        end, 10000)
+      end,
+    })
+    assert.equal(0, r.code, r.err)
+    assert.is_not_nil(live_status)
+    assert.equal('running', live_status.run.status)
+    local s = status_json(dir)
+    local l = H.orch({ 'logs', s.run.id, 'talk', '--repo', dir })
+    assert.equal(0, l.code)
+    -- each stream keeps its order; the two pipes are read independently
+    local outs, errs = {}, {}
+    for _, line in ipairs(l.stdout) do
+      if line:match('^%[stderr%]') then errs[#errs + 1] = line else outs[#outs + 1] = line end
+    end
+    assert.same({ 'out1', 'out2' }, outs)
+    assert.same({ '[stderr] err1' }, errs)
+  end)
+
+  it('resume after kill -9: every task ends done, none that finished runs twice', function()
+    local out = H.tmpdir()
+    local tasks = {}
+    for i = 1, 20 do
+      tasks[i] = { id = ('t%02d'):format(i),
+                   cmd = 'echo $ORCH_TASK >> ' .. out .. '/lines; sleep 0.2',
+                   deps = i > 4 and { ('t%02d'):format(i - 4) } or nil }
+    end
+    local pf = plan_file(dir, tasks)
+    local db = dir .. '/.orch/orch.db'
+    local done_at_kill = {}
+    local r = H.orch({ 'run', '--plan', pf, '--repo', dir, '--concurrency', '2', '--yes' }, {
+      on_start = function(p)
+        H.run_until(function()
+          if not H.read(db) then return false end
+          local h = core.db.open(db, { readonly = true })
+          if not h then return false end
+          local ok, row = pcall(h.first, h, "SELECT count(*) AS n FROM tasks WHERE status = 'done'")
+          h:close()
+          return ok and row and row.n >= 8
+        end, 30000)
+        p:kill('SIGKILL')
+      end,
+    })
+    assert.equal('SIGKILL', r.sig)
+    local h = assert(core.db.open(db, { readonly = true }))
+    for row in h:rows("SELECT id FROM tasks WHERE status = 'done'") do done_at_kill[row.id] = true end
+    h:close()
+    local n = 0
+    for _ in pairs(done_at_kill) do n = n + 1 end
+    assert.is_true(n >= 8 and n < 20)
+    r = H.orch({ 'resume', '--repo', dir, '--yes' })
+    assert.equal(0, r.code, r.err)
+    local _, by = status_json(dir)
+    for _, t in ipairs(tasks) do assert.equal('done', by[t.id].status, t.id) end
+    local count = {}
+    for line in (H.read(out .. '/lines') or ''):gmatch('[^\n]+') do
+      count[line] = (count[line] or 0) + 1
+    end
+    for id in pairs(done_at_kill) do assert.equal(1, count[id], id) end
+    for _, t in ipairs(tasks) do assert.is_true((count[t.id] or 0) >= 1, t.id) end
+    -- resuming the finished run says so
+    r = H.orch({ 'resume', '--repo', dir })
+    assert.equal(0, r.code)
+    assert.matches('already finished', r.out)
+    H.rm(out)
+  end)
+end)
