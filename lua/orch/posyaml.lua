@@ -4,7 +4,8 @@
 -- orch.posjson (`pos[tbl] = {line=, keys={k=line}}` or `{line=, items={}}`),
 -- or `nil, {line=, msg=}`. A mapping's `pos.raw[k]` keeps the source text of
 -- a plain scalar value that did not decode to a string (`cmd: true`).
--- One document; plain scalars follow the YAML 1.2 core schema (null/~/empty, true/false, numbers), quoted ones are strings;
+-- One document; plain scalars follow the YAML 1.2 core schema
+-- (null/~/empty, true/false, numbers), quoted ones are strings;
 -- null decodes to `posjson.null`. Anchors and aliases work (an alias is the
 -- same Lua table). Containers are built with an explicit stack, so deep
 -- nesting is an error (max_depth, default 200), never a C stack overflow.
