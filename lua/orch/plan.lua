@@ -98,6 +98,12 @@ local function type_name(v)
   return t
 end
 
+-- "a number 3", "a boolean true", "a list or object"
+local function described(v)
+  if type(v) == 'table' then return type_name(v) end
+  return type_name(v) .. ' ' .. show(v)
+end
+
 local function is_list(v, pos)
   return type(v) == 'table' and v ~= null and (pos[v] == nil or pos[v].items ~= nil
     or next(v) == nil)
@@ -136,8 +142,8 @@ function Check:strings(task, field, v, out)
   end
   for i, item in ipairs(v) do
     if type(item) ~= 'string' then
-      self:err(self:item_line(v, i), "task %s: '%s' item %d must be a string, got %s %s",
-        task.name, field, i, type_name(item), show(item))
+      self:err(self:item_line(v, i), "task %s: '%s' item %d must be a string, got %s",
+        task.name, field, i, described(item))
     elseif item == '' then
       self:err(self:item_line(v, i), "task %s: '%s' item %d is empty", task.name, field, i)
     else
@@ -240,7 +246,7 @@ function Check:task_id(task, raw)
   if id == nil or id == null then
     self:err(self.pos[raw].line, "task %d has no 'id'", task.index)
   elseif type(id) ~= 'string' then
-    self:err(line, "task %d: 'id' must be a string, got %s %s", task.index, type_name(id), show(id))
+    self:err(line, "task %d: 'id' must be a string, got %s", task.index, described(id))
   elseif id == '' then
     self:err(line, "task %d: 'id' is empty", task.index)
   elseif not id:find(ID_PATTERN) or id:find('%.%.') or id:find('%.lock$') or id:find('%.$') then
