@@ -1,0 +1,267 @@
+-- orch.core.git, orch.merge and orch.worktrees on real repositories made
+-- here (paths with spaces; the git CLI sets up and checks).
+local core = require('orch.core')
+local H = require('spec.helpers')
+local merge = require('orch.merge')
+local worktrees = require('orch.worktrees')
+
+local git = core.git
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function sh(dir, cmd)
+  local out, code = H.sh('cd ' .. q(dir) .. ' && ' .. cmd)
+  return (out:gsub('%s+$', '')), code
+end
+
+local function new_repo(root, name)
+  local dir = root .. '/' .. name
+  local _, code = H.sh('mkdir -p ' .. q(dir) .. ' && cd ' .. q(dir) .. ' && git init -q -b main . && '
+    .. 'git config user.name Tester && git config user.email t@example.com && '
+    .. "printf 'one\\ntwo\\nthree\\n' > shared.txt && git add -A && git commit -qm init")
+  assert(code == 0)
+  return dir
+end
+
+local function task(id, extra)
+  local t = { id = id }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return t
+end
+
+describe('orch.worktrees', function()
+  local root
+
+  before_each(function()
+    root = H.sh("mktemp -d '/tmp/orch-wt spec.XXXXXX'"):gsub('%s+$', '')
+  end)
+
+  after_each(function() H.rm(root) end)
+
+  it('refuses an empty repository with a clear message', function()
+    local dir = root .. '/empty'
+    H.sh('mkdir -p ' .. q(dir) .. ' && git -C ' .. q(dir) .. ' init -q')
+    local r, msg, code = git.open(dir)
+    assert.is_nil(r)
+    assert.matches('needs a first commit', msg)
+    assert.equals('EINVAL', code)
+  end)
+
+  it('gives four tasks four worktrees and merges all four files', function()
+    local dir = new_repo(root, 'four tasks')
+    local ws = worktrees.new({ repo = dir })
+    assert.is_true(ws:begin({ id = 'r1' }))
+    local places = {}
+    for i = 1, 4 do
+      local p = assert(ws:prepare(task('t' .. i), {}))
+      H.write(p.cwd .. '/t' .. i .. '.txt', sh(p.cwd, 'pwd') .. '\n')
+      places[i] = p
+    end
+    for i = 1, 4 do
+      assert.are_not.equal(dir, places[i].cwd)
+      assert.equals('orch/r1/t' .. i, places[i].branch)
+      for k = 1, i - 1 do assert.are_not.equal(places[k].cwd, places[i].cwd) end
+    end
+    for i = 1, 4 do
+      local res = ws:finish(task('t' .. i), { ok = true })
+      assert.equals('done', res.status)
+      assert.is_nil(io.open(places[i].cwd .. '/.git'))   -- removed once merged
+    end
+    local files = sh(dir, 'git ls-tree --name-only orch/r1/integration')
+    for i = 1, 4 do
+      assert.matches('t' .. i .. '%.txt', files)
+      assert.equals(places[i].cwd, sh(dir, 'git show orch/r1/integration:t' .. i .. '.txt'))
+    end
+    assert.equals('', sh(dir, 'git status --porcelain'))
+    assert.equals('1', sh(dir, "grep -c '^/.orch/$' .git/info/exclude"))
+    assert.matches('and 5 branch', worktrees.clean(dir, 'r1'), 1, true)
+    assert.equals('', sh(dir, "git branch --list 'orch/*'"))
+  end)
+
+  it("starts a task with its finished dependencies' work", function()
+    local dir = new_repo(root, 'deps')
+    local ws = worktrees.new({ repo = dir })
+    assert.is_true(ws:begin('r2'))
+    local a = assert(ws:prepare(task('a'), {}))
+    H.write(a.cwd .. '/from_a.txt', 'a was here\n')
+    assert.equals('done', ws:finish(task('a'), {}).status)
+    local b = assert(ws:prepare(task('b'), { 'a' }))
+    assert.equals('a was here\n', H.read(b.cwd .. '/from_a.txt'))
+    assert.equals('', sh(b.cwd, 'git status --porcelain'))
+  end)
+
+  it('merges one of two tasks editing the same line; the other conflicts', function()
+    local dir = new_repo(root, 'conflict')
+    -- the user's uncommitted work, which must survive byte for byte
+    H.write(dir .. '/shared.txt', 'one\nuser edit\nthree\n\1\255')
+    H.write(dir .. '/notes.txt', 'untracked')
+    sh(dir, 'echo staged > staged.txt && git add staged.txt')
+    local before = sh(dir, 'cat shared.txt notes.txt staged.txt | sha1sum; git diff --cached | sha1sum')
+    local head = sh(dir, 'git rev-parse main')
+    local ws = worktrees.new({ repo = dir, merge = 'merge' })
+    assert.is_true(ws:begin('r3'))
+    local a = assert(ws:prepare(task('a', { files = { 'x' } }), {}))
+    local b = assert(ws:prepare(task('b', { files = { 'y' } }), {}))
+    H.write(a.cwd .. '/shared.txt', 'one\nA\nthree\n')
+    H.write(b.cwd .. '/shared.txt', 'one\nB\nthree\n')
+    assert.equals('done', ws:finish(task('a'), {}).status)
+    local integ = sh(dir, 'git rev-parse orch/r3/integration')
+    local res = ws:finish(task('b'), {})
+    assert.equals('conflict', res.status)
+    assert.same({ 'shared.txt' }, res.files)
+    assert.matches('shared.txt', res.message)
+    assert.matches('git merge orch/r3/integration', res.message, 1, true)
+    assert.matches('orch resume r3', res.message, 1, true)
+    assert.equals(integ, sh(dir, 'git rev-parse orch/r3/integration'))
+    -- b's branch is intact, its commit reachable, its worktree kept
+    assert.equals('B', sh(dir, 'git show orch/r3/b:shared.txt | sed -n 2p'))
+    assert.is_not_nil(io.open(b.cwd .. '/.git'))
+    assert.equals(head, sh(dir, 'git rev-parse main'))
+    assert.equals(before, sh(dir, 'cat shared.txt notes.txt staged.txt | sha1sum; git diff --cached | sha1sum'))
+    -- applying at the end is refused while the user's tree is dirty
+    local msg = ws:complete('r3', { yes = true })
+    assert.matches('uncommitted', msg)
+    assert.equals(head, sh(dir, 'git rev-parse main'))
+    assert.equals(before, sh(dir, 'cat shared.txt notes.txt staged.txt | sha1sum; git diff --cached | sha1sum'))
+    -- the user resolves in the worktree as told; orch resume re-merges
+    sh(b.cwd, 'git merge -q orch/r3/integration >/dev/null 2>&1; '
+      .. "printf 'one\\nA+B\\nthree\\n' > shared.txt && git add shared.txt")
+    local ws2 = worktrees.new({ repo = dir })
+    assert.is_true(ws2:begin('r3', { resume = true }))
+    local again = assert(ws2:prepare(task('b'), { }))
+    assert.is_true(again.reused)
+    assert.equals('done', ws2:finish(task('b'), {}).status)
+    assert.equals('A+B', sh(dir, 'git show orch/r3/integration:shared.txt | sed -n 2p'))
+    -- once the user's tree is clean, --yes applies it as a fast-forward
+    sh(dir, 'git reset -q && git checkout -q -- shared.txt && rm staged.txt')
+    assert.matches('applied', ws2:complete('r3', { yes = true }))
+    assert.equals(sh(dir, 'git rev-parse orch/r3/integration'), sh(dir, 'git rev-parse main'))
+    assert.equals('untracked', H.read(dir .. '/notes.txt'))
+    assert.equals('?? notes.txt', sh(dir, 'git status --porcelain'))
+  end)
+
+  it('works on a detached HEAD', function()
+    local dir = new_repo(root, 'detached')
+    sh(dir, 'git checkout -q --detach')
+    local ws = worktrees.new({ repo = dir })
+    assert.is_true(ws:begin('r4'))
+    local a = assert(ws:prepare(task('a'), {}))
+    H.write(a.cwd .. '/a.txt', 'a\n')
+    assert.equals('done', ws:finish(task('a'), {}).status)
+    assert.matches('applied', ws:complete('r4', { yes = true }))
+    assert.equals('a', sh(dir, 'cat a.txt'))
+    assert.equals('', sh(dir, 'git symbolic-ref -q HEAD'))
+  end)
+
+  it('uses squash, rebase, and a user strategy built on the primitives', function()
+    local dir = new_repo(root, 'strategies')
+    local calls = 0
+    local function mine(ctx)
+      calls = calls + 1
+      local r = ctx.repo
+      local tip = assert(r:resolve(ctx.into))
+      local tree, msg, code, files = r:merge_trees(tip, ctx.from)
+      if not tree then
+        assert(code == 'ECONFLICT', msg)
+        return { conflict = true, files = files }
+      end
+      assert.is_table(r:diff_names(tip, tree))
+      local c = assert(r:commit({ tree = tree, parents = { tip }, message = 'mine: ' .. ctx.task.id }))
+      assert(r:update_ref(ctx.into, c, tip))
+      return { status = 'merged', tip = c }
+    end
+    local ws = worktrees.new({ repo = dir, merge = 'squash' })
+    assert.is_true(ws:begin('r5'))
+    for _, t in ipairs({ task('s'), task('r', { merge = 'rebase' }), task('m', { merge = mine }) }) do
+      local p = assert(ws:prepare(t, {}))
+      H.write(p.cwd .. '/' .. t.id .. '.txt', t.id)
+      sh(p.cwd, 'git add -A && git commit -qm "own commit ' .. t.id .. '"')
+      H.write(p.cwd .. '/' .. t.id .. '2.txt', t.id)
+      assert.equals('done', ws:finish(t, {}).status)
+    end
+    assert.equals(1, calls)
+    local log = sh(dir, "git log --format='%s|%p' orch/r5/integration")
+    assert.matches('^mine: m|', log)
+    assert.matches('orch r5/r|', log, 1, true)         -- rebased: the task's commits
+    assert.matches('own commit r|', log, 1, true)
+    assert.matches('orch r5: merge task s|', log, 1, true)
+    assert.is_nil(log:match('own commit s'))           -- squashed away
+    assert.equals('6', sh(dir, 'git ls-tree --name-only orch/r5/integration | grep -vc shared'))
+    -- a bad strategy fails the task, it does not raise
+    local p = assert(ws:prepare(task('x'), {}))
+    H.write(p.cwd .. '/x', 'x')
+    local res = ws:finish(task('x', { merge = 'octopus' }), {})
+    assert.equals('failed', res.status)
+    assert.matches("unknown merge strategy 'octopus'", res.message)
+    assert.matches('raised', ws:finish(task('x', { merge = function() error('raised') end }), {}).message)
+  end)
+
+  it('recovers half-made worktrees', function()
+    local dir = new_repo(root, 'recover me')
+    local repo = assert(git.open(dir))
+    local base = assert(repo:head())
+    local n = assert(repo:worktree_names('r6', 'a'))
+    -- killed before git knew of it: a directory without admin entry
+    sh(dir, 'mkdir -p ' .. q(n.path) .. ' && echo junk > ' .. q(n.path .. '/junk'))
+    local wt = assert(repo:worktree_create('r6', 'a', base, {}))
+    assert.is_false(wt.reused)
+    assert.is_nil(H.read(wt.path .. '/junk'))
+    assert.is_true(repo:worktree_intact('r6', 'a'))
+    -- killed during initialisation: the "initializing" mark stayed
+    H.write(repo:gitdir() .. '/worktrees/' .. n.name .. '/locked', 'orch: initializing\n')
+    assert.is_false(repo:worktree_intact('r6', 'a'))
+    wt = assert(repo:worktree_create('r6', 'a', base, {}))
+    assert.is_false(wt.reused)
+    assert.is_true(repo:worktree_intact('r6', 'a'))
+    -- a stale index.lock is cleared when the worktree is reused
+    H.write(repo:gitdir() .. '/worktrees/' .. n.name .. '/index.lock', '')
+    wt = assert(repo:worktree_create('r6', 'a', base, {}))
+    assert.is_true(wt.reused)
+    H.write(wt.path .. '/new.txt', 'new\n')
+    assert.is_true((repo:commit_all(wt.path, 'work')))
+    -- the directory gone, the admin entry left
+    sh(dir, 'rm -rf ' .. q(wt.path))
+    wt = assert(repo:worktree_create('r6', 'a', base, {}))
+    assert.equals('new\n', H.read(wt.path .. '/new.txt'))
+    assert.equals('', sh(wt.path, 'git status --porcelain'))
+    repo:close()
+  end)
+
+  it('recovers from kill -9 during worktree creation', function()
+    local dir = new_repo(root, 'killed')
+    sh(dir, 'for d in 0 1 2 3 4 5 6 7 8 9; do mkdir -p d$d; for f in $(seq 1 300); do '
+      .. 'echo "$d $f" > d$d/f$f; done; done; git add -A && git commit -qm many')
+    local script = root .. '/create.lua'
+    H.write(script, ([[
+      local repo = assert(require('orch.core').git.open(%q))
+      local base = assert(repo:head())
+      io.stdout:write('go\n') io.stdout:flush()
+      while true do
+        assert(repo:worktree_create('r7', 'a', base, {}))
+        assert(repo:worktree_remove('r7', 'a'))
+      end]]):format(dir))
+    local p = assert(core.spawn({ argv = { H.ORCH, '-l', script }, stdout = function() end,
+                                  on_exit = function() end }))
+    H.run_until(function() return false end, 300)
+    os.execute('kill -9 ' .. p:pid())
+    H.run_until(function() return false end, 100)
+    local ws = worktrees.new({ repo = dir })
+    assert.is_true(ws:begin('r7'))
+    local a = assert(ws:prepare(task('a'), {}))
+    assert.equals('', sh(a.cwd, 'git status --porcelain'))
+    assert.equals('9 300', H.read(a.cwd .. '/d9/f300'):gsub('%s+$', ''))
+    H.write(a.cwd .. '/done.txt', 'ok')
+    assert.equals('done', ws:finish(task('a'), {}).status)
+    assert.equals('', sh(dir, 'git worktree prune -n -v'))
+  end)
+
+  it('exposes merge.resolve and a conflict message naming the commands', function()
+    assert.is_function(merge.resolve('rebase'))
+    assert.is_nil((merge.resolve('nope')))
+    local m = merge.conflict_message({ run = 'R', into = 'orch/R/integration', from = 'orch/R/T',
+      task = { id = 'T' }, worktree = '/x y/wt' }, { 'a.c', 'b.c' })
+    assert.matches("cd '/x y/wt'", m, 1, true)
+    assert.matches('a.c, b.c', m, 1, true)
+    assert.matches('orch resume R', m, 1, true)
+  end)
+end)
