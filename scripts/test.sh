@@ -1,0 +1,15 @@
+#!/bin/sh
+# Builds orch and runs every test (C unit tests, fuzz replays, busted specs
+# inside the orch host, luacheck) twice: a normal build, then an
+# AddressSanitizer + UndefinedBehaviorSanitizer build.
+# ORCH_TEST_QUICK=1 skips the sanitizer build.
+set -eu
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+BUILD_DIR=build ./scripts/build.sh
+ctest --test-dir build -j "$JOBS" --output-on-failure
+if [ "${ORCH_TEST_QUICK:-0}" != 1 ]; then
+    BUILD_DIR=build-asan ./scripts/build.sh -DORCH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    ctest --test-dir build-asan -j "$JOBS" --output-on-failure
+fi
+echo "test.sh: all tests passed"
