@@ -44,8 +44,36 @@ function Engine:say(fmt, ...)
   if not self.quiet then progress.say(fmt, ...) end
 end
 
+-- ---------------------------------------------------------------- events
+-- Subscribers see every state change and output line of the run as tables:
+--   {kind='task', task=, status=, ...fields}   {kind='output', task=,
+--   attempt=, stream=, data=}   {kind='run', status=}
+-- (the control socket and the TUI are fed from here).
+
+function Engine:subscribe(fn)
+  self.subscribers = self.subscribers or {}
+  self.subscribers[fn] = true
+  return function() self.subscribers[fn] = nil end
+end
+
+function Engine:emit(ev)
+  if not self.subscribers then return end
+  for fn in pairs(self.subscribers) do
+    local ok, e = pcall(fn, ev)
+    if not ok then
+      self.subscribers[fn] = nil
+      io.stderr:write('orch: event subscriber failed and was removed: ', tostring(e), '\n')
+    end
+  end
+end
+
 function Engine:set_task(id, fields)
   self.store:set_task(self.run.id, id, fields)
+  if fields.status then
+    local ev = { kind = 'task', task = id }
+    for k, v in pairs(fields) do ev[k] = v end
+    self:emit(ev)
+  end
 end
 
 -- The ids of a task's deps that are done (their work is merged in).
@@ -86,6 +114,7 @@ function Engine:launch(id)
     return self:settle(id, nil, { ok = false, error = berr })
   end
   local attempt = self.store:start_attempt(self.run.id, id, {})
+  self:emit({ kind = 'task', task = id, status = 'running', attempt = attempt })
   if place.branch or place.worktree then
     self:set_task(id, { branch = place.branch, worktree = place.worktree })
   end
@@ -96,6 +125,9 @@ function Engine:launch(id)
     run = self.run,
     on_line = function(stream, line)
       self.store:event(self.run.id, id, attempt, stream, line)
+      if self.subscribers then
+        self:emit({ kind = 'output', task = id, attempt = attempt, stream = stream, data = line })
+      end
     end,
     on_done = function(result) self:settle(id, rec, result) end,
   })
@@ -115,6 +147,12 @@ end
 function Engine:settle(id, rec, result)
   local task = self.tasks[id]
   if rec then self.running[id] = nil end
+  if rec and rec.cancelled and not self.stopping then
+    self:end_attempt(id, rec, { status = 'cancelled', exit_code = result.exit_code,
+      signal = result.signal, error = 'cancelled', task_status = 'cancelled' })
+    self:say('%s: cancelled', id)
+    return self:pump()
+  end
   if self.stopping then
     -- Interrupted: the attempt ends, the task goes back to pending for resume.
     if rec then
@@ -133,12 +171,20 @@ function Engine:settle(id, rec, result)
   self:pump()
 end
 
+-- Ends an attempt in the store (and tells subscribers of a status change).
+function Engine:end_attempt(id, rec, fields)
+  self.store:finish_attempt(self.run.id, id, rec.attempt, fields)
+  if fields.task_status then
+    self:emit({ kind = 'task', task = id, status = fields.task_status,
+                attempt = rec.attempt, exit_code = fields.exit_code, error = fields.error })
+  end
+end
+
 function Engine:complete_task(id, rec, result, secs)
   -- The exit is recorded first, so a crash during the merge never runs the
   -- task again: resume only redoes the merge.
   if rec then
-    self.store:finish_attempt(self.run.id, id, rec.attempt,
-      { status = 'exited', exit_code = result.exit_code })
+    self:end_attempt(id, rec, { status = 'exited', exit_code = result.exit_code })
   end
   local ok, out = pcall(self.ws.finish, self.ws, self.tasks[id], result)
   if not ok or not out then
@@ -146,8 +192,8 @@ function Engine:complete_task(id, rec, result, secs)
   end
   if out.status == 'done' then
     if rec then
-      self.store:finish_attempt(self.run.id, id, rec.attempt,
-        { status = 'done', exit_code = result.exit_code, task_status = 'done' })
+      self:end_attempt(id, rec, { status = 'done', exit_code = result.exit_code,
+                                  task_status = 'done' })
     else
       self:set_task(id, { status = 'done', finished_at = core.time() })
     end
@@ -168,7 +214,7 @@ function Engine:fail_task(id, task, rec, result, secs)
   local status = class == 'skip' and 'skipped' or 'failed'
   local why = result.error or 'failed'
   if rec then
-    self.store:finish_attempt(self.run.id, id, rec.attempt, {
+    self:end_attempt(id, rec, {
       status = 'failed', exit_code = result.exit_code, signal = result.signal,
       error = why, task_status = status })
   else
@@ -254,6 +300,104 @@ function Engine:on_shutdown(phase)
     end
     self.store:close()
   end
+end
+
+-- ---------------------------------------------------------------- control
+-- What a person can do to a live run (through `orch repl` or the control
+-- socket). Each returns true, or nil and a message.
+
+function Engine:check_task(id)
+  if not self.tasks[id] then return nil, 'no task ' .. tostring(id) end
+  return self.tasks[id]
+end
+
+-- Pauses a task: a running one is stopped (SIGSTOP to its process group), a
+-- waiting one is not handed out until resumed.
+function Engine:pause(id)
+  local ok, e = self:check_task(id)
+  if not ok then return nil, e end
+  local rec = self.running[id]
+  if rec then
+    if rec.paused then return true end
+    if not (rec.handle and rec.handle.kill) then return nil, 'its backend cannot pause' end
+    rec.handle.kill('SIGSTOP')
+    rec.paused = true
+  else
+    local st = self.sched:state(id)
+    if st ~= 'pending' and st ~= 'ready' and st ~= 'paused' then
+      return nil, ('task %s is %s'):format(id, st)
+    end
+    self.sched:pause(id)
+  end
+  self:emit({ kind = 'task', task = id, paused = true })
+  self:say('%s: paused', id)
+  return true
+end
+
+function Engine:resume_task(id)
+  local ok, e = self:check_task(id)
+  if not ok then return nil, e end
+  local rec = self.running[id]
+  if rec then
+    if rec.paused then rec.handle.kill('SIGCONT') rec.paused = false end
+  else
+    self.sched:resume(id)
+  end
+  self:emit({ kind = 'task', task = id, paused = false })
+  self:say('%s: resumed', id)
+  self:pump()
+  return true
+end
+
+-- Cancels a task: a running one is killed (TERM, then KILL); either way it
+-- ends cancelled and its dependents are blocked.
+function Engine:cancel(id)
+  local ok, e = self:check_task(id)
+  if not ok then return nil, e end
+  local st = self.sched:state(id)
+  if st == 'done' or st == 'failed' or st == 'skipped' or st == 'blocked' or st == 'cancelled' then
+    return nil, ('task %s already ended (%s)'):format(id, st)
+  end
+  local rec = self.running[id]
+  local blocked = self.sched:cancel(id)
+  if rec then
+    rec.cancelled = true
+    if rec.paused and rec.handle.kill then rec.handle.kill('SIGCONT') end
+    if rec.handle then rec.handle.cancel(2000) end
+  else
+    self:set_task(id, { status = 'cancelled', finished_at = core.time() })
+    self:say('%s: cancelled', id)
+  end
+  self:blocked(blocked)
+  self:pump()
+  return true
+end
+
+function Engine:set_concurrency(n)
+  n = tonumber(n)
+  if not n or n < 1 or n ~= math.floor(n) then return nil, 'concurrency must be a whole number >= 1' end
+  self.sched:set_concurrency(n)
+  self.concurrency = n
+  self.store:set_run(self.run.id, { concurrency = n })
+  self:say('concurrency set to %d', n)
+  self:pump()
+  return true
+end
+
+-- Every task's state, in plan order: {id=, status=, paused=, attempt=, pid=}.
+function Engine:snapshot()
+  local out = {}
+  for _, t in ipairs(self.plan.tasks) do
+    local rec = self.running[t.id]
+    local st = self.sched:state(t.id)
+    out[#out + 1] = {
+      id = t.id, status = st == 'paused' and 'pending' or st,
+      paused = (st == 'paused') or (rec and rec.paused) or false,
+      attempt = rec and rec.attempt or nil,
+      pid = rec and rec.handle and rec.handle.pid or nil,
+    }
+  end
+  return out
 end
 
 function Engine:running_count()

@@ -3,7 +3,8 @@
 --
 -- backend.start(ctx) with ctx = {task=, cwd=, env=, on_line=fn(stream, line),
 -- on_done=fn(result)} returns a handle {pid=, cancel=fn(grace_ms)} or nil,
--- err. result = {ok=, exit_code=, signal=, error=}.
+-- err (with kill=fn(sig) to signal its process group). result = {ok=,
+-- exit_code=, signal=, error=}.
 local launcher = require('orch.launcher')
 
 local M = { name = 'exec' }
@@ -29,6 +30,7 @@ function M.start(ctx)
   return {
     pid = p:pid(),
     cancel = function(grace) p:cancel(grace) end,
+    kill = function(sig) return p:kill(sig) end,
   }
 end
 
