@@ -23,6 +23,13 @@ local function new_repo(root, name)
   return dir
 end
 
+local opened = {}
+local function new_ws(o)
+  local ws = worktrees.new(o)
+  opened[#opened + 1] = ws
+  return ws
+end
+
 local function task(id, extra)
   local t = { id = id }
   for k, v in pairs(extra or {}) do t[k] = v end
@@ -36,7 +43,11 @@ describe('orch.worktrees', function()
     root = H.sh("mktemp -d '/tmp/orch-wt spec.XXXXXX'"):gsub('%s+$', '')
   end)
 
-  after_each(function() H.rm(root) end)
+  after_each(function()
+    for _, ws in ipairs(opened) do ws:close() end
+    opened = {}
+    H.rm(root)
+  end)
 
   it('refuses an empty repository with a clear message', function()
     local dir = root .. '/empty'
@@ -49,7 +60,7 @@ describe('orch.worktrees', function()
 
   it('gives four tasks four worktrees and merges all four files', function()
     local dir = new_repo(root, 'four tasks')
-    local ws = worktrees.new({ repo = dir })
+    local ws = new_ws({ repo = dir })
     assert.is_true(ws:begin({ id = 'r1' }))
     local places = {}
     for i = 1, 4 do
@@ -80,7 +91,7 @@ describe('orch.worktrees', function()
 
   it("starts a task with its finished dependencies' work", function()
     local dir = new_repo(root, 'deps')
-    local ws = worktrees.new({ repo = dir })
+    local ws = new_ws({ repo = dir })
     assert.is_true(ws:begin('r2'))
     local a = assert(ws:prepare(task('a'), {}))
     H.write(a.cwd .. '/from_a.txt', 'a was here\n')
@@ -98,7 +109,7 @@ describe('orch.worktrees', function()
     sh(dir, 'echo staged > staged.txt && git add staged.txt')
     local before = sh(dir, 'cat shared.txt notes.txt staged.txt | sha1sum; git diff --cached | sha1sum')
     local head = sh(dir, 'git rev-parse main')
-    local ws = worktrees.new({ repo = dir, merge = 'merge' })
+    local ws = new_ws({ repo = dir, merge = 'merge' })
     assert.is_true(ws:begin('r3'))
     local a = assert(ws:prepare(task('a', { files = { 'x' } }), {}))
     local b = assert(ws:prepare(task('b', { files = { 'y' } }), {}))
@@ -126,7 +137,7 @@ describe('orch.worktrees', function()
     -- the user resolves in the worktree as told; orch resume re-merges
     sh(b.cwd, 'git merge -q orch/r3/integration >/dev/null 2>&1; '
       .. "printf 'one\\nA+B\\nthree\\n' > shared.txt && git add shared.txt")
-    local ws2 = worktrees.new({ repo = dir })
+    local ws2 = new_ws({ repo = dir })
     assert.is_true(ws2:begin('r3', { resume = true }))
     local again = assert(ws2:prepare(task('b'), { }))
     assert.is_true(again.reused)
@@ -143,7 +154,7 @@ describe('orch.worktrees', function()
   it('works on a detached HEAD', function()
     local dir = new_repo(root, 'detached')
     sh(dir, 'git checkout -q --detach')
-    local ws = worktrees.new({ repo = dir })
+    local ws = new_ws({ repo = dir })
     assert.is_true(ws:begin('r4'))
     local a = assert(ws:prepare(task('a'), {}))
     H.write(a.cwd .. '/a.txt', 'a\n')
@@ -170,7 +181,7 @@ describe('orch.worktrees', function()
       assert(r:update_ref(ctx.into, c, tip))
       return { status = 'merged', tip = c }
     end
-    local ws = worktrees.new({ repo = dir, merge = 'squash' })
+    local ws = new_ws({ repo = dir, merge = 'squash' })
     assert.is_true(ws:begin('r5'))
     for _, t in ipairs({ task('s'), task('r', { merge = 'rebase' }), task('m', { merge = mine }) }) do
       local p = assert(ws:prepare(t, {}))
@@ -245,7 +256,7 @@ describe('orch.worktrees', function()
     H.run_until(function() return false end, 300)
     os.execute('kill -9 ' .. p:pid())
     H.run_until(function() return false end, 100)
-    local ws = worktrees.new({ repo = dir })
+    local ws = new_ws({ repo = dir })
     assert.is_true(ws:begin('r7'))
     local a = assert(ws:prepare(task('a'), {}))
     assert.equals('', sh(a.cwd, 'git status --porcelain'))

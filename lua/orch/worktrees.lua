@@ -8,6 +8,7 @@
 --   ws:prepare(task, done_dep_ids)      -> {cwd=, branch=, worktree=} | nil, err
 --   ws:finish(task, result)             -> {status = 'done'|'conflict'|'failed', message=, files=}
 --   ws:complete(run, {yes = bool})      -> message
+--   ws:close()                          (releases the libgit2 handle)
 --   worktrees.clean(ROOT, RUN)          -> message | nil, err
 --
 -- Names (run R, task T): integration branch orch/R/integration, task branch
@@ -160,6 +161,11 @@ function WS:complete(run, opts)
   local _, branch = repo:head()
   if how == 'uptodate' then return ('%s is already up to date with %s'):format(branch or 'HEAD', into) end
   return ('applied %s to %s (now at %s)'):format(into, branch or 'HEAD', tip:sub(1, 12))
+end
+
+-- Releases the repository handle (the workspace reopens it if used again).
+function WS:close()
+  if self.repo then self.repo:close() self.repo = nil end
 end
 
 -- `orch clean RUN`: removes the run's worktrees, branches and base ref.
