@@ -165,6 +165,19 @@ describe('orch run --plan', function()
     assert.equal('done', by.after_skip.status)
   end)
 
+  it('fails a task that runs past its timeout, and passes env to it', function()
+    local tasks = {
+      { id = 'slow', cmd = 'sleep 30', timeout = 0.3 },
+      { id = 'env', cmd = 'test "$GREETING" = hi && test "$ORCH_TASK" = env', env = { GREETING = 'hi' } },
+    }
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' })
+    assert.equal(1, r.code)
+    local _, by = status_json(dir)
+    assert.equal('failed', by.slow.status)
+    assert.equal('done', by.env.status)
+    assert.matches('slow: failed %(timed out after 0.3s', r.err)
+  end)
+
   it('rejects a cycle, naming its ids, and runs nothing', function()
     local tasks = {
       { id = 'a', cmd = 'touch ' .. dir .. '/ran', deps = { 'c' } },

@@ -135,6 +135,12 @@ function Engine:launch(id)
     return self:settle(id, rec, { ok = false, error = tostring(serr) })
   end
   rec.handle = handle
+  if task.timeout then
+    rec.timer = core.timer(math.floor(task.timeout * 1000), function()
+      rec.timed_out = true
+      handle.cancel(2000)
+    end)
+  end
   if handle.pid then
     self.store:set_attempt(self.run.id, id, attempt, { pid = handle.pid })
   end
@@ -146,7 +152,14 @@ end
 -- never started (no attempt recorded).
 function Engine:settle(id, rec, result)
   local task = self.tasks[id]
-  if rec then self.running[id] = nil end
+  if rec then
+    self.running[id] = nil
+    if rec.timer then rec.timer:close() rec.timer = nil end
+    if rec.timed_out then
+      result = { ok = false, exit_code = result.exit_code, signal = result.signal,
+                 error = ('timed out after %gs'):format(task.timeout) }
+    end
+  end
   if rec and rec.cancelled and not self.stopping then
     self:end_attempt(id, rec, { status = 'cancelled', exit_code = result.exit_code,
       signal = result.signal, error = 'cancelled', task_status = 'cancelled' })
