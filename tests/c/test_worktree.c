@@ -417,6 +417,28 @@ static void test_recovery(void)
     orch_git_close(g);
 }
 
+/* With a .gitattributes the worktree comes from libgit2's checkout, so
+ * eol conversion applies as with git. */
+static void test_attributes(void)
+{
+    char dir[600];
+    orch_git *g = NULL;
+    orch_wt w;
+    orch_strlist c = {0};
+    git_oid base;
+    make_repo(dir, sizeof dir, "attributes");
+    sh("cd '%s' && echo '*.txt text eol=crlf' > .gitattributes && "
+       "printf 'a\nb\n' > e.txt && git add -A && git commit -qm attrs", dir);
+    T_EQ_INT(orch_git_open(&g, dir), 0);
+    T_EQ_INT(orch_git_head(g, &base, NULL, 0), 0);
+    T_EQ_INT(orch_wt_create(g, "r6", "a", &base, NULL, 0, NULL, &w, &c), 0);
+    T_EQ_STR(out("cd '%s' && od -c e.txt | head -1", w.path),
+             "0000000   a  \\r  \\n   b  \\r  \\n");
+    T_EQ_STR(out("cd '%s' && git status --porcelain", w.path), "");
+    orch_strlist_free(&c);
+    orch_git_close(g);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/orch test wt XXXXXX";
@@ -434,6 +456,7 @@ int main(void)
     test_squash_rebase_apply_merge();
     test_detached_and_dep_conflict();
     test_recovery();
+    test_attributes();
     if (!t_failures)
         sh("rm -rf '%s'", root);
     T_DONE();
