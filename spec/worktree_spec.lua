@@ -276,3 +276,62 @@ describe('orch.worktrees', function()
     assert.matches('orch resume R', m, 1, true)
   end)
 end)
+
+describe('orch run with worktrees (the real binary)', function()
+  local root
+
+  before_each(function()
+    root = H.sh("mktemp -d '/tmp/orch-wt e2e.XXXXXX'"):gsub('%s+$', '')
+  end)
+
+  after_each(function() H.rm(root) end)
+
+  local function orch_run(dir, plan)
+    H.write(root .. '/plan.json', plan)   -- outside the repository
+    return H.orch({ 'run', '--plan', root .. '/plan.json', '--repo', dir, '--no-tui' },
+                  { cwd = dir, timeout = 120000 })
+  end
+
+  it('runs four tasks in four worktrees and keeps the user changes', function()
+    local dir = new_repo(root, 'e2e four')
+    H.write(dir .. '/shared.txt', 'uncommitted\0bytes\n')
+    local before = sh(dir, 'sha1sum shared.txt; git diff | sha1sum')
+    local r = orch_run(dir, [[{"tasks": [
+      {"id": "a", "cmd": "pwd > a.txt", "files": ["a.txt"]},
+      {"id": "b", "cmd": "pwd > b.txt", "files": ["b.txt"]},
+      {"id": "c", "cmd": "pwd > c.txt", "files": ["c.txt"]},
+      {"id": "d", "cmd": "pwd > d.txt; cat a.txt > d_saw_a.txt", "files": ["d.txt"], "deps": ["a"]}]}]])
+    assert.equals(0, r.code, r.err)
+    local into = sh(dir, "git for-each-ref --format='%(refname:short)' 'refs/heads/orch/*/integration'")
+    assert.matches('^orch/.+/integration$', into)
+    local seen = {}
+    for _, t in ipairs({ 'a', 'b', 'c', 'd' }) do
+      local p = sh(dir, 'git show ' .. into .. ':' .. t .. '.txt')
+      assert.matches('/%.orch/worktrees/[^/]+/' .. t .. '$', p)
+      assert.are_not.equal(dir, p)
+      assert.is_nil(seen[p])
+      seen[p] = true
+    end
+    assert.equals(sh(dir, 'git show ' .. into .. ':a.txt'), sh(dir, 'git show ' .. into .. ':d_saw_a.txt'))
+    assert.equals(before, sh(dir, 'sha1sum shared.txt; git diff | sha1sum'))
+  end)
+
+  it('ends one of two same-line edits in conflict, the user branch untouched', function()
+    local dir = new_repo(root, 'e2e conflict')
+    local head = sh(dir, 'git rev-parse HEAD')
+    local r = orch_run(dir, [[{"tasks": [
+      {"id": "x", "cmd": "printf 'one\\nX\\nthree\\n' > shared.txt", "files": ["x"]},
+      {"id": "y", "cmd": "printf 'one\\nY\\nthree\\n' > shared.txt", "files": ["y"]}]}]])
+    assert.equals(1, r.code)
+    assert.matches('conflict', r.err)
+    assert.equals(head, sh(dir, 'git rev-parse HEAD'))
+    assert.equals('', sh(dir, 'git status --porcelain'))
+    local run = sh(dir, "git for-each-ref --format='%(refname:short)' 'refs/heads/orch/*/integration'")
+      :match('^orch/(.+)/integration$')
+    local merged = sh(dir, 'git show orch/' .. run .. '/integration:shared.txt | sed -n 2p')
+    assert.is_true(merged == 'X' or merged == 'Y')
+    local loser = merged == 'X' and 'y' or 'x'
+    assert.equals(loser:upper(), sh(dir, 'git show orch/' .. run .. '/' .. loser .. ':shared.txt | sed -n 2p'))
+    assert.matches('orch resume ' .. run, r.err, 1, true)
+  end)
+end)
