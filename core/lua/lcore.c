@@ -6,7 +6,9 @@
 #include "proc.h"
 #include "sweep.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +31,10 @@ static const lorch_binding lorch_bindings[] = {
     {NULL, lorch_open_proc},
     {"db", lorch_open_db},
     {"sched", lorch_open_sched},
-    {"http", lorch_open_http},
-    {"git", lorch_open_git},
-    /* BINDINGS: one line per namespace, e.g. {"http", lorch_open_http}, */
+    {"ctl", lorch_open_ctl},
+    /* BINDINGS: one line per namespace, e.g. {"ctl", lorch_open_ctl}.
+     * NOT git or http: those are loadable modules (lib/orch/git.so,
+     * http.so) opened on first use, see lorch_lazy below. */
     {NULL, NULL},
 };
 
@@ -45,6 +48,7 @@ static int lorch_error_ref = LUA_NOREF;    /* table of error hooks */
 static int lorch_callback_errors;
 static int lorch_shutdown_state; /* 0 running, 1 shutting down */
 static const char *lorch_runtime_dir_s = "";
+static const char *lorch_lib_dir_s = "";
 
 uv_loop_t *lorch_loop(void)
 {
@@ -70,6 +74,12 @@ void lorch_set_runtime_dir(const char *dir);
 void lorch_set_runtime_dir(const char *dir)
 {
     lorch_runtime_dir_s = dir;
+}
+
+void lorch_set_lib_dir(const char *dir);
+void lorch_set_lib_dir(const char *dir)
+{
+    lorch_lib_dir_s = dir;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -517,6 +527,41 @@ static const luaL_Reg lcore_fns[] = {
     {NULL, NULL},
 };
 
+/* Namespaces in loadable modules (lib/orch/NAME.so), opened on first use:
+ * orch.core.git and orch.core.http (see CMakeLists.txt for why). */
+static const char *const lorch_lazy[] = {"git", "http", NULL};
+
+static int lcore_lazy_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    char path[4096], sym[64];
+    void *lib;
+    lua_CFunction open;
+
+    if (!k)
+        return 0;
+    for (int i = 0;; i++) {
+        if (!lorch_lazy[i])
+            return 0;
+        if (strcmp(lorch_lazy[i], k) == 0)
+            break;
+    }
+    snprintf(path, sizeof path, "%s/%s.so", lorch_lib_dir_s, k);
+    snprintf(sym, sizeof sym, "lorch_open_%s", k);
+    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return luaL_error(L, "orch.core.%s: cannot load %s: %s", k, path, dlerror());
+    open = (lua_CFunction)(uintptr_t)dlsym(lib, sym);
+    if (!open)
+        return luaL_error(L, "orch.core.%s: %s has no %s", k, path, sym);
+    /* the library stays loaded for the life of the process */
+    lua_pushcfunction(L, open);
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, k);
+    return 1;
+}
+
 int lorch_open_core(lua_State *L);
 int lorch_open_core(lua_State *L)
 {
@@ -524,6 +569,10 @@ int lorch_open_core(lua_State *L)
     luaL_register(L, NULL, lcore_fns);
     lua_pushstring(L, ORCH_VERSION);
     lua_setfield(L, -2, "version");
+    lua_newtable(L);
+    lua_pushcfunction(L, lcore_lazy_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     for (const lorch_binding *b = lorch_bindings; b->open; b++) {
         b->open(L);
         if (b->name) {

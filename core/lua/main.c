@@ -26,27 +26,35 @@ int lorch_host_start(lua_State *L);
 void lorch_host_close(void);
 void lorch_host_finish(void);
 void lorch_set_runtime_dir(const char *dir);
+void lorch_set_lib_dir(const char *dir);
 int lorch_callback_error_count(void);
 
 static char main_runtime[PATH_MAX];
+static char main_libdir[PATH_MAX];
 
 static void main_find_runtime(void)
 {
     const char *env = getenv("ORCH_RUNTIME");
     char exe[PATH_MAX];
+    char *dir;
     ssize_t n;
 
-    if (env && *env) {
-        snprintf(main_runtime, sizeof main_runtime, "%s", env);
-        return;
-    }
+    const char *lib = getenv("ORCH_LIBDIR");
+
     n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) {
-        snprintf(main_runtime, sizeof main_runtime, "/usr/local/share/orch");
-        return;
-    }
-    exe[n] = '\0';
-    snprintf(main_runtime, sizeof main_runtime, "%s/../share/orch", dirname(exe));
+    if (n <= 0)
+        snprintf(exe, sizeof exe, "/usr/local/bin/orch");
+    else
+        exe[n] = '\0';
+    dir = dirname(exe);
+    if (env && *env)
+        snprintf(main_runtime, sizeof main_runtime, "%s", env);
+    else
+        snprintf(main_runtime, sizeof main_runtime, "%s/../share/orch", dir);
+    if (lib && *lib)
+        snprintf(main_libdir, sizeof main_libdir, "%s", lib);
+    else
+        snprintf(main_libdir, sizeof main_libdir, "%s/../lib/orch", dir);
 }
 
 static void main_set_paths(lua_State *L)
@@ -151,6 +159,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     main_find_runtime();
     lorch_set_runtime_dir(main_runtime);
+    lorch_set_lib_dir(main_libdir);
     L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "orch: cannot create the Lua state\n");
