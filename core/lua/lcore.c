@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -505,7 +506,32 @@ static int lcore_mkdir_p(lua_State *L)
     return 1;
 }
 
+/* core.rusage() -> {utime=, stime=, maxrss_kb=} of orch itself (seconds),
+ * without its children. */
+static int lcore_rusage(lua_State *L)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, (lua_Number)ru.ru_utime.tv_sec + (lua_Number)ru.ru_utime.tv_usec / 1e6);
+    lua_setfield(L, -2, "utime");
+    lua_pushnumber(L, (lua_Number)ru.ru_stime.tv_sec + (lua_Number)ru.ru_stime.tv_usec / 1e6);
+    lua_setfield(L, -2, "stime");
+    lua_pushinteger(L, (lua_Integer)ru.ru_maxrss);
+    lua_setfield(L, -2, "maxrss_kb");
+    return 1;
+}
+
+/* core.isatty(fd) -> boolean */
+static int lcore_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
 static const luaL_Reg lcore_fns[] = {
+    {"rusage", lcore_rusage},
+    {"isatty", lcore_isatty},
     {"cwd", lcore_cwd},
     {"realpath", lcore_realpath},
     {"kill", lcore_kill},

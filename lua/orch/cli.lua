@@ -46,11 +46,16 @@ Options:
                      the agent backends)
   --concurrency N    tasks at once (default 4)
   --yes              approve every gate (applying the result to your branch)
+  --merge NAME       merge strategy: merge (default), squash or rebase
+  --keep             keep the worktrees of merged tasks
+  --in-place         run every task in the repository itself: no worktrees,
+                     no branches (for plans of commands that change nothing)
   --no-tui           plain progress lines on stderr
+  --quiet            no progress lines
 ]] .. COMMON,
   options = { plan = 'string', goal = 'string', repo = 'string', db = 'string',
               concurrency = 'int', yes = 'bool', ['no-tui'] = 'bool',
-              keep = 'bool', merge = 'string' },
+              keep = 'bool', merge = 'string', ['in-place'] = 'bool', quiet = 'bool' },
   run = function(o) return require('orch.run').cli_run(o) end,
 })
 
@@ -127,8 +132,9 @@ command('clean', {
   usage = 'orch clean RUN [options]',
   summary = "remove a run's worktrees and branches",
   help = [[
-Removes the worktrees under .orch/worktrees/RUN and deletes the branches
-orch/RUN and orch/RUN/* (merged work stays in your branch if you applied it).
+Removes the worktrees under .orch/worktrees/RUN and deletes the run's
+branches: orch/RUN/integration and the task branches orch/RUN/TASK (merged
+work stays in your branch if you applied it).
 Refused while the run is live.
 ]] .. COMMON,
   options = { repo = 'string', db = 'string' },

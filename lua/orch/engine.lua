@@ -100,9 +100,14 @@ end
 function Engine:launch(id)
   local task = self.tasks[id]
   if self.exited and self.exited[id] then
-    -- resume: the task's process had succeeded; only its merge is redone
+    -- resume: the task's process had succeeded (or its merge conflicted and
+    -- the user resolved it): its worktree is reused and only the merge redone
     self.exited[id] = nil
-    self:say('%s: finished before the interruption; merging its work', id)
+    local place, perr = self.ws:prepare(task, self:done_deps(task))
+    if not place then
+      return self:settle(id, nil, { ok = false, error = 'workspace: ' .. tostring(perr) })
+    end
+    self:say('%s: finished before; merging its work', id)
     return self:settle(id, nil, { ok = true, exit_code = 0 })
   end
   local place, err = self.ws:prepare(task, self:done_deps(task))
@@ -283,9 +288,10 @@ function Engine:finish_run()
   local code = self:exit_code()
   local msg
   if code == 0 then
-    local ok, m = pcall(self.ws.complete, self.ws, self.run, { yes = self.yes })
+    local ok, m = pcall(self.ws.complete, self.ws, self.run, { yes = self:approve() })
     msg = ok and m or ('applying the result failed: ' .. tostring(m))
   end
+  if self.ws.close then self.ws:close() end
   self.store:set_run(self.run.id, {
     status = code == 0 and 'done' or 'failed', finished_at = core.time(),
     exit_code = code, pid = require('orch.store').NULL })
@@ -295,6 +301,18 @@ function Engine:finish_run()
     code == 0 and 'finished' or 'failed', c.done, c.failed, c.skipped, c.blocked)
   if msg then self:say('%s', msg) end
   if self.on_end then self.on_end(code) end
+end
+
+-- The gate before the run's work goes into the user's branch: --yes, or a
+-- "y" at the prompt when stdin is a terminal. Without either, nothing is
+-- applied and the workspace says how to apply it by hand.
+function Engine:approve()
+  if self.yes then return true end
+  if not (self.ws.name ~= 'in-place' and core.isatty(0) and core.isatty(2)) then return false end
+  io.stderr:write(("orch: run %s finished; apply its work to your branch? [y/N] "):format(self.run.id))
+  io.stderr:flush()
+  local answer = io.stdin:read('*l') or ''
+  return answer:lower():match('^y') ~= nil
 end
 
 -- Ctrl+C / SIGTERM: 'begin' checkpoints before orch kills the processes;

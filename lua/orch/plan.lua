@@ -252,6 +252,10 @@ function Check:task_id(task, raw)
   elseif not id:find(ID_PATTERN) or id:find('%.%.') or id:find('%.lock$') or id:find('%.$') then
     self:err(line, "task %s: an id may only use letters, digits, '.', '_' and '-' "
       .. "and must start with a letter or digit", show(id))
+  elseif id == 'integration' or id == 'base' then
+    -- orch/RUN/integration is the run's branch and refs/orch/RUN/base its base
+    self:err(line, "task %s: this id is reserved by orch (branch orch/RUN/%s); pick another",
+      show(id), id)
   else
     return id
   end

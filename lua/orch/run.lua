@@ -34,7 +34,7 @@ end
 -- not turned off, else the repository itself.
 function M.workspace_for(loc, run, o)
   local ok, wt = pcall(require, 'orch.worktrees')
-  if ok and o.worktrees ~= false then
+  if ok and o.worktrees ~= false and not o['in-place'] then
     return wt.new({ repo = loc.root, run = run, merge = o.merge, keep = o.keep,
                     yes = o.yes })
   end
@@ -81,7 +81,7 @@ function M.execute(o)
   io.stderr:write(('orch: run %s: %d tasks, concurrency %d, state in %s\n')
     :format(run.id, #plan.tasks, run.concurrency, loc.db))
   local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
-                         concurrency = run.concurrency })
+                         concurrency = run.concurrency, quiet = o.quiet })
   e.yes = o.yes
   local code = drive(e)
   st:close()
