@@ -33,7 +33,7 @@ function M.new(o)
     store = o.store, run = o.run, plan = o.plan, ws = o.workspace,
     concurrency = o.concurrency or 4, quiet = o.quiet,
     tasks = {}, running = {}, finished = {}, stopping = false, ended = false,
-    pending_finish = 0,
+    pending_finish = 0, sched_ns = 0,
   }, Engine)
   for _, t in ipairs(o.plan.tasks) do self.tasks[t.id] = t end
   self.sched = plan_mod.scheduler(o.plan, { concurrency = self.concurrency, done = o.done })
@@ -147,7 +147,7 @@ function Engine:launch(id)
     end)
   end
   if handle.pid then
-    self.store:set_attempt(self.run.id, id, attempt, { pid = handle.pid })
+    self.store:note_pid(self.run.id, id, attempt, handle.pid)
   end
   self:say('%s: started (attempt %d)%s', id, attempt,
     place.worktree and (' in ' .. place.worktree) or '')
@@ -200,8 +200,9 @@ end
 
 function Engine:complete_task(id, rec, result, secs)
   -- The exit is recorded first, so a crash during the merge never runs the
-  -- task again: resume only redoes the merge.
-  if rec then
+  -- task again: resume only redoes the merge. (Not needed when finishing is
+  -- a no-op, as for the in-place workspace.)
+  if rec and not self.ws.trivial_finish then
     self:end_attempt(id, rec, { status = 'exited', exit_code = result.exit_code })
   end
   local ok, out = pcall(self.ws.finish, self.ws, self.tasks[id], result)
@@ -215,7 +216,7 @@ function Engine:complete_task(id, rec, result, secs)
     else
       self:set_task(id, { status = 'done', finished_at = core.time() })
     end
-    self:blocked(self.sched:finish(id, 'done'))
+    self:blocked(self:sched_finish(id, 'done'))
     self:say('%s: done in %.1fs', id, secs)
     return
   end
@@ -224,7 +225,7 @@ function Engine:complete_task(id, rec, result, secs)
                       error = out.message, finished_at = core.time() })
   self:say('%s: %s%s', id, out.status == 'conflict' and 'merge conflict' or 'failed',
     out.message and (': ' .. out.message) or '')
-  self:blocked(self.sched:finish(id, 'failed'))
+  self:blocked(self:sched_finish(id, 'failed'))
 end
 
 function Engine:fail_task(id, task, rec, result, secs)
@@ -240,7 +241,15 @@ function Engine:fail_task(id, task, rec, result, secs)
   end
   local outcome = class == 'hard' and 'failed' or (class == 'soft' and 'soft' or 'skipped')
   self:say('%s: %s (%s, %s) after %.1fs', id, status, why, class, secs)
-  self:blocked(self.sched:finish(id, outcome))
+  self:blocked(self:sched_finish(id, outcome))
+end
+
+-- The scheduler's finish, timed (e.sched_ns: time spent in the scheduler).
+function Engine:sched_finish(id, outcome)
+  local t0 = core.hrtime()
+  local blocked = self.sched:finish(id, outcome)
+  self.sched_ns = self.sched_ns + (core.hrtime() - t0)
+  return blocked
 end
 
 -- Records the tasks a hard failure blocked.
@@ -259,7 +268,9 @@ end
 function Engine:pump()
   if self.stopping or self.ended then return end
   while true do
+    local t0 = core.hrtime()
     local id = self.sched:next()
+    self.sched_ns = self.sched_ns + (core.hrtime() - t0)
     if not id then break end
     self:launch(id)
     if self.ended then return end

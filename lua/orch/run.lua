@@ -83,6 +83,7 @@ function M.execute(o)
   local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
                          concurrency = run.concurrency, quiet = o.quiet })
   e.yes = o.yes
+  M.last_engine = e
   local code = drive(e)
   st:close()
   return code

@@ -502,6 +502,11 @@ end
 
 -- Writes the buffer inside the caller's transaction.
 function Store:_write_events()
+  local d = self.deferred
+  if d then
+    self.deferred = nil
+    for _, u in ipairs(d) do self.h:run(u[1], unpack(u, 2, u.n)) end
+  end
   local n = self.nbuf
   if n == 0 then return end
   local b, h = self.buf, self.h
@@ -514,9 +519,19 @@ function Store:_write_events()
   if self.timer then pcall(self.timer.stop, self.timer) end
 end
 
--- Writes the buffered events in one transaction.
+-- Records attempt n's pid with the next write (not a state change of its
+-- own: a crash before it only loses the pid, which resume uses to stop a
+-- task process that outlived orch).
+function Store:note_pid(run_id, task_id, n, pid)
+  self.deferred = self.deferred or {}
+  table.insert(self.deferred, { 'UPDATE attempts SET pid = ? WHERE run_id = ? AND task_id = ? AND n = ?',
+    pid, run_id, task_id, n, n = 5 })
+  if self.nbuf == 0 then self:_arm_timer() end
+end
+
+-- Writes the buffered events (and noted pids) in one transaction.
 function Store:flush()
-  if self.nbuf == 0 then return end
+  if self.nbuf == 0 and not self.deferred then return end
   self.h:transaction(function() self:_write_events() end)
 end
 
