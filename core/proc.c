@@ -288,6 +288,11 @@ void orch_proc_shutdown_watchers(void)
 
 /* ------------------------------------------------------------ spawning */
 
+static const int orch_proc_resets[] = {
+    SIGPIPE, SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGCHLD, SIGUSR1,
+    SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH, SIGXFSZ,
+};
+
 static int orch_proc_env_matches(const char *entry, const char *change)
 {
     size_t k = strcspn(change, "=");
@@ -408,9 +413,12 @@ int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
         goto spawn_error;
     sigemptyset(&set);
     posix_spawnattr_setsigmask(&attr, &set);
-    sigfillset(&set);
-    sigdelset(&set, SIGKILL);
-    sigdelset(&set, SIGSTOP);
+    /* Handlers do not survive exec, ignored signals do: reset the ones
+     * orch (SIGPIPE) or whoever started orch (nohup, a shell's background
+     * job) may ignore. A full set would cost 64 sigaction calls a spawn. */
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof orch_proc_resets / sizeof *orch_proc_resets; i++)
+        sigaddset(&set, orch_proc_resets[i]);
     posix_spawnattr_setsigdefault(&attr, &set);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
                                         POSIX_SPAWN_SETSIGDEF);

@@ -141,6 +141,11 @@ describe('core.spawn', function()
     end, 5000))
   end)
 
+  it('starts children with no ignored signals (orch itself ignores SIGPIPE)', function()
+    local r = H.spawn_wait({ 'sh', '-c', 'grep SigIgn /proc/$$/status' })
+    assert.matches('^SigIgn:%s+0+$', r.stdout[1])
+  end)
+
   it('puts each child in its own session and process group', function()
     local r = H.spawn_wait({ 'sh', '-c', 'cat /proc/$$/stat' })
     local rest = r.stdout[1]:match('^.*%)%s+(.*)$')

@@ -10,6 +10,7 @@
  * SQLite errors raise "MESSAGE [SQLITE_CODE] in: SQL"; a failed open
  * returns nil, msg, code. Statements are cached by SQL text (core/db.c). */
 #include "db.h"
+#include "dbckpt.h"
 #include "err.h"
 #include "lorch.h"
 
@@ -23,6 +24,7 @@
 
 typedef struct {
     orch_db *db;
+    orch_dbckpt *ckpt; /* background checkpoints (writers that asked) */
 } ldb_handle;
 
 typedef struct {
@@ -147,7 +149,7 @@ static void ldb_push_row(lua_State *L, sqlite3_stmt *stmt)
 static int ldb_open(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    int flags = 0, src = 0;
+    int flags = 0, src = 0, ckpt_pages = 0;
     orch_db *db = NULL;
     ldb_handle *h;
 
@@ -155,6 +157,7 @@ static int ldb_open(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         if (lorch_opt_bool_field(L, 2, "readonly", 0))
             flags |= ORCH_DB_READONLY;
+        ckpt_pages = (int)lorch_opt_int_field(L, 2, "background_checkpoint", 0);
     }
     if (orch_db_open(&db, path, flags, &src) < 0) {
         lua_pushnil(L);
@@ -164,6 +167,9 @@ static int ldb_open(lua_State *L)
     }
     h = lua_newuserdata(L, sizeof *h);
     h->db = db;
+    h->ckpt = NULL;
+    if (ckpt_pages > 0 && !(flags & ORCH_DB_READONLY))
+        orch_dbckpt_start(orch_db_sqlite(db), path, lorch_loop(), ckpt_pages, &h->ckpt);
     luaL_getmetatable(L, LDB_HANDLE);
     lua_setmetatable(L, -2);
     return 1;
@@ -319,6 +325,8 @@ static int ldb_transaction(lua_State *L)
 static int ldb_close(lua_State *L)
 {
     ldb_handle *h = luaL_checkudata(L, 1, LDB_HANDLE);
+    orch_dbckpt_stop(h->ckpt);
+    h->ckpt = NULL;
     orch_db_close(h->db);
     h->db = NULL;
     return 0;

@@ -10,6 +10,9 @@ local M = {}
 M.NULL = cjson.null -- a field value that sets a column to NULL
 M.BATCH = 1000 -- events buffered before a flush
 M.FLUSH_MS = 200 -- and at most this long (when orch.core.timer exists)
+-- WAL checkpoints (which fsync) run off the loop thread once the WAL holds
+-- this many pages (see core/dbckpt.h)
+M.CHECKPOINT_PAGES = 1000
 
 local core do
   local ok, c = pcall(require, 'orch.core')
@@ -230,7 +233,8 @@ function M.open(path, opts)
   opts = opts or {}
   local dir = dirname(path)
   if not opts.readonly and dir and dir ~= '' then mkdir_p(dir) end
-  local h, err = db.open(path, {readonly = opts.readonly})
+  local h, err = db.open(path, {readonly = opts.readonly,
+                                background_checkpoint = M.CHECKPOINT_PAGES})
   if not h then return nil, err end
   if opts.readonly then
     local v = h:first('PRAGMA user_version').user_version
