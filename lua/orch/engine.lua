@@ -33,7 +33,7 @@ function M.new(o)
     store = o.store, run = o.run, plan = o.plan, ws = o.workspace,
     concurrency = o.concurrency or 4, quiet = o.quiet,
     tasks = {}, running = {}, finished = {}, stopping = false, ended = false,
-    pending_finish = 0, sched_ns = 0,
+    pending_finish = 0, sched_ns = 0, soft_failed = o.soft_failed or {},
   }, Engine)
   for _, t in ipairs(o.plan.tasks) do self.tasks[t.id] = t end
   self.sched = plan_mod.scheduler(o.plan, { concurrency = self.concurrency, done = o.done })
@@ -234,12 +234,13 @@ function Engine:fail_task(id, task, rec, result, secs)
   local why = result.error or 'failed'
   if rec then
     self:end_attempt(id, rec, {
-      status = 'failed', exit_code = result.exit_code, signal = result.signal,
-      error = why, task_status = status })
+      status = class == 'soft' and 'failed-soft' or 'failed', exit_code = result.exit_code,
+      signal = result.signal, error = why, task_status = status })
   else
     self:set_task(id, { status = status, error = why, finished_at = core.time() })
   end
   local outcome = class == 'hard' and 'failed' or (class == 'soft' and 'soft' or 'skipped')
+  if class == 'soft' then self.soft_failed[id] = true end
   self:say('%s: %s (%s, %s) after %.1fs', id, status, why, class, secs)
   self:blocked(self:sched_finish(id, outcome))
 end
@@ -284,7 +285,7 @@ end
 function Engine:exit_code()
   local bad = 0
   for _, t in ipairs(self.store:tasks(self.run.id)) do
-    if t.status == 'failed' and (self.tasks[t.id].on_failure or 'hard') == 'hard' then
+    if t.status == 'failed' and not self.soft_failed[t.id] then
       bad = bad + 1
     elseif t.status == 'blocked' or t.status == 'conflict' or t.status == 'cancelled' then
       bad = bad + 1
@@ -310,7 +311,10 @@ function Engine:finish_run()
   local c = self.sched:counts()
   self:say('run %s %s: %d done, %d failed, %d skipped, %d blocked', self.run.id,
     code == 0 and 'finished' or 'failed', c.done, c.failed, c.skipped, c.blocked)
-  if msg then self:say('%s', msg) end
+  -- where the work went matters even with --quiet
+  if msg then
+    if self.quiet then io.stderr:write('orch: ', msg, '\n') else self:say('%s', msg) end
+  end
   if self.on_end then self.on_end(code) end
 end
 

@@ -67,6 +67,8 @@ function M.execute(o)
   if not loc then err('%s', lerr) return EXIT_USAGE end
   local plan, errs = plan_mod.load(o.plan)
   if not plan then io.stderr:write(plan_mod.format_errors(errs)) return EXIT_USAGE end
+  local cok, cerr = require('orch.config').load(loc.root)
+  if not cok then err('config: %s', cerr) return EXIT_USAGE end
   if loc.root then repo_mod.prepare_state_dir(loc.root) end
   local st = open_store(loc)
   if not st then return EXIT_USAGE end
@@ -135,16 +137,16 @@ local RESOLVED = { done = true, skipped = true }
 -- Sorts the run's tasks into: done (never run again), exited (the process
 -- succeeded but its merge did not finish: only the merge is redone), and
 -- the rest, which go back to pending.
-local function resume_sets(st, run, plan)
-  local done, exited, reclaimed = {}, {}, 0
-  local soft = {}
-  for _, t in ipairs(plan.tasks) do soft[t.id] = t.on_failure == 'soft' end
+local function resume_sets(st, run)
+  local done, exited, soft, reclaimed = {}, {}, {}, 0
   for _, t in ipairs(st:tasks(run.id)) do
-    if RESOLVED[t.status] or (t.status == 'failed' and soft[t.id]) then
+    local attempts = st:attempts(run.id, t.id)
+    local last = attempts[#attempts]
+    if t.status == 'failed' and last and last.status == 'failed-soft' then
+      done[t.id], soft[t.id] = true, true
+    elseif RESOLVED[t.status] then
       done[t.id] = true
     else
-      local attempts = st:attempts(run.id, t.id)
-      local last = attempts[#attempts]
       if last and last.status == 'running' and reclaim(run.id, t.id, last.pid) then
         reclaimed = reclaimed + 1
       end
@@ -158,7 +160,7 @@ local function resume_sets(st, run, plan)
       st:set_task(run.id, t.id, { status = 'pending' })
     end
   end
-  return done, exited, reclaimed
+  return done, exited, soft, reclaimed
 end
 
 function M.cli_resume(o)
@@ -184,7 +186,9 @@ function M.cli_resume(o)
   end
   local plan, perr = decode_plan(run)
   if not plan then err('%s', perr) st:close() return EXIT_USAGE end
-  local done, exited, reclaimed = resume_sets(st, run, plan)
+  local cok, cerr = require('orch.config').load(loc.root)
+  if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
+  local done, exited, soft, reclaimed = resume_sets(st, run)
   local ndone = 0
   for _ in pairs(done) do ndone = ndone + 1 end
   io.stderr:write(('orch: resuming run %s: %d of %d tasks already done%s\n'):format(
@@ -195,7 +199,7 @@ function M.cli_resume(o)
   local ok, berr = ws:begin(run, { resume = true })
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
   local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
-                         concurrency = run.concurrency, done = done })
+                         concurrency = run.concurrency, done = done, soft_failed = soft })
   e.exited = exited
   e.yes = o.yes
   local code = drive(e)
