@@ -192,6 +192,16 @@ describe('orch run --plan', function()
     assert.is_nil(H.read(dir .. '/.orch/orch.db'))
   end)
 
+  it('refuses, before running anything, a task whose backend this build lacks', function()
+    local path = dir .. '/agents.yaml'
+    H.write(path, 'tasks:\n  - id: a\n    cmd: touch ' .. dir .. '/ran\n' ..
+      '  - id: b\n    role: coder\n    backend: claude\n    prompt: hi\n')
+    local r = H.orch({ 'run', '--plan', path, '--repo', dir, '--yes' })
+    assert.equal(2, r.code)
+    assert.matches("agents%.yaml:4: task b: backend 'claude' is not available", r.err)
+    assert.is_nil(H.read(dir .. '/ran'))
+  end)
+
   it('gives an error, never a crash or hang, for malformed plans', function()
     local cases = {
       ['trunc.json'] = '{"tasks": [{"id": "a", "cmd": "true"',

@@ -23,7 +23,8 @@ function M.backend_for(task)
   if not name then return nil, 'task ' .. task.id .. ' names no backend and has no cmd' end
   local modname = M.backends[name]
   if not modname then
-    return nil, ("task %s: backend '%s' is not available yet"):format(task.id, name)
+    return nil, ("task %s: backend '%s' is not available in this build yet " ..
+      "(tasks with a cmd run with the exec backend)"):format(task.id, name)
   end
   return require(modname)
 end

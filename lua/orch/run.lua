@@ -61,6 +61,20 @@ local function open_store(loc)
   return st
 end
 
+-- Every task must have a backend this build can run; otherwise nothing
+-- runs (exit 2), with the plan's file and line.
+function M.check_backends(plan, file)
+  local ok = true
+  for _, t in ipairs(plan.tasks) do
+    local b, berr = engine.backend_for(t)
+    if not b then
+      io.stderr:write(('%s:%d: %s\n'):format(file, t.line or 0, berr))
+      ok = false
+    end
+  end
+  return ok
+end
+
 -- Runs a plan: o = {plan=FILE, repo=, db=, concurrency=, yes=, merge=, keep=}.
 function M.execute(o)
   local loc, lerr = M.locate(o)
@@ -69,6 +83,7 @@ function M.execute(o)
   if not plan then io.stderr:write(plan_mod.format_errors(errs)) return EXIT_USAGE end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) return EXIT_USAGE end
+  if not M.check_backends(plan, o.plan) then return EXIT_USAGE end
   if loc.root then repo_mod.prepare_state_dir(loc.root) end
   local st = open_store(loc)
   if not st then return EXIT_USAGE end
@@ -78,8 +93,11 @@ function M.execute(o)
   local ws = M.workspace_for(loc, run, o)
   local ok, berr = ws:begin(run)
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
-  st:create_run(run)
-  st:add_tasks(run.id, plan.tasks)
+  -- one transaction: a crash leaves no run without its tasks
+  st.h:transaction(function()
+    st:create_run(run)
+    st:add_tasks(run.id, plan.tasks)
+  end)
   io.stderr:write(('orch: run %s: %d tasks, concurrency %d, state in %s\n')
     :format(run.id, #plan.tasks, run.concurrency, loc.db))
   local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
