@@ -58,6 +58,8 @@ function WS:begin(run, _opts)
   self.run_id = run_id(run) or self.run_id
   local repo, err = self:open()
   if not repo then return nil, err end
+  self:drop_stale_lock(M.integration_branch(self.run_id), true)
+  self:drop_stale_lock(M.base_ref(self.run_id), false)
   local ok, xerr = repo:exclude_orch()
   if not ok then return nil, xerr end
   local base = repo:resolve(M.base_ref(self.run_id))
@@ -77,6 +79,16 @@ function WS:begin(run, _opts)
   return true
 end
 
+-- A kill -9 while git updates one of the run's refs leaves REF.lock behind,
+-- and every later update of that ref fails. Only this run's orch touches its
+-- refs, and only synchronously, so a lock found when orch is about to update
+-- the ref is stale.
+function WS:drop_stale_lock(ref, is_branch)
+  local gitdir = require('orch.repo').git_dir(self.dir)
+  local path = gitdir .. '/' .. (is_branch and ('refs/heads/' .. ref) or ref) .. '.lock'
+  os.remove(path)
+end
+
 -- Task start: its worktree from the base merged with the branches of its
 -- finished dependencies. An intact worktree from an earlier attempt is
 -- reused as it is; a half-made one is made again.
@@ -85,6 +97,7 @@ function WS:prepare(task, deps)
     local ok, err = self:begin(self.run_id)
     if not ok then return nil, err end
   end
+  self:drop_stale_lock(M.task_branch(self.run_id, task.id), true)
   local branches = {}
   for i, d in ipairs(deps or {}) do branches[i] = M.task_branch(self.run_id, d) end
   local wt, err, code, files = self.repo:worktree_create(self.run_id, task.id, self.base,
