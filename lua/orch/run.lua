@@ -45,6 +45,9 @@ end
 local function drive(e)
   local code
   e.yes = e.yes or false
+  -- the control socket (orch repl, orch mcp): refused in an unsafe place
+  local ctl, cerr = require('orch.control').start(e, e.run.repo)
+  if not ctl then err('control socket: %s', tostring(cerr)) return EXIT_USAGE end
   e:start(function(c) code = c end)
   while code == nil do
     if not core.run('once') and code == nil then
@@ -52,6 +55,7 @@ local function drive(e)
       core.run('once')
     end
   end
+  ctl:stop()
   return code
 end
 

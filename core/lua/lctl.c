@@ -1,0 +1,508 @@
+/* lctl.c - orch.core.ctl: the control socket (core/ctl.h) and a
+ * non-blocking reader of orch's own stdin, for `orch repl`.
+ *
+ *   ctl.socket_dir() -> dir            -- resolved, created 0700, checked
+ *   ctl.check_dir(dir) -> true
+ *   ctl.listen(path, function(conn) end) -> server   server:close()
+ *   ctl.connect(path) -> conn          -- at once; nil, msg, "ECONNREFUSED"...
+ *   conn:start(on_frame, on_close, [max])
+ *       on_frame(data)                  -- one frame (a line, without '\n')
+ *       on_frame(nil, "too_big", n)     -- a frame over max: reading stops
+ *       on_close(errmsg | nil)          -- the peer is gone; conn is closed
+ *                                          after it (queued writes flushed)
+ *   conn:write(s) -> true   conn:queued() -> bytes   conn:close()
+ *   ctl.stdin{on_data = fn(bytes), on_eof = fn(), raw = bool} -> reader
+ *       reader:close()  reader.tty (boolean)   -- raw: a TTY in raw mode
+ *   ctl.isatty(fd) -> boolean   ctl.tty_size() -> cols, rows
+ *   ctl.max_frame
+ *
+ * Errors of the system come back as nil, msg, code; every object keeps
+ * itself alive while open. */
+#include "lorch.h"
+
+#include "ctl.h"
+#include "err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LCTL_SERVER_MT "orch.ctl.server"
+#define LCTL_CONN_MT "orch.ctl.conn"
+#define LCTL_IN_MT "orch.ctl.stdin"
+
+/* ================================================================ conn */
+
+typedef struct lctl_conn {
+    orch_ctl_conn *c;
+    int frame_ref, close_ref, self_ref;
+} lctl_conn;
+
+static void lctl_conn_release(lua_State *L, lctl_conn *lc)
+{
+    if (lc->c) {
+        orch_ctl_close(lc->c);
+        lc->c = NULL;
+    }
+    lorch_unref(L, &lc->frame_ref);
+    lorch_unref(L, &lc->close_ref);
+    lorch_unref(L, &lc->self_ref);
+}
+
+static void lctl_on_frame(orch_ctl_conn *c, const char *data, size_t len,
+                          int status, void *ud)
+{
+    lctl_conn *lc = ud;
+    lua_State *L = lorch_state();
+    (void)c;
+    lorch_push(L, lc->frame_ref);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (status == ORCH_CTL_TOO_BIG) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "too_big");
+        lua_pushnumber(L, (lua_Number)len);
+        lorch_call(L, 3, 0);
+    } else {
+        lua_pushlstring(L, data, len);
+        lorch_call(L, 1, 0);
+    }
+}
+
+static void lctl_on_close(orch_ctl_conn *c, int status, void *ud)
+{
+    lctl_conn *lc = ud;
+    lua_State *L = lorch_state();
+    int self = lc->self_ref;
+    (void)c;
+    lc->self_ref = LUA_NOREF; /* held here until the end */
+    lorch_push(L, lc->close_ref);
+    if (!lua_isnil(L, -1)) {
+        if (status < 0)
+            lua_pushstring(L, uv_strerror(status));
+        else
+            lua_pushnil(L);
+        lorch_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lctl_conn_release(L, lc);
+    lorch_unref(L, &self);
+}
+
+/* Pushes a new conn userdata owning c (kept alive until closed). */
+static lctl_conn *lctl_conn_push(lua_State *L, orch_ctl_conn *c)
+{
+    lctl_conn *lc = lua_newuserdata(L, sizeof *lc);
+    lc->c = c;
+    lc->frame_ref = lc->close_ref = LUA_NOREF;
+    luaL_getmetatable(L, LCTL_CONN_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lc->self_ref = lorch_ref(L);
+    return lc;
+}
+
+static lctl_conn *lctl_conn_check(lua_State *L)
+{
+    lctl_conn *lc = luaL_checkudata(L, 1, LCTL_CONN_MT);
+    lorch_check_open(L, lc->c != NULL, "connection");
+    return lc;
+}
+
+static int lctl_conn_start(lua_State *L)
+{
+    lctl_conn *lc = lctl_conn_check(L);
+    orch_ctl_conn_cb cb = {lctl_on_frame, lctl_on_close};
+    lua_Integer max = luaL_optinteger(L, 4, 0);
+    int rc;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_argcheck(L, max >= 0, 4, "negative size");
+    lorch_unref(L, &lc->frame_ref);
+    lorch_unref(L, &lc->close_ref);
+    lua_pushvalue(L, 2);
+    lc->frame_ref = lorch_ref(L);
+    lua_pushvalue(L, 3);
+    lc->close_ref = lorch_ref(L);
+    rc = orch_ctl_conn_start(lc->c, &cb, (size_t)max, lc);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lctl_conn_write(lua_State *L)
+{
+    size_t len;
+    const char *s;
+    int rc;
+    lctl_conn *lc = luaL_checkudata(L, 1, LCTL_CONN_MT);
+    s = luaL_checklstring(L, 2, &len);
+    if (!lc->c)
+        return lorch_fail(L, -EPIPE, "connection is closed");
+    rc = orch_ctl_write(lc->c, s, len);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int lctl_conn_queued(lua_State *L)
+{
+    lctl_conn *lc = luaL_checkudata(L, 1, LCTL_CONN_MT);
+    lua_pushnumber(L, lc->c ? (lua_Number)orch_ctl_queued(lc->c) : 0);
+    return 1;
+}
+
+static int lctl_conn_closed(lua_State *L)
+{
+    lctl_conn *lc = luaL_checkudata(L, 1, LCTL_CONN_MT);
+    lua_pushboolean(L, lc->c == NULL);
+    return 1;
+}
+
+static int lctl_conn_close(lua_State *L)
+{
+    lctl_conn_release(L, luaL_checkudata(L, 1, LCTL_CONN_MT));
+    return 0;
+}
+
+static const luaL_Reg lctl_conn_methods[] = {
+    {"start", lctl_conn_start},   {"write", lctl_conn_write},
+    {"queued", lctl_conn_queued}, {"closed", lctl_conn_closed},
+    {"close", lctl_conn_close},   {"__gc", lctl_conn_close},
+    {NULL, NULL},
+};
+
+static int lctl_connect(lua_State *L)
+{
+    orch_ctl_conn *c;
+    int rc = orch_ctl_connect(lorch_loop(), luaL_checkstring(L, 1), &c);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lctl_conn_push(L, c);
+    return 1;
+}
+
+/* ================================================================ server */
+
+typedef struct lctl_server {
+    orch_ctl_server *s;
+    int fn_ref, self_ref;
+} lctl_server;
+
+static void lctl_on_accept(orch_ctl_server *s, orch_ctl_conn *c, void *ud)
+{
+    lctl_server *ls = ud;
+    lua_State *L = lorch_state();
+    lctl_conn *lc;
+    (void)s;
+    lorch_push(L, ls->fn_ref);
+    lc = lctl_conn_push(L, c);
+    if (lorch_call(L, 1, 0) < 0)
+        lctl_conn_release(L, lc);
+}
+
+static void lctl_server_release(lua_State *L, lctl_server *ls)
+{
+    if (ls->s) {
+        orch_ctl_server_close(ls->s);
+        ls->s = NULL;
+    }
+    lorch_unref(L, &ls->fn_ref);
+    lorch_unref(L, &ls->self_ref);
+}
+
+static int lctl_listen(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lctl_server *ls;
+    int rc;
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    ls = lua_newuserdata(L, sizeof *ls);
+    ls->s = NULL;
+    ls->fn_ref = ls->self_ref = LUA_NOREF;
+    luaL_getmetatable(L, LCTL_SERVER_MT);
+    lua_setmetatable(L, -2);
+    rc = orch_ctl_listen(lorch_loop(), path, lctl_on_accept, ls, &ls->s);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushvalue(L, 2);
+    ls->fn_ref = lorch_ref(L);
+    lua_pushvalue(L, -1);
+    ls->self_ref = lorch_ref(L);
+    return 1;
+}
+
+static int lctl_server_close(lua_State *L)
+{
+    lctl_server_release(L, luaL_checkudata(L, 1, LCTL_SERVER_MT));
+    return 0;
+}
+
+static const luaL_Reg lctl_server_methods[] = {
+    {"close", lctl_server_close},
+    {"__gc", lctl_server_close},
+    {NULL, NULL},
+};
+
+/* ================================================================ places */
+
+static int lctl_socket_dir(lua_State *L)
+{
+    char dir[4096];
+    int rc = orch_ctl_socket_dir(dir, sizeof dir);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushstring(L, dir);
+    return 1;
+}
+
+static int lctl_check_dir(lua_State *L)
+{
+    int rc = orch_ctl_check_dir(luaL_checkstring(L, 1));
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ================================================================ stdin */
+
+enum { LCTL_IN_TTY, LCTL_IN_PIPE, LCTL_IN_FILE };
+
+typedef struct lctl_in {
+    union {
+        uv_handle_t h;
+        uv_tty_t tty;
+        uv_pipe_t pipe;
+        uv_timer_t timer;
+    } u;
+    int kind, raw, data_ref, eof_ref, self_ref;
+    char buf[65536];
+} lctl_in;
+
+typedef struct lctl_in_ud {
+    lctl_in *in;
+} lctl_in_ud;
+
+static void lctl_in_free(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void lctl_in_close(lua_State *L, lctl_in_ud *u)
+{
+    lctl_in *in = u->in;
+    if (!in)
+        return;
+    u->in = NULL;
+    if (in->kind == LCTL_IN_TTY) {
+        uv_read_stop((uv_stream_t *)&in->u.tty);
+        if (in->raw)
+            uv_tty_reset_mode();
+    } else if (in->kind == LCTL_IN_PIPE) {
+        uv_read_stop((uv_stream_t *)&in->u.pipe);
+    } else {
+        uv_timer_stop(&in->u.timer);
+    }
+    lorch_unref(L, &in->data_ref);
+    lorch_unref(L, &in->eof_ref);
+    lorch_unref(L, &in->self_ref);
+    uv_close(&in->u.h, lctl_in_free);
+}
+
+/* Delivers bytes (n > 0) or the end (n == 0). */
+static void lctl_in_deliver(lctl_in *in, const char *data, size_t n)
+{
+    lua_State *L = lorch_state();
+    if (n > 0) {
+        lorch_push(L, in->data_ref);
+        lua_pushlstring(L, data, n);
+        lorch_call(L, 1, 0);
+        return;
+    }
+    lorch_push(L, in->eof_ref);
+    if (lua_isnil(L, -1))
+        lua_pop(L, 1);
+    else
+        lorch_call(L, 0, 0);
+}
+
+static void lctl_in_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    lctl_in *in = h->data;
+    (void)hint;
+    buf->base = in->buf;
+    buf->len = sizeof in->buf;
+}
+
+static void lctl_in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    lctl_in *in = s->data;
+    if (n > 0) {
+        lctl_in_deliver(in, buf->base, (size_t)n);
+    } else if (n < 0) {
+        uv_read_stop(s);
+        lctl_in_deliver(in, NULL, 0);
+    }
+}
+
+/* A regular file (or /dev/null): read(2) never blocks; a chunk per tick. */
+static void lctl_in_tick(uv_timer_t *t)
+{
+    lctl_in *in = t->data;
+    ssize_t n = read(0, in->buf, sizeof in->buf);
+    if (n < 0 && errno == EINTR)
+        return;
+    if (n <= 0) {
+        uv_timer_stop(t);
+        lctl_in_deliver(in, NULL, 0);
+        return;
+    }
+    lctl_in_deliver(in, in->buf, (size_t)n);
+}
+
+static int lctl_stdin(lua_State *L)
+{
+    uv_loop_t *loop = lorch_loop();
+    uv_handle_type type = uv_guess_handle(0);
+    lctl_in_ud *u;
+    lctl_in *in;
+    int rc = 0;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    u = lua_newuserdata(L, sizeof *u);
+    u->in = NULL;
+    luaL_getmetatable(L, LCTL_IN_MT);
+    lua_setmetatable(L, -2);
+    in = calloc(1, sizeof *in);
+    if (!in)
+        return luaL_error(L, "out of memory");
+    in->data_ref = in->eof_ref = in->self_ref = LUA_NOREF;
+    if (type == UV_TTY) {
+        in->kind = LCTL_IN_TTY;
+        rc = uv_tty_init(loop, &in->u.tty, 0, 1);
+    } else if (type == UV_NAMED_PIPE) {
+        in->kind = LCTL_IN_PIPE;
+        rc = uv_pipe_init(loop, &in->u.pipe, 0);
+        if (rc == 0 && (rc = uv_pipe_open(&in->u.pipe, 0)) < 0)
+            uv_close((uv_handle_t *)&in->u.pipe, lctl_in_free);
+    } else {
+        in->kind = LCTL_IN_FILE;
+        rc = uv_timer_init(loop, &in->u.timer);
+    }
+    if (rc < 0) {
+        if (in->kind != LCTL_IN_PIPE)
+            free(in);
+        return lorch_fail(L, rc, uv_strerror(rc));
+    }
+    in->u.h.data = in;
+    u->in = in;
+    lua_getfield(L, 1, "on_data");
+    luaL_checktype(L, -1, LUA_TFUNCTION);
+    in->data_ref = lorch_ref(L);
+    lua_getfield(L, 1, "on_eof");
+    in->eof_ref = lorch_ref(L);
+    if (in->kind == LCTL_IN_TTY && lorch_opt_bool_field(L, 1, "raw", 0)) {
+        rc = uv_tty_set_mode(&in->u.tty, UV_TTY_MODE_RAW);
+        in->raw = rc == 0;
+    }
+    if (in->kind == LCTL_IN_FILE)
+        rc = uv_timer_start(&in->u.timer, lctl_in_tick, 0, 1);
+    else
+        rc = uv_read_start((uv_stream_t *)&in->u.h, lctl_in_alloc, lctl_in_read);
+    if (rc < 0) {
+        lctl_in_close(L, u);
+        return lorch_fail(L, rc, uv_strerror(rc));
+    }
+    lua_pushvalue(L, -1);
+    in->self_ref = lorch_ref(L);
+    return 1;
+}
+
+static int lctl_in_m_close(lua_State *L)
+{
+    lctl_in_close(L, luaL_checkudata(L, 1, LCTL_IN_MT));
+    return 0;
+}
+
+static int lctl_in_m_index(lua_State *L)
+{
+    lctl_in_ud *u = luaL_checkudata(L, 1, LCTL_IN_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "tty") == 0) {
+        lua_pushboolean(L, u->in && u->in->kind == LCTL_IN_TTY);
+        return 1;
+    }
+    if (strcmp(k, "close") == 0) {
+        lua_pushcfunction(L, lctl_in_m_close);
+        return 1;
+    }
+    return 0;
+}
+
+static const luaL_Reg lctl_in_methods[] = {
+    {"__index", lctl_in_m_index},
+    {"__gc", lctl_in_m_close},
+    {NULL, NULL},
+};
+
+static int lctl_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 0)));
+    return 1;
+}
+
+static int lctl_tty_size(lua_State *L)
+{
+    uv_tty_t t;
+    int w = 80, h = 24;
+    if (uv_guess_handle(1) == UV_TTY && uv_tty_init(lorch_loop(), &t, 1, 0) == 0) {
+        if (uv_tty_get_winsize(&t, &w, &h) < 0) {
+            w = 80;
+            h = 24;
+        }
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(lorch_loop(), UV_RUN_NOWAIT);
+    }
+    lua_pushinteger(L, w);
+    lua_pushinteger(L, h);
+    return 2;
+}
+
+/* ================================================================ open */
+
+int lorch_open_ctl(lua_State *L)
+{
+    lorch_class(L, LCTL_CONN_MT, lctl_conn_methods);
+    lua_pop(L, 1);
+    lorch_class(L, LCTL_SERVER_MT, lctl_server_methods);
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, LCTL_IN_MT))
+        luaL_register(L, NULL, lctl_in_methods);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushcfunction(L, lctl_listen);
+    lua_setfield(L, -2, "listen");
+    lua_pushcfunction(L, lctl_connect);
+    lua_setfield(L, -2, "connect");
+    lua_pushcfunction(L, lctl_socket_dir);
+    lua_setfield(L, -2, "socket_dir");
+    lua_pushcfunction(L, lctl_check_dir);
+    lua_setfield(L, -2, "check_dir");
+    lua_pushcfunction(L, lctl_stdin);
+    lua_setfield(L, -2, "stdin");
+    lua_pushcfunction(L, lctl_isatty);
+    lua_setfield(L, -2, "isatty");
+    lua_pushcfunction(L, lctl_tty_size);
+    lua_setfield(L, -2, "tty_size");
+    lua_pushnumber(L, (lua_Number)ORCH_CTL_MAX_FRAME);
+    lua_setfield(L, -2, "max_frame");
+    return 1;
+}

@@ -1,0 +1,560 @@
+-- orch.control: the control socket of a live run (see docs/control.md).
+--
+--   local srv, err = control.start(engine, repo_root)  -- listen, write the record
+--   srv:stop()                                          -- close, remove both
+--   control.live_runs(repo_root) -> { {run=, socket=, pid=}, ... }  (stale ones cleaned)
+--   control.find(repo_root, run_id) -> rec | nil, why
+--   control.eval(session, code) -> {output=, incomplete=} | nil, {message=, traceback=}
+--   control.inspect(value, [depth]) -> string
+--
+-- One protocol serves people and programs: a connection starts in line mode
+-- (each line is Lua evaluated in the run's own state, the output written
+-- back followed by a prompt); a first line "\27json" switches it to
+-- newline-delimited JSON requests and replies.
+local core = require('orch.core')
+local cjson = require('cjson')
+
+local M = {}
+
+M.HELLO = '\27json'
+M.PROTOCOL = 'orch-control'
+M.VERSION = 1
+M.INSTRUCTION_LIMIT = 1e8 -- per evaluation, as redis's script time limit
+M.HOOK_STEP = 1e5
+M.EVENT_QUEUE_LIMIT = 8 * 1024 * 1024 -- bytes queued before events are dropped
+
+-- JSON-RPC's codes, plus orch's own (positive).
+M.E = {
+  PARSE = -32700, INVALID = -32600, METHOD = -32601, PARAMS = -32602, INTERNAL = -32603,
+  EVAL = 1, TASK = 2, TOO_BIG = 3,
+}
+
+local json = cjson.new()
+json.encode_sparse_array(true)
+json.encode_invalid_numbers('null')
+json.decode_max_depth(64)
+json.encode_max_depth(64)
+M.json = json
+
+-- ================================================================ printing
+
+local function is_ident(k)
+  return type(k) == 'string' and k:match('^[%a_][%w_]*$') ~= nil
+end
+
+local function sort_keys(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then return ta < tb end
+  if ta == 'number' or ta == 'string' then return a < b end
+  return tostring(a) < tostring(b)
+end
+
+local MAX_ITEMS = 100
+
+local function render(v, depth, seen, indent)
+  local t = type(v)
+  if t == 'string' then return ('%q'):format(v):gsub('\\\n', '\\n') end
+  if t ~= 'table' then return tostring(v) end
+  if seen[v] then return '<cycle>' end
+  if depth <= 0 then return '{...}' end
+  seen[v] = true
+  local parts, n = {}, #v
+  for i = 1, math.min(n, MAX_ITEMS) do
+    parts[#parts + 1] = render(v[i], depth - 1, seen, indent .. '  ')
+  end
+  local keys = {}
+  for k in pairs(v) do
+    if not (type(k) == 'number' and k >= 1 and k <= n and k == math.floor(k)) then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys, sort_keys)
+  for i, k in ipairs(keys) do
+    if #parts >= MAX_ITEMS then
+      parts[#parts + 1] = ('... (%d more)'):format(#keys - i + 1)
+      break
+    end
+    local ks = is_ident(k) and k or ('[' .. render(k, 1, seen, indent) .. ']')
+    parts[#parts + 1] = ks .. ' = ' .. render(v[k], depth - 1, seen, indent .. '  ')
+  end
+  if n > MAX_ITEMS then parts[#parts + 1] = ('... (%d more)'):format(n - MAX_ITEMS) end
+  seen[v] = nil
+  if #parts == 0 then return '{}' end
+  local flat = '{ ' .. table.concat(parts, ', ') .. ' }'
+  if #flat + #indent <= 78 and not flat:find('\n') then return flat end
+  local inner = indent .. '  '
+  return '{\n' .. inner .. table.concat(parts, ',\n' .. inner) .. '\n' .. indent .. '}'
+end
+
+-- A readable rendering of any value: tables sorted, nested up to depth
+-- (default 4), cycles shown as <cycle>.
+function M.inspect(v, depth)
+  return (render(v, depth or 4, {}, ''))
+end
+
+-- ================================================================ evaluation
+
+-- Compiles an input the way the Lua REPL does: as an expression first
+-- ("return <input>"), then as statements. Returns the function, or nil and
+-- 'incomplete' when the input ends inside an open construct, or nil, err.
+function M.compile(code, name)
+  name = name or '=repl'
+  local f = loadstring('return ' .. code, name)
+  if f then return f end
+  local err
+  f, err = loadstring(code, name)
+  if f then return f end
+  if err:find("<eof>'?$") then return nil, 'incomplete' end
+  return nil, err
+end
+
+-- Cuts the traceback at the evaluation's own frames.
+-- (the frames only: the message is not repeated; '' when none is left).
+local function trim_traceback(tb)
+  local out = {}
+  local frames = tb:match('\nstack traceback:\n(.*)$') or ''
+  for line in frames:gmatch('[^\n]+') do
+    if line:find("in function 'xpcall'", 1, true) or line:find('orch/control.lua', 1, true) then
+      break
+    end
+    if not line:find('[builtin#', 1, true) then out[#out + 1] = line end
+  end
+  if #out == 0 then return '' end
+  return 'stack traceback:\n' .. table.concat(out, '\n')
+end
+
+-- Runs f under an instruction limit (a count hook; JIT off for the input's
+-- functions so the hook sees them). Returns xpcall's results.
+local function run_limited(f, limit)
+  local prev = { debug.gethook() }
+  local steps, max = 0, math.ceil(limit / M.HOOK_STEP)
+  jit.off(f, true)
+  debug.sethook(function()
+    steps = steps + 1
+    if steps >= max then
+      debug.sethook()
+      error(('evaluation stopped: more than %d instructions (an endless loop?)'):format(limit), 2)
+    end
+  end, '', M.HOOK_STEP)
+  local r = { xpcall(f, function(e)
+    debug.sethook()
+    local msg = type(e) == 'string' and e or M.inspect(e)
+    return { message = msg, traceback = trim_traceback(debug.traceback(msg, 2)) }
+  end) }
+  if prev[1] then debug.sethook(prev[1], prev[2], prev[3]) else debug.sethook() end
+  return r
+end
+
+-- Evaluates code in the session's environment. Returns {output=} (printed
+-- text and results), {incomplete=true}, or nil, {message=, traceback=, output=}.
+function M.eval(sess, code)
+  local f, cerr = M.compile(code)
+  if not f then
+    if cerr == 'incomplete' then return { incomplete = true } end
+    return nil, { message = cerr, traceback = '', output = '' }
+  end
+  local out = {}
+  sess.env.print = function(...)
+    local n, parts = select('#', ...), {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    out[#out + 1] = table.concat(parts, '\t')
+  end
+  setfenv(f, sess.env)
+  local r = run_limited(f, sess.limit or M.INSTRUCTION_LIMIT)
+  if not r[1] then
+    local e = r[2]
+    e.output = table.concat(out, '\n')
+    return nil, e
+  end
+  local n = table.maxn(r)
+  if n > 1 then
+    local vals = {}
+    for i = 2, n do vals[#vals + 1] = M.inspect(r[i]) end
+    out[#out + 1] = table.concat(vals, '\t')
+  end
+  return { output = table.concat(out, '\n') }
+end
+
+-- ================================================================ the run's API
+
+-- What `orch` is in the REPL: the run, its tasks, and the controls. The
+-- controls raise on failure (a person reads the message).
+local function orch_api(e)
+  local function must(ok, msg)
+    if not ok then error(msg, 3) end
+    return true
+  end
+  local api = { run = e.run, engine = e, core = core }
+  function api.tasks() return e:snapshot() end
+  function api.task(id)
+    for _, t in ipairs(e:snapshot()) do if t.id == id then return t end end
+    error('no task ' .. tostring(id), 2)
+  end
+  function api.pause(id) return must(e:pause(id)) end
+  function api.resume(id) return must(e:resume_task(id)) end
+  function api.cancel(id) return must(e:cancel(id)) end
+  function api.concurrency(n)
+    if n ~= nil then must(e:set_concurrency(n)) end
+    return e.concurrency
+  end
+  function api.counts() return e:counts() end
+  function api.status() return M.status(e) end
+  function api.inspect(v, depth) return M.inspect(v, depth) end
+  function api.help()
+    return table.concat({
+      'orch.run            the run (id, goal, repo, ...)',
+      'orch.tasks()        every task: id, status, paused, attempt, pid',
+      'orch.task(ID)       one task',
+      'orch.counts()       tasks by status',
+      'orch.pause(ID)      stop a running task (SIGSTOP) or hold a waiting one',
+      'orch.resume(ID)     carry on a paused task',
+      'orch.cancel(ID)     kill a task; it ends cancelled',
+      'orch.concurrency([N])  read or change the concurrency limit',
+      'orch.engine         the engine itself (see lua/orch/engine.lua)',
+      'orch.inspect(v, [depth])  render a value',
+    }, '\n')
+  end
+  return api
+end
+
+-- The run and its tasks, as the `status` method returns them.
+function M.status(e)
+  local r = e.run
+  return {
+    run = { id = r.id, goal = r.goal, repo = r.repo, pid = core.getpid(),
+            status = e.ended and 'ended' or (e.stopping and 'stopping' or 'running'),
+            concurrency = e.concurrency },
+    tasks = e:snapshot(),
+    counts = e:counts(),
+  }
+end
+
+-- ================================================================ sessions
+
+local Session = {}
+Session.__index = Session
+
+function M.new_session(e, conn)
+  local s = setmetatable({ engine = e, conn = conn, mode = 'line', first = true }, Session)
+  s.env = setmetatable({ orch = orch_api(e) }, { __index = _G })
+  return s
+end
+
+function Session:send(s)
+  if self.conn and not self.conn:closed() then self.conn:write(s) end
+end
+
+function Session:send_json(t)
+  local ok, s = pcall(json.encode, t)
+  if not ok then
+    s = json.encode({ id = t.id, error = { code = M.E.INTERNAL,
+                                           message = 'reply not encodable: ' .. tostring(s) } })
+  end
+  self:send(s .. '\n')
+end
+
+function Session:reply_error(id, code, message, data)
+  self:send_json({ id = id == nil and cjson.null or id,
+                   error = { code = code, message = message, data = data } })
+end
+
+-- ---------------------------------------------------------------- methods
+
+local function want_task(p)
+  if type(p.task) ~= 'string' then return nil, 'params.task must be a string (a task id)' end
+  return p.task
+end
+
+local METHODS = {}
+
+function METHODS.ping() return 'pong' end
+
+function METHODS.status(sess) return M.status(sess.engine) end
+
+function METHODS.eval(sess, p)
+  if type(p.code) ~= 'string' then return nil, M.E.PARAMS, 'params.code must be a string' end
+  local r, e = M.eval(sess, p.code)
+  if not r then
+    return nil, M.E.EVAL, e.message, { traceback = e.traceback, output = e.output }
+  end
+  return r
+end
+
+local function control(name, method)
+  METHODS[name] = function(sess, p)
+    local id, perr = want_task(p)
+    if not id then return nil, M.E.PARAMS, perr end
+    local ok, err = method(sess.engine, id)
+    if not ok then return nil, M.E.TASK, tostring(err) end
+    return { ok = true, task = id }
+  end
+end
+control('pause', function(e, id) return e:pause(id) end)
+control('resume', function(e, id) return e:resume_task(id) end)
+control('cancel', function(e, id) return e:cancel(id) end)
+
+function METHODS.set_concurrency(sess, p)
+  local n = p.n or p.concurrency
+  if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 then
+    return nil, M.E.PARAMS, 'params.n must be a whole number >= 1'
+  end
+  local ok, err = sess.engine:set_concurrency(n)
+  if not ok then return nil, M.E.TASK, tostring(err) end
+  return { concurrency = n }
+end
+
+function METHODS.subscribe(sess)
+  if not sess.unsub then
+    sess.dropped = 0
+    sess.unsub = sess.engine:subscribe(function(ev) sess:push_event(ev) end)
+  end
+  return { subscribed = true }
+end
+
+function METHODS.unsubscribe(sess)
+  if sess.unsub then sess.unsub() sess.unsub = nil end
+  return { subscribed = false }
+end
+
+M.METHODS = METHODS
+
+-- Pushes an event; drops events while the client is not reading (counted,
+-- and reported as a 'dropped' event once it catches up).
+function Session:push_event(ev)
+  local conn = self.conn
+  if not conn or conn:closed() then return end
+  if conn:queued() > M.EVENT_QUEUE_LIMIT then
+    self.dropped = self.dropped + 1
+    return
+  end
+  if self.dropped > 0 then
+    self:send_json({ event = { kind = 'dropped', count = self.dropped } })
+    self.dropped = 0
+  end
+  self:send_json({ event = ev })
+end
+
+function Session:handle_json(data)
+  local ok, req = pcall(json.decode, data)
+  if not ok then
+    return self:reply_error(nil, M.E.PARSE, 'parse error: ' .. tostring(req):gsub('^.-: ', ''))
+  end
+  if type(req) ~= 'table' then
+    return self:reply_error(nil, M.E.INVALID, 'a request is a JSON object')
+  end
+  local id = req.id
+  if id ~= nil and type(id) ~= 'number' and type(id) ~= 'string' then
+    return self:reply_error(nil, M.E.INVALID, 'id must be a number or a string')
+  end
+  if type(req.method) ~= 'string' then
+    return self:reply_error(id, M.E.INVALID, 'method must be a string')
+  end
+  local fn = METHODS[req.method]
+  if not fn then
+    return self:reply_error(id, M.E.METHOD, 'unknown method: ' .. req.method)
+  end
+  local p = req.params
+  if p == nil or p == cjson.null then p = {} end
+  if type(p) ~= 'table' then
+    return self:reply_error(id, M.E.PARAMS, 'params must be an object')
+  end
+  local okc, res, code, msg, edata = pcall(fn, self, p)
+  if not okc then
+    return self:reply_error(id, M.E.INTERNAL, 'internal error: ' .. tostring(res))
+  end
+  if res == nil then return self:reply_error(id, code, msg, edata) end
+  self:send_json({ id = id == nil and cjson.null or id, result = res })
+end
+
+-- Line mode: each line is Lua; an unfinished chunk waits for the next line.
+function Session:handle_line(line)
+  line = line:gsub('\r$', '')
+  local code = self.pending and (self.pending .. '\n' .. line) or line
+  if code:match('^%s*$') then self.pending = nil return self:send('> ') end
+  local r, e = M.eval(self, code)
+  if r and r.incomplete then
+    self.pending = code
+    return self:send('>> ')
+  end
+  self.pending = nil
+  local text
+  if r then
+    text = r.output
+  else
+    text = (e.output ~= '' and (e.output .. '\n') or '') .. 'error: ' .. e.message ..
+           (e.traceback ~= '' and ('\n' .. e.traceback) or '')
+  end
+  self:send((text ~= '' and (text .. '\n') or '') .. '> ')
+end
+
+function Session:on_frame(data, _, size)
+  if data == nil then
+    local msg = ('frame too large (%s bytes; the limit is %d): closing'):format(
+      tostring(size), core.ctl.max_frame)
+    if self.mode == 'json' then
+      self:reply_error(nil, M.E.TOO_BIG, msg)
+    else
+      self:send('error: ' .. msg .. '\n')
+    end
+    return self:close()
+  end
+  if self.first then
+    self.first = false
+    if data:match('^\27%s*json%s*\r?$') then
+      self.mode = 'json'
+      return self:send_json({ hello = { protocol = M.PROTOCOL, version = M.VERSION,
+                                        run = self.engine.run.id, pid = core.getpid() } })
+    end
+  end
+  if self.mode == 'json' then
+    self:handle_json(data)
+  else
+    self:handle_line(data)
+  end
+end
+
+function Session:close()
+  if self.unsub then self.unsub() self.unsub = nil end
+  if self.conn then self.conn:close() end
+  if self.server then self.server.sessions[self] = nil end
+end
+
+-- ================================================================ live records
+
+function M.live_dir(root) return root .. '/.orch/live' end
+
+local function read_file(path)
+  local f = io.open(path, 'rb')
+  if not f then return nil end
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+-- The record of run id in root, or nil.
+function M.read_record(root, id)
+  local s = read_file(M.live_dir(root) .. '/' .. id)
+  if not s then return nil end
+  local ok, rec = pcall(json.decode, s)
+  if not ok or type(rec) ~= 'table' or type(rec.socket) ~= 'string' then
+    return { run = id, broken = true }
+  end
+  rec.run = rec.run or id
+  return rec
+end
+
+-- Removes a record and its socket (only a socket nobody answers on).
+function M.clean(root, rec)
+  os.remove(M.live_dir(root) .. '/' .. rec.run)
+  if rec.socket then
+    local c = core.ctl.connect(rec.socket)
+    if c then c:close() else os.remove(rec.socket) end
+  end
+end
+
+-- Whether a record names a live run: its socket answers. A record whose
+-- socket is refused or gone (kill -9) is stale.
+function M.probe(rec)
+  if rec.broken then return false, 'unreadable record' end
+  if type(rec.pid) == 'number' and rec.pid > 1 then
+    local alive, _, code = core.kill(rec.pid, 0)
+    if not alive and code ~= 'EPERM' then return false, 'process ' .. rec.pid .. ' is gone' end
+  end
+  local c, err = core.ctl.connect(rec.socket)
+  if not c then return false, err end
+  c:close()
+  return true
+end
+
+-- Finds run id's record; cleans it when stale. Returns rec or nil, why.
+function M.find(root, id)
+  local rec = M.read_record(root, id)
+  if not rec then return nil, 'no live record' end
+  local ok, why = M.probe(rec)
+  if not ok then
+    M.clean(root, rec)
+    return nil, why
+  end
+  return rec
+end
+
+-- Every live run of the repo (stale records are removed on the way).
+function M.live_runs(root)
+  local out = {}
+  local p = io.popen("ls -1 '" .. M.live_dir(root):gsub("'", "'\\''") .. "' 2>/dev/null")
+  local names = p and p:read('*a') or ''
+  if p then p:close() end
+  for name in names:gmatch('[^\n]+') do
+    if not name:find('^%.') then
+      local rec = M.find(root, name)
+      if rec then out[#out + 1] = rec end
+    end
+  end
+  table.sort(out, function(a, b) return a.run < b.run end)
+  return out
+end
+
+local function write_record(root, rec)
+  local dir = M.live_dir(root)
+  core.mkdir_p(dir, tonumber('700', 8))
+  local path = dir .. '/' .. rec.run
+  local tmp = path .. '.tmp' .. core.getpid()
+  local f, err = io.open(tmp, 'wb')
+  if not f then return nil, err end
+  f:write(json.encode(rec), '\n')
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then os.remove(tmp) return nil, rerr end
+  return path
+end
+
+-- ================================================================ server
+
+local Server = {}
+Server.__index = Server
+
+-- Starts the control socket of engine e's run. root (the repo) may be nil:
+-- then the socket is not findable from a repo. Returns server or nil, err.
+function M.start(e, root)
+  local dir, derr = core.ctl.socket_dir()
+  if not dir then return nil, derr end
+  local path = dir .. '/' .. e.run.id .. '.sock'
+  local self = setmetatable({ engine = e, root = root, path = path, sessions = {} }, Server)
+  local srv, lerr = core.ctl.listen(path, function(conn) self:accept(conn) end)
+  if not srv then return nil, lerr end
+  self.srv = srv
+  if root then
+    local rec = { run = e.run.id, socket = path, pid = core.getpid(), repo = root }
+    local rp, werr = write_record(root, rec)
+    if not rp then
+      self:stop()
+      return nil, 'cannot write the live record: ' .. tostring(werr)
+    end
+    self.record = rp
+  end
+  core.on_shutdown(function(phase)
+    if phase == 'end' then self:stop() end
+  end)
+  e.control = self
+  return self
+end
+
+function Server:accept(conn)
+  local sess = M.new_session(self.engine, conn)
+  sess.server = self
+  self.sessions[sess] = true
+  conn:start(function(data, why, size) sess:on_frame(data, why, size) end,
+             function() sess.conn = nil sess:close() end)
+end
+
+function Server:stop()
+  if self.stopped then return end
+  self.stopped = true
+  if self.srv then self.srv:close() self.srv = nil end
+  for sess in pairs(self.sessions) do sess:close() end
+  self.sessions = {}
+  if self.record then os.remove(self.record) self.record = nil end
+  if self.engine.control == self then self.engine.control = nil end
+end
+
+return M
