@@ -251,6 +251,9 @@ describe('orch run --plan', function()
     assert.equal('running', live_status.run.status)
     local s = status_json(dir)
     local l = H.orch({ 'logs', s.run.id, 'talk', '--repo', dir })
+    local missing = H.orch({ 'logs', s.run.id, 'nope', '--repo', dir })
+    assert.equal(2, missing.code)
+    assert.matches('no task nope', missing.err)
     assert.equal(0, l.code)
     -- each stream keeps its order; the two pipes are read independently
     local outs, errs = {}, {}
@@ -259,6 +262,53 @@ describe('orch run --plan', function()
     end
     assert.same({ 'out1', 'out2' }, outs)
     assert.same({ '[stderr] err1' }, errs)
+  end)
+
+  it('orch logs --follow prints lines as a live run writes them, then stops', function()
+    local tasks = { { id = 'tick', cmd = 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.3; done' } }
+    local follow
+    local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' }, {
+      on_start = function()
+        local id
+        H.run_until(function()
+          local s = H.orch({ 'status', '--json', '--repo', dir })
+          local ok, j = pcall(cjson.decode, s.out)
+          if ok and j.tasks[1] and j.tasks[1].status == 'running' then id = j.run.id return true end
+        end, 10000)
+        follow = H.orch({ 'logs', id, 'tick', '--repo', dir, '--follow' }, { timeout = 20000 })
+      end,
+    })
+    assert.equal(0, r.code, r.err)
+    assert.is_nil(follow.timed_out)
+    assert.equal(0, follow.code)
+    assert.same({ 'tick 1', 'tick 2', 'tick 3', 'tick 4', 'tick 5' }, follow.stdout)
+  end)
+
+  it('resume after kill -9 copes with the ref locks git left behind', function()
+    local tasks = { { id = 'a', cmd = 'sleep 2; echo a > a.txt', files = { 'a.txt' } },
+                    { id = 'b', cmd = 'echo b > b.txt', deps = { 'a' }, files = { 'b.txt' } } }
+    local pf = plan_file(dir, tasks)
+    local run_id
+    local r = H.orch({ 'run', '--plan', pf, '--repo', dir, '--yes' }, {
+      on_start = function(p)
+        H.run_until(function()
+          local s = H.orch({ 'status', '--json', '--repo', dir })
+          local ok, j = pcall(cjson.decode, s.out)
+          if ok and j.tasks[1] and j.tasks[1].status == 'running' then run_id = j.run.id return true end
+        end, 10000)
+        p:kill('SIGKILL')
+      end,
+    })
+    assert.equal('SIGKILL', r.sig)
+    assert.is_not_nil(run_id)
+    -- as if orch died inside git's ref updates
+    local heads = dir .. '/.git/refs/heads/orch/' .. run_id
+    H.sh('mkdir -p ' .. heads)
+    for _, name in ipairs({ 'a', 'b', 'integration' }) do H.write(heads .. '/' .. name .. '.lock', '') end
+    r = H.orch({ 'resume', '--repo', dir, '--yes' })
+    assert.equal(0, r.code, r.err)
+    assert.equal('a\n', H.read(dir .. '/a.txt'))
+    assert.equal('b\n', H.read(dir .. '/b.txt'))
   end)
 
   it('resume after kill -9: every task ends done, none that finished runs twice', function()

@@ -280,12 +280,13 @@ function M.cli_logs(o)
   if o.follow then
     local live = true
     local t = core.timer(200, 200, function()
+      -- liveness first: the read after the run ended gets its last lines
+      local run = st:run(o[1])
+      live = run and run.status == 'running' and M.pid_is_orch(run.pid)
       local more
       more, last, attempt = status.logs(st, o[1], o[2], { after = last, last_attempt = attempt })
       io.stdout:write(more)
       io.stdout:flush()
-      local run = st:run(o[1])
-      live = run and run.status == 'running' and M.pid_is_orch(run.pid)
     end)
     while live do core.run('once') end
     t:close()
