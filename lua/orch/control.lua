@@ -498,7 +498,7 @@ local function write_record(root, rec)
   local dir = M.live_dir(root)
   core.mkdir_p(dir, tonumber('700', 8))
   local path = dir .. '/' .. rec.run
-  local tmp = path .. '.tmp' .. core.getpid()
+  local tmp = dir .. '/.' .. rec.run .. '.tmp'
   local f, err = io.open(tmp, 'wb')
   if not f then return nil, err end
   f:write(json.encode(rec), '\n')

@@ -1,0 +1,298 @@
+-- The control socket of a live run and `orch repl`, through the real binary:
+-- a run with a long task, a REPL in another process, the JSON protocol,
+-- socket modes, kill -9, malformed frames.
+local core = require('orch.core')
+local cjson = require('cjson')
+local H = require('spec.helpers')
+
+local function git_repo(dir)
+  H.sh(('cd %s && git init -q && git config user.email t@t && git config user.name t' ..
+        ' && echo x > README && git add README && git commit -qm init'):format(dir))
+end
+
+local function plan_file(dir, tasks)
+  local path = dir .. '/plan.json'
+  H.write(path, cjson.encode({ goal = 'spec', tasks = tasks }))
+  return path
+end
+
+local function mode_of(path)
+  return (H.sh("stat -c %a '" .. path .. "'"):gsub('%s+$', ''))
+end
+
+-- Starts `orch run --plan` in the background; returns a handle with
+-- .code once it exited, and the live record once the socket is up.
+local function start_run(dir, sockdir, tasks, extra)
+  local r = { stdout = {}, stderr = {} }
+  local argv = { H.ORCH, 'run', '--plan', plan_file(dir, tasks), '--repo', dir,
+                 '--concurrency', '1', '--yes', '--no-tui' }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  r.proc = assert(core.spawn({
+    argv = argv, env = { ORCH_SOCKET_DIR = sockdir },
+    stdout = function(l) r.stdout[#r.stdout + 1] = l end,
+    stderr = function(l) r.stderr[#r.stderr + 1] = l end,
+    on_exit = function(code, sig) r.code, r.sig = code or -1, sig end,
+  }))
+  r.pid = r.proc:pid()
+  H.run_until(function()
+    local live = dir .. '/.orch/live'
+    local names = H.sh("test -d '" .. live .. "' && ls '" .. live .. "'")
+    r.id = names:match('(%S+)')
+    return r.id ~= nil or r.code ~= nil
+  end, 20000)
+  if r.id then r.record = cjson.decode(H.read(dir .. '/.orch/live/' .. r.id)) end
+  return r
+end
+
+local function wait_exit(r)
+  H.run_until(function() return r.code ~= nil end, 60000)
+  return r.code
+end
+
+local function repl(dir, input, args)
+  local a = { 'repl', '--repo', dir }
+  for _, x in ipairs(args or {}) do a[#a + 1] = x end
+  return H.orch(a, { input = input })
+end
+
+local function proc_state(pid)
+  local stat = H.read('/proc/' .. pid .. '/stat')
+  return stat and stat:match('^.*%)%s+(%S+)')
+end
+
+-- A JSON-mode client on the loop: call(method, params) -> reply.
+local function json_client(path)
+  local c = { frames = {}, closed = false }
+  c.conn = assert(core.ctl.connect(path))
+  c.conn:start(function(d) if d then c.frames[#c.frames + 1] = d end end,
+               function() c.closed = true end)
+  function c.send(s) c.conn:write(s) end
+  function c.wait_frames(n)
+    H.run_until(function() return #c.frames >= n or c.closed end, 20000)
+    return #c.frames >= n
+  end
+  c.send('\27json\n')
+  assert(c.wait_frames(1))
+  c.hello = cjson.decode(c.frames[1]).hello
+  c.frames = {}
+  local id = 0
+  function c.call(method, params)
+    id = id + 1
+    c.send(cjson.encode({ id = id, method = method, params = params or {} }) .. '\n')
+    local reply
+    H.run_until(function()
+      for _, f in ipairs(c.frames) do
+        local m = cjson.decode(f)
+        if m.id == id then reply = m return true end
+      end
+      return c.closed
+    end, 20000)
+    return reply
+  end
+  return c
+end
+
+describe('the control socket', function()
+  local dir, sockdir
+  before_each(function()
+    dir = H.tmpdir()
+    git_repo(dir)
+    sockdir = H.tmpdir() .. '/s'
+  end)
+  after_each(function()
+    H.rm(dir)
+    H.rm(sockdir:match('^(.*)/s$'))
+  end)
+
+  it('lets orch repl read, pause and resume a task of a live run', function()
+    local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 5' }, { id = 'after', cmd = 'true' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    -- the socket: in a 0700 directory, itself 0600; the record points at it
+    assert.equal('700', mode_of(sockdir))
+    assert.equal(sockdir .. '/' .. r.id .. '.sock', r.record.socket)
+    assert.equal('600', mode_of(r.record.socket))
+    assert.equal(r.pid, r.record.pid)
+
+    local out = repl(dir, 'return orch.run.id\n')
+    assert.equal(0, out.code, out.err)
+    assert.equal('"' .. r.id .. '"', out.out)
+
+    local t
+    H.run_until(function()
+      local s = repl(dir, 'local t = orch.task("long") return t.status, t.pid\n')
+      t = s.out
+      return t:match('^"running"%s+%d+')
+    end, 10000)
+    local pid = tonumber(t:match('(%d+)$'))
+    assert.truthy(pid, t)
+
+    out = repl(dir, 'return orch.pause("long")\nreturn orch.task("long").paused\n')
+    assert.equal(0, out.code, out.err)
+    assert.equal('true\ntrue', out.out)
+    assert.equal('T', proc_state(pid))
+    out = repl(dir, 'orch.resume("long")\nreturn 1+1\n')
+    assert.equal(0, out.code, out.err)
+    assert.equal('true\n2', out.out)
+    assert.are_not.equal('T', proc_state(pid))
+
+    -- an error prints its message and the run goes on
+    out = repl(dir, 'error("x")\nreturn "still here"\n')
+    assert.equal(1, out.code)
+    assert.matches('x', out.err)
+    assert.equal('"still here"', out.out)
+    -- an unfinished chunk continues on the next lines
+    out = repl(dir, 'function f()\nreturn 1 end\nreturn f()\nlocal s = [[a\nb]] return s\n')
+    assert.equal(0, out.code, out.err)
+    assert.equal('1\n"a\\nb"', out.out)
+    -- tables print readably; print() output comes back
+    out = repl(dir, 'return {1, {x = 2}, y = "z"}\nprint("p", 3)\n')
+    assert.equal('{ 1, { x = 2 }, y = "z" }\np\t3', out.out)
+    -- concurrency
+    out = repl(dir, 'return orch.concurrency(3)\nreturn orch.engine.concurrency\n')
+    assert.equal('3\n3', out.out)
+    -- an endless loop is stopped, the run goes on
+    out = repl(dir, 'while true do end\nreturn "alive"\n')
+    assert.matches('more than %d+ instructions', out.err)
+    assert.equal('"alive"', out.out)
+
+    assert.equal(0, wait_exit(r), table.concat(r.stderr, '\n'))
+    -- gone with the run: the socket and the record
+    assert.is_nil(H.read(dir .. '/.orch/live/' .. r.id))
+    assert.is_nil(io.open(r.record.socket, 'r'))
+    out = repl(dir, 'return 1\n')
+    assert.equal(2, out.code)
+    assert.matches('no live run in', out.err)
+  end)
+
+  it('speaks framed JSON: status, eval, pause, cancel, concurrency, subscribe', function()
+    local r = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 2; echo from-a' },
+                                        { id = 'z', cmd = 'sleep 30' } })
+    assert.truthy(r.id)
+    local c = json_client(r.record.socket)
+    assert.equal(r.id, c.hello.run)
+    local st = c.call('status')
+    assert.equal(r.id, st.result.run.id)
+    assert.equal(2, #st.result.tasks)
+    local ev = c.call('eval', { code = 'return 1+1' })
+    assert.equal('2', (ev.result or {}).output, cjson.encode(ev))
+    local e = c.call('eval', { code = 'error("boom")' })
+    assert.equal(1, e.error.code)
+    assert.matches('boom', e.error.message)
+    assert.truthy(c.call('eval', { code = 'function g()' }).result.incomplete)
+    assert.equal(2, c.call('pause', { task = 'nope' }).error.code)
+    assert.equal(-32602, c.call('pause', { task = 5 }).error.code)
+    assert.equal(-32602, c.call('set_concurrency', { n = 'x' }).error.code)
+    assert.equal(-32601, c.call('frobnicate').error.code)
+    assert.truthy(c.call('subscribe').result.subscribed)
+    -- concurrency 1 -> 2: both tasks run; z is cancelled, a finishes
+    assert.equal(2, c.call('set_concurrency', { n = 2 }).result.concurrency)
+    H.run_until(function()
+      local s2 = c.call('status').result
+      return s2.tasks[1].status == 'running' and s2.tasks[2].status == 'running'
+    end, 10000)
+    assert.truthy(c.call('cancel', { task = 'z' }).result.ok)
+    local saw = {}
+    H.run_until(function()
+      for _, f in ipairs(c.frames) do
+        local m = cjson.decode(f)
+        local x = m.event or {}
+        if x.kind == 'output' and x.task == 'a' then saw.output = x.data end
+        if x.kind == 'task' and x.task == 'a' and x.status == 'done' then saw.a = true end
+        if x.kind == 'task' and x.task == 'z' and x.status == 'cancelled' then saw.z = true end
+      end
+      return saw.a and saw.z and saw.output
+    end, 20000)
+    assert.equal('from-a', saw.output, table.concat(c.frames, '\n'))
+    assert.truthy(saw.a and saw.z)
+    assert.equal(1, wait_exit(r)) -- a cancelled task fails the run
+    assert.truthy(c.closed or H.run_until(function() return c.closed end, 5000))
+  end)
+
+  it('answers 100 malformed frames of every kind with errors; the run finishes', function()
+    local r = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 5' } })
+    assert.truthy(r.id)
+    local c = json_client(r.record.socket)
+    local bad = {
+      '{"id":1,"method":"status"', '{"id":', '[1,2', 'not json', '{}', '[]', '"str"', '42',
+      '{"id":2}', '{"id":3,"method":"nope"}', '{"id":4,"method":7}', '{"id":{},"method":"status"}',
+      '{"id":5,"method":"eval","params":"x"}', '{"id":6,"method":"eval","params":{"code":5}}',
+      '{"id":7,"method":"eval","params":{"code":"return )"}}', '{"id":8,"method":"set_concurrency"}',
+      '{"id":9,"method":"resume","params":{"task":[]}}', '\0\1\2\255\254', '\27[A\27[B',
+      string.rep('[', 5000), '{"id":10,"method":"cancel","params":{"task":"nope"}}',
+    }
+    local n = 0
+    for i = 1, 100 do
+      c.send(bad[(i - 1) % #bad + 1] .. '\n')
+      n = n + 1
+    end
+    assert.truthy(c.wait_frames(n))
+    for _, f in ipairs(c.frames) do
+      local m = cjson.decode(f)
+      assert.truthy(m.error, f)
+      assert.equal('number', type(m.error.code))
+    end
+    -- still answering
+    c.frames = {}
+    assert.equal(r.id, c.call('status').result.run.id)
+    -- a frame over 16 MB: an error, then the connection is closed
+    local big = string.rep('x', 17 * 1024 * 1024)
+    c.frames = {}
+    c.send(big)
+    H.run_until(function() return c.closed end, 30000)
+    assert.truthy(c.closed)
+    assert.equal(3, cjson.decode(c.frames[1]).error.code)
+    -- line mode: junk and a truncated chunk at end of stream
+    local l = { frames = {} }
+    local lc = assert(core.ctl.connect(r.record.socket))
+    lc:start(function(d) if d then l.frames[#l.frames + 1] = d end end, function() l.closed = true end)
+    lc:write('\0\255junk(\nreturn 40+2\nreturn (')
+    lc:close()
+    assert.equal(0, wait_exit(r), table.concat(r.stderr, '\n'))
+  end)
+
+  it('refuses a socket directory open to others', function()
+    core.mkdir_p(sockdir)
+    H.sh("chmod 755 '" .. sockdir .. "'")
+    local out = H.orch({ 'run', '--plan', plan_file(dir, { { id = 'a', cmd = 'true' } }), '--repo', dir,
+                         '--yes', '--no-tui' }, { env = { ORCH_SOCKET_DIR = sockdir } })
+    assert.equal(2, out.code)
+    assert.matches('unsafe permissions 755', out.err)
+    assert.matches('chmod 700', out.err)
+  end)
+
+  it('after kill -9 says the run is not live, cleans up, and resume works', function()
+    local r = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 5' }, { id = 'b', cmd = 'true' } })
+    assert.truthy(r.id)
+    core.kill(r.pid, 'SIGKILL')
+    wait_exit(r)
+    assert.truthy(H.read(dir .. '/.orch/live/' .. r.id)) -- left behind
+    local out = repl(dir, 'return 1\n', { r.id })
+    assert.equal(2, out.code)
+    assert.truthy(out.err:find('run ' .. r.id .. ' is not live', 1, true), out.err)
+    assert.is_nil(H.read(dir .. '/.orch/live/' .. r.id))
+    assert.is_nil(io.open(r.record.socket, 'r'))
+    out = repl(dir, 'return 1\n')
+    assert.equal(2, out.code)
+    assert.matches('no live run', out.err)
+    out = H.orch({ 'resume', r.id, '--repo', dir, '--yes', '--no-tui' }, { env = { ORCH_SOCKET_DIR = sockdir } })
+    assert.equal(0, out.code, out.err)
+  end)
+
+  it('lists the live runs when there are several', function()
+    local r1 = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 5' } })
+    H.sh("mv '" .. dir .. "/.orch/live/" .. r1.id .. "' '" .. dir .. "/.orch/held'")
+    local r2 = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 5' } })
+    H.sh("mv '" .. dir .. "/.orch/held' '" .. dir .. "/.orch/live/" .. r1.id .. "'")
+    local out = repl(dir, 'return 1\n')
+    assert.equal(2, out.code)
+    assert.matches('several live runs', out.err)
+    assert.matches(r1.id, out.err, 1, true)
+    assert.matches(r2.id, out.err, 1, true)
+    out = repl(dir, 'return orch.run.id\n', { r2.id })
+    assert.equal('"' .. r2.id .. '"', out.out)
+    r1.proc:kill('SIGTERM')
+    r2.proc:kill('SIGTERM')
+    wait_exit(r1)
+    wait_exit(r2)
+  end)
+end)
