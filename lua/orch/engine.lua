@@ -277,6 +277,8 @@ function Engine:pump()
     self:launch(id)
     if self.ended then return end
   end
+  -- the run can only be over when nothing runs (counts() walks every task)
+  if next(self.running) ~= nil then return end
   local c = self.sched:counts()
   if c.pending + c.ready + c.running + c.paused == 0 then
     self:finish_run()
