@@ -8,7 +8,7 @@ local cjson = require('cjson')
 local M = {}
 
 M.NULL = cjson.null -- a field value that sets a column to NULL
-M.BATCH = 1000 -- events buffered before a flush
+M.BATCH = 200 -- events buffered before a flush (a flush blocks the loop: keep it short)
 M.FLUSH_MS = 200 -- and at most this long (when orch.core.timer exists)
 -- WAL checkpoints (which fsync) run off the loop thread once the WAL holds
 -- this many pages (see core/dbckpt.h)
