@@ -231,7 +231,7 @@ describe('orch run --plan', function()
       { id = 'talk', cmd = 'echo out1; echo err1 >&2; echo out2' },
       { id = 'long', cmd = 'sleep 2', deps = { 'talk' } },
     }
-    local live_status
+    local live_status, live_text
     local r = H.orch({ 'run', '--plan', plan_file(dir, tasks), '--repo', dir, '--yes' }, {
       on_start = function()
         H.run_until(function()
@@ -241,7 +241,11 @@ describe('orch run --plan', function()
           if s.code ~= 0 then return false end
           local ok, j = pcall(cjson.decode, s.out)
           for _, t in ipairs(ok and j.tasks or {}) do
-            if t.id == 'long' and t.status == 'running' then live_status = j return true end
+            if t.id == 'long' and t.status == 'running' then
+              live_status = j
+              live_text = H.orch({ 'status', '--repo', dir }).out
+              return true
+            end
           end
         end, 10000)
       end,
@@ -249,6 +253,7 @@ describe('orch run --plan', function()
     assert.equal(0, r.code, r.err)
     assert.is_not_nil(live_status)
     assert.equal('running', live_status.run.status)
+    assert.matches('live in orch pid %d+', live_text)
     local s = status_json(dir)
     local l = H.orch({ 'logs', s.run.id, 'talk', '--repo', dir })
     local missing = H.orch({ 'logs', s.run.id, 'nope', '--repo', dir })
@@ -301,6 +306,8 @@ describe('orch run --plan', function()
     })
     assert.equal('SIGKILL', r.sig)
     assert.is_not_nil(run_id)
+    local st = H.orch({ 'status', '--repo', dir })
+    assert.matches('not live: the orch that ran it stopped', st.out)
     -- as if orch died inside git's ref updates
     local heads = dir .. '/.git/refs/heads/orch/' .. run_id
     H.sh('mkdir -p ' .. heads)

@@ -6,6 +6,7 @@
 #include "proc.h"
 #include "sweep.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
@@ -522,6 +523,27 @@ static int lcore_rusage(lua_State *L)
     return 1;
 }
 
+/* core.readdir(path) -> list of names (no "." or ".."), or nil, msg, code */
+static int lcore_readdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int i = 0;
+
+    if (!d)
+        return lorch_fail(L, -errno, lua_pushfstring(L, "%s: %s", path, strerror(errno)));
+    lua_newtable(L);
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(d);
+    return 1;
+}
+
 /* core.isatty(fd) -> boolean */
 static int lcore_isatty(lua_State *L)
 {
@@ -532,6 +554,7 @@ static int lcore_isatty(lua_State *L)
 static const luaL_Reg lcore_fns[] = {
     {"rusage", lcore_rusage},
     {"isatty", lcore_isatty},
+    {"readdir", lcore_readdir},
     {"cwd", lcore_cwd},
     {"realpath", lcore_realpath},
     {"kill", lcore_kill},

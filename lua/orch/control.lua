@@ -481,10 +481,7 @@ end
 -- Every live run of the repo (stale records are removed on the way).
 function M.live_runs(root)
   local out = {}
-  local p = io.popen("ls -1 '" .. M.live_dir(root):gsub("'", "'\\''") .. "' 2>/dev/null")
-  local names = p and p:read('*a') or ''
-  if p then p:close() end
-  for name in names:gmatch('[^\n]+') do
+  for _, name in ipairs(core.readdir(M.live_dir(root)) or {}) do
     if not name:find('^%.') then
       local rec = M.find(root, name)
       if rec then out[#out + 1] = rec end

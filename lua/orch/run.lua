@@ -126,6 +126,15 @@ function M.pid_is_orch(pid)
   return exe:match('orch$') ~= nil
 end
 
+-- Whether run is live in an orch process: its control socket answers (a
+-- stale record left by a killed run is cleaned on the way), or, without a
+-- repository or before the socket is up, its recorded pid is an orch.
+function M.is_live(root, run)
+  if not run or run.status ~= 'running' then return false end
+  if root and require('orch.control').find(root, run.id) then return true end
+  return M.pid_is_orch(run.pid) and run.pid ~= core.getpid()
+end
+
 -- A task process left running by a crashed orch (it runs in its own
 -- session, so it outlived orch): identified by its environment, killed.
 local function reclaim(run_id, task_id, pid)
@@ -201,7 +210,7 @@ function M.cli_resume(o)
     st:close()
     return EXIT_OK
   end
-  if run.pid and run.pid ~= core.getpid() and M.pid_is_orch(run.pid) then
+  if M.is_live(loc.root, run) then
     err('run %s is live (orch pid %d); use orch status or orch repl', run.id, run.pid)
     st:close()
     return EXIT_USAGE
@@ -242,14 +251,15 @@ local function open_readonly(o)
   f:close()
   local st, serr = store_mod.open(loc.db, { readonly = true })
   if not st then err('%s', serr) return nil end
-  return st
+  return st, loc
 end
 
 function M.cli_status(o)
   local status = require('orch.status')
-  local st = open_readonly(o)
+  local st, loc = open_readonly(o)
   if not st then return EXIT_USAGE end
   local text, serr
+  local run = o[1] and st:run(o[1]) or st:latest_run()
   if o.json then
     local id = o[1] or (st:latest_run() or {}).id
     if id then text, serr = status.json(st, id) else serr = 'no run recorded yet' end
@@ -259,6 +269,14 @@ function M.cli_status(o)
   st:close()
   if not text then err('%s', serr) return EXIT_USAGE end
   io.stdout:write(text)
+  if not o.json and run and run.status == 'running' then
+    if M.is_live(loc.root, run) then
+      io.stdout:write(('\nlive in orch pid %s: `orch repl %s` reaches it\n'):format(tostring(run.pid), run.id))
+    else
+      io.stdout:write(('\nnot live: the orch that ran it stopped; `orch resume %s` carries on\n')
+        :format(run.id))
+    end
+  end
   return EXIT_OK
 end
 
@@ -268,8 +286,9 @@ function M.cli_logs(o)
     err('usage: orch logs RUN TASK')
     return EXIT_USAGE
   end
-  local st = open_readonly(o)
+  local st, loc = open_readonly(o)
   if not st then return EXIT_USAGE end
+  local loc_root = loc.root
   if not st:task(o[1], o[2]) then
     err('no task %s in run %s', o[2], o[1])
     st:close()
@@ -282,7 +301,7 @@ function M.cli_logs(o)
     local t = core.timer(200, 200, function()
       -- liveness first: the read after the run ended gets its last lines
       local run = st:run(o[1])
-      live = run and run.status == 'running' and M.pid_is_orch(run.pid)
+      live = run and run.status == 'running' and M.is_live(loc_root, run)
       local more
       more, last, attempt = status.logs(st, o[1], o[2], { after = last, last_attempt = attempt })
       io.stdout:write(more)
@@ -304,7 +323,7 @@ function M.cli_clean(o)
   local st = open_store(loc)
   if not st then return EXIT_USAGE end
   local run = st:run(o[1])
-  if run and run.status == 'running' and M.pid_is_orch(run.pid) then
+  if M.is_live(loc.root, run) then
     err('run %s is live (orch pid %d): stop it first', run.id, run.pid)
     st:close()
     return EXIT_USAGE
