@@ -11,12 +11,12 @@
 # rounds for both tools, hence the alternation, the settle pause and the
 # medians. ORCH_BENCH_REPO=/dev/shm/orch-bench-repo measures on tmpfs.
 #
-# Env: ORCH_BUILD (default build-git, the build dir holding liborchcore.a),
+# Env: ORCH_BUILD (default build, the build dir holding liborchgit.a),
 # ORCH_BENCH_REPO (default /tmp/orch-bench-repo).
 set -eu
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
-BUILD=${ORCH_BUILD:-$SRC/build-git}
+BUILD=${ORCH_BUILD:-$SRC/build}
 REPO=${ORCH_BENCH_REPO:-/tmp/orch-bench-repo}
 ROUNDS=${1:-5}
 HELPER=/tmp/orch-wt-bench.$$
@@ -28,14 +28,14 @@ if [ ! -d "$REPO/.git" ]; then
     luajit "$SRC/bench/gen_repo.lua" "$REPO" 20000 10000
     git -C "$REPO" init -q -b main
     git -C "$REPO" add -A
-    git -C "$REPO" -c user.name=bench -c user.email=bench@localhost \
+    git -C "$REPO" -c gc.auto=0 -c user.name=bench -c user.email=bench@localhost \
         commit -qm "bench: 20000 files"
     git -C "$REPO" gc -q
 fi
-[ -f "$BUILD/liborchcore.a" ] || cmake --build "$BUILD" --target orchcore
+cmake --build "$BUILD" --target orchgit orchcore >/dev/null
 # shellcheck disable=SC2046
-cc -O2 -std=c11 -D_GNU_SOURCE -I"$SRC/core" -o "$HELPER" \
-    "$SRC/bench/wt_bench.c" "$BUILD/liborchcore.a" \
+cc -O2 -std=c11 -D_GNU_SOURCE -iquote "$SRC/core" -o "$HELPER" \
+    "$SRC/bench/wt_bench.c" "$BUILD/liborchgit.a" "$BUILD/liborchcore.a" \
     $(pkg-config --cflags --libs libgit2) -lpthread
 
 now() { date +%s.%N; }
