@@ -18,12 +18,15 @@ function H.run_until(pred, timeout_ms)
   return pred()
 end
 
--- Runs a shell command synchronously; returns stdout, exit status.
+-- Runs a shell command synchronously; returns its output (stdout and
+-- stderr), exit status. (LuaJIT's popen close does not give the status, so
+-- the shell prints it last.)
 function H.sh(cmd)
-  local f = assert(io.popen(cmd .. ' 2>&1', 'r'))
+  local f = assert(io.popen('{ ' .. cmd .. '\n} 2>&1; echo "__status=$?"', 'r'))
   local out = f:read('*a')
-  local ok, _, code = f:close()
-  return out, (ok and 0 or code)
+  f:close()
+  local body, code = out:match('^(.-)__status=(%d+)%s*$')
+  return body or out, tonumber(code) or -1
 end
 
 function H.tmpdir()

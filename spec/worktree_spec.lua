@@ -2,6 +2,7 @@
 -- here (paths with spaces; the git CLI sets up and checks).
 local core = require('orch.core')
 local H = require('spec.helpers')
+local cjson = require('cjson')
 local merge = require('orch.merge')
 local worktrees = require('orch.worktrees')
 
@@ -333,5 +334,18 @@ describe('orch run with worktrees (the real binary)', function()
     local loser = merged == 'X' and 'y' or 'x'
     assert.equals(loser:upper(), sh(dir, 'git show orch/' .. run .. '/' .. loser .. ':shared.txt | sed -n 2p'))
     assert.matches('orch resume ' .. run, r.err, 1, true)
+
+    -- the user resolves as the message says, and orch resume carries on
+    local wt = dir .. '/.orch/worktrees/' .. run .. '/' .. loser
+    local _, mcode = sh(wt, 'git merge -q orch/' .. run .. '/integration 2>&1')
+    assert.is_not.equal(0, mcode) -- the conflict, now in the worktree
+    sh(wt, "printf 'one\\nXY\\nthree\\n' > shared.txt && git add shared.txt && git commit -qm resolved")
+    local res = H.orch({ 'resume', '--repo', dir, '--yes', '--no-tui' }, { cwd = dir, timeout = 120000 })
+    assert.equals(0, res.code, res.err)
+    assert.equals('XY', sh(dir, 'git show orch/' .. run .. '/integration:shared.txt | sed -n 2p'))
+    -- approved with --yes: the user's branch now has the resolved work
+    assert.equals('XY', sh(dir, 'sed -n 2p shared.txt'))
+    local st = cjson.decode(H.orch({ 'status', '--json', '--repo', dir }).out)
+    for _, t in ipairs(st.tasks) do assert.equals('done', t.status, t.id) end
   end)
 end)
