@@ -289,6 +289,47 @@ describe('orch run --plan', function()
     assert.same({ 'tick 1', 'tick 2', 'tick 3', 'tick 4', 'tick 5' }, follow.stdout)
   end)
 
+  it('Ctrl+C checkpoints: exit 130, nothing left running, resume finishes the run', function()
+    local out = H.tmpdir()
+    local marker = '30.' .. core.getpid()
+    local tasks = {
+      { id = 'quick', cmd = 'echo quick >> ' .. out .. '/lines' },
+      -- slow until OUT/fast exists (the resumed attempts run with the plan
+      -- recorded in the database, so the commands cannot change)
+      { id = 'slow1', cmd = ('test -e %s/fast || sleep %s; echo slow1 >> %s/lines'):format(out, marker, out),
+        deps = { 'quick' } },
+      { id = 'slow2', cmd = ('test -e %s/fast || sleep %s; echo slow2 >> %s/lines'):format(out, marker, out),
+        deps = { 'quick' } },
+      { id = 'last', cmd = 'echo last >> ' .. out .. '/lines', deps = { 'slow1', 'slow2' } },
+    }
+    local pf = plan_file(dir, tasks)
+    local r = H.orch({ 'run', '--plan', pf, '--repo', dir, '--yes' }, {
+      timeout = 30000,
+      on_start = function(p)
+        assert.is_true(H.run_until(function() return #H.ps_matching('sleep ' .. marker) == 2 end, 15000))
+        p:kill('SIGINT')
+      end,
+    })
+    assert.equal(130, r.code, r.err)
+    assert.same({}, H.ps_matching('sleep ' .. marker))
+    local s, by = status_json(dir)
+    assert.equal('interrupted', s.run.status)
+    assert.equal('done', by.quick.status)
+    assert.equal('pending', by.slow1.status)
+    assert.equal('pending', by.last.status)
+    local at = attempts(dir .. '/.orch/orch.db')
+    assert.equal('interrupted', at.slow1[1].status)
+    H.write(out .. '/fast', '')
+    r = H.orch({ 'resume', '--repo', dir, '--yes' })
+    assert.equal(0, r.code, r.err)
+    local _, by2 = status_json(dir)
+    for _, t in ipairs(tasks) do assert.equal('done', by2[t.id].status, t.id) end
+    local count = {}
+    for line in H.read(out .. '/lines'):gmatch('[^\n]+') do count[line] = (count[line] or 0) + 1 end
+    assert.same({ quick = 1, slow1 = 1, slow2 = 1, last = 1 }, count)
+    H.rm(out)
+  end)
+
   it('resume after kill -9 copes with the ref locks git left behind', function()
     local tasks = { { id = 'a', cmd = 'sleep 2; echo a > a.txt', files = { 'a.txt' } },
                     { id = 'b', cmd = 'echo b > b.txt', deps = { 'a' }, files = { 'b.txt' } } }
