@@ -178,6 +178,27 @@ describe('orch run --plan', function()
     assert.matches('slow: failed %(timed out after 0.3s', r.err)
   end)
 
+  it('keeps its state in --db when given, and reads a named run back', function()
+    local state = H.tmpdir()
+    local db = state .. '/elsewhere.db'
+    local pf = plan_file(dir, { { id = 'one', cmd = 'true' } })
+    local r1 = H.orch({ 'run', '--plan', pf, '--repo', dir, '--db', db, '--yes' })
+    assert.equal(0, r1.code, r1.err)
+    local r2 = H.orch({ 'run', '--plan', pf, '--repo', dir, '--db', db, '--yes' })
+    assert.equal(0, r2.code, r2.err)
+    assert.is_nil(H.read(dir .. '/.orch/orch.db'))
+    local first = r1.err:match('run (%d+%-%d+%-%x+)')
+    local s = H.orch({ 'status', first, '--db', db, '--json' })
+    assert.equal(0, s.code, s.err)
+    assert.equal(first, cjson.decode(s.out).run.id)
+    local latest = cjson.decode(H.orch({ 'status', '--db', db, '--json' }).out).run.id
+    assert.is_not.equal(first, latest)
+    local none = H.orch({ 'status', 'no-such-run', '--db', db })
+    assert.equal(2, none.code)
+    assert.matches('no run no%-such%-run', none.err)
+    H.rm(state)
+  end)
+
   it('rejects a cycle, naming its ids, and runs nothing', function()
     local tasks = {
       { id = 'a', cmd = 'touch ' .. dir .. '/ran', deps = { 'c' } },
