@@ -33,8 +33,8 @@ function M.new(o)
   local self = setmetatable({
     store = o.store, run = o.run, plan = o.plan, ws = o.workspace,
     concurrency = o.concurrency or 4, quiet = o.quiet,
-    tasks = {}, running = {}, finished = {}, stopping = false, ended = false,
-    pending_finish = 0, sched_ns = 0, soft_failed = o.soft_failed or {},
+    tasks = {}, running = {}, stopping = false, ended = false, pumping = false,
+    sched_ns = 0, soft_failed = o.soft_failed or {},
   }, Engine)
   for _, t in ipairs(o.plan.tasks) do self.tasks[t.id] = t end
   self.sched = plan_mod.scheduler(o.plan, { concurrency = self.concurrency, done = o.done })
@@ -268,20 +268,30 @@ end
 
 -- Hands out every task that can start now; ends the run when none is left.
 function Engine:pump()
-  if self.stopping or self.ended then return end
+  -- a task that settles while being launched (it could not start, or only
+  -- needed its merge) is picked up by the loop below, not by recursion
+  if self.stopping or self.ended or self.pumping then return end
+  self.pumping = true
+  local ok, err = xpcall(self.pump_ready, debug.traceback, self)
+  self.pumping = false
+  if not ok then error(err, 0) end
+  if self.ended then return end
+  -- the run can only be over when nothing runs (counts() walks every task)
+  if next(self.running) ~= nil then return end
+  local c = self.sched:counts()
+  if c.pending + c.ready + c.running + c.paused == 0 then
+    self:finish_run()
+  end
+end
+
+function Engine:pump_ready()
   while true do
     local t0 = core.hrtime()
     local id = self.sched:next()
     self.sched_ns = self.sched_ns + (core.hrtime() - t0)
     if not id then break end
     self:launch(id)
-    if self.ended then return end
-  end
-  -- the run can only be over when nothing runs (counts() walks every task)
-  if next(self.running) ~= nil then return end
-  local c = self.sched:counts()
-  if c.pending + c.ready + c.running + c.paused == 0 then
-    self:finish_run()
+    if self.ended or self.stopping then return end
   end
 end
 
