@@ -191,6 +191,31 @@ describe('core.timer', function()
   end)
 end)
 
+describe('core.watch', function()
+  it('reports changes to a directory entry and to a file, until closed', function()
+    local dir = H.tmpdir()
+    local seen = {}
+    local w = assert(core.watch(dir, function(name, change) seen[#seen + 1] = { name, change } end))
+    H.write(dir .. '/role.lua', 'return 1')
+    assert.is_true(H.run_until(function() return #seen > 0 end, 5000))
+    assert.equal('role.lua', seen[1][1])
+    local file_seen = 0
+    local fw = assert(core.watch(dir .. '/role.lua', function() file_seen = file_seen + 1 end))
+    H.write(dir .. '/role.lua', 'return 2')
+    assert.is_true(H.run_until(function() return file_seen > 0 end, 5000))
+    w:close()
+    fw:close()
+    local before = #seen
+    H.write(dir .. '/other.lua', 'x')
+    H.run_until(function() return false end, 100)
+    assert.equal(before, #seen)
+    local none, _, code = core.watch(dir .. '/missing', function() end)
+    assert.is_nil(none)
+    assert.equal('ENOENT', code)
+    H.rm(dir)
+  end)
+end)
+
 describe('core.signal', function()
   it('calls back on a signal and refuses the ones orch owns', function()
     local got

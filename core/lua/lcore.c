@@ -31,6 +31,7 @@ static const lorch_binding lorch_bindings[] = {
     {NULL, lorch_open_timer},
     {NULL, lorch_open_signal},
     {NULL, lorch_open_proc},
+    {NULL, lorch_open_watch},
     {"db", lorch_open_db},
     {"sched", lorch_open_sched},
     {"ctl", lorch_open_ctl},

@@ -68,6 +68,7 @@ int lorch_opt_bool_field(lua_State *L, int idx, const char *k, int def);
 int lorch_open_timer(lua_State *L);
 int lorch_open_signal(lua_State *L);
 int lorch_open_proc(lua_State *L);
+int lorch_open_watch(lua_State *L);
 int lorch_open_db(lua_State *L);
 int lorch_open_sched(lua_State *L);
 int lorch_open_http(lua_State *L);
