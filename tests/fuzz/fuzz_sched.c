@@ -17,7 +17,7 @@ static const char *paths[] = { "a", "a/", "a/b", "./a//b", "a/b/", "b",
 #define NPATHS (sizeof paths / sizeof *paths)
 
 static void check_invariants(orch_sched *s, const char *const (*files)[3],
-                             const int *nfiles, char (*deps)[3][8],
+                             const int *nfiles, char (*deps)[3][16],
                              const int *ndeps, int ntasks, int started)
 {
     int running = 0;
@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum { MAXT = 24 };
     const char *files[MAXT][3];
     int nfiles[MAXT], ndeps[MAXT];
-    char ids[MAXT][8], depbuf[MAXT][3][8];
+    char ids[MAXT][16], depbuf[MAXT][3][16];
     int ntasks = 0;
     size_t i = 0;
     char norm[64];
@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int nd = a % 4 > 2 ? 2 : a % 4;
             snprintf(ids[ntasks], sizeof ids[ntasks], "t%d", ntasks);
             for (int d = 0; d < nd; d++) {
-                snprintf(depbuf[ntasks][d], 8, "t%d", (b >> (d * 3)) % MAXT);
+                snprintf(depbuf[ntasks][d], sizeof depbuf[ntasks][d], "t%d", (b >> (d * 3)) % MAXT);
                 deps[d] = depbuf[ntasks][d];
             }
             nfiles[ntasks] = (a >> 2) % 3;
