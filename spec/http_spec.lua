@@ -31,11 +31,13 @@ local function stream(path, opts)
     url = base .. path,
     idle_timeout = opts.idle_timeout or 20000,
     connect_timeout = 5000,
+    -- opts.direct: the body goes to the parser in C (sse = parser)
+    sse = opts.direct and s.parser or nil,
     on_headers = function(status, headers) s.status, s.headers = status, headers end,
     on_chunk = function(c)
       s.chunks = s.chunks + 1
       if s.cancelled then s.after_cancel = true end
-      s.parser:feed(c)
+      if not opts.direct then s.parser:feed(c) end
     end,
     on_done = function(err, status, code)
       if s.cancelled then s.after_cancel = true end
@@ -72,8 +74,9 @@ describe('orch.core.http', function()
   it('streams 50 concurrent SSE streams, each whole and in order', function()
     local streams = {}
     for i = 1, 50 do
+      -- every third stream feeds its parser in C (sse = parser)
       streams[i] = stream(('/events?n=300&size=%d&crlf=%d&delay_ms=%d')
-        :format(i * 5, i % 2, i % 7 == 0 and 1 or 0))
+        :format(i * 5, i % 2, i % 7 == 0 and 1 or 0), { direct = i % 3 == 0 })
     end
     assert.are.equal(50, http.active())
     assert.is_true(H.run_until(function()
@@ -119,6 +122,29 @@ describe('orch.core.http', function()
     assert.is_false(s.done)
     assert.is_nil(s.after_cancel)
     assert.is_false(s.req:active())
+    assert.are.equal(0, http.active())
+  end)
+
+  it('feeds an sse= parser in C: a 10 MB event whole, and a cancel from an event', function()
+    local s = stream('/big?mb=10', { direct = true })
+    assert.is_true(H.run_until(function() return s.done end, 60000))
+    assert.is_nil(s.err)
+    assert.are.equal(2, #s.events)
+    assert.are.equal(10 * 1024 * 1024, #s.events[1].data)
+    local c
+    c = stream('/events?n=100000&delay_ms=1', {
+      direct = true,
+      on_event = function(st)
+        if #st.events == 3 then st.cancelled = true assert.is_true(st.req:cancel()) end
+      end,
+    })
+    assert.is_true(H.run_until(function() return c.cancelled end, 20000))
+    local t = false
+    core.timer(200, function() t = true end)
+    H.run_until(function() return t end, 5000)
+    assert.are.equal(3, #c.events)
+    assert.is_false(c.done)
+    assert.is_nil(c.after_cancel)
     assert.are.equal(0, http.active())
   end)
 

@@ -5,6 +5,7 @@
  *     body = '...', connect_timeout = ms, idle_timeout = ms, timeout = ms,
  *     on_headers = function(status, headers) end,
  *     on_chunk = function(bytes) end,
+ *     sse = parser,   -- an http.sse_parser: the body is fed to it in C
  *     on_done = function(err, status, code) end }
  *   req:cancel()  req:active()
  *   local p = http.sse_parser(function(ev) end)   -- ev.event/data/id/retry
@@ -31,12 +32,20 @@ static orch_http *lhttp_client;
 
 /* ------------------------------------------------------------ requests */
 
+typedef struct lsse lsse;
+struct lhttp_req;
+static void lsse_feed_from(lua_State *L, lsse *s, struct lhttp_req *h,
+                           const char *b, size_t n);
+
 typedef struct lhttp_req {
     orch_http_req *req; /* NULL once done or cancelled */
     int self_ref;
     int headers_ref;
     int chunk_ref;
     int done_ref;
+    int sse_ref;        /* opts.sse: the parser, fed in C */
+    lsse *sse;
+    double received;    /* body bytes so far */
 } lhttp_req;
 
 static void lhttp_unref_all(lua_State *L, lhttp_req *h)
@@ -44,6 +53,8 @@ static void lhttp_unref_all(lua_State *L, lhttp_req *h)
     lorch_unref(L, &h->headers_ref);
     lorch_unref(L, &h->chunk_ref);
     lorch_unref(L, &h->done_ref);
+    lorch_unref(L, &h->sse_ref);
+    h->sse = NULL;
     lorch_unref(L, &h->self_ref);
 }
 
@@ -77,7 +88,16 @@ static void lhttp_on_chunk(orch_http_req *r, const char *data, size_t len,
     lhttp_req *h = ud;
     lua_State *L = lorch_state();
 
-    if (h->chunk_ref == LUA_NOREF)
+    h->received += (double)len;
+    /* opts.sse: bytes go to the parser without becoming a Lua string; the
+     * parser stays on the stack meanwhile (a cancel from an event callback
+     * drops the request's reference to it) */
+    if (h->sse) {
+        lorch_push(L, h->sse_ref);
+        lsse_feed_from(L, h->sse, h, data, len);
+        lua_pop(L, 1);
+    }
+    if (h->chunk_ref == LUA_NOREF || !h->req)
         return;
     lorch_push(L, h->chunk_ref);
     lua_pushlstring(L, data, len);
@@ -205,8 +225,18 @@ static int lhttp_request(lua_State *L)
     udx = lua_gettop(L);
     h->req = NULL;
     h->self_ref = h->headers_ref = h->chunk_ref = h->done_ref = LUA_NOREF;
+    h->sse_ref = LUA_NOREF;
+    h->sse = NULL;
+    h->received = 0;
     luaL_getmetatable(L, LHTTP_REQ_MT);
     lua_setmetatable(L, udx);
+    lua_getfield(L, 1, "sse");
+    if (!lua_isnil(L, -1)) {
+        h->sse = luaL_checkudata(L, -1, LHTTP_SSE_MT);
+        h->sse_ref = lorch_ref(L); /* keeps the parser alive */
+    } else {
+        lua_pop(L, 1);
+    }
     h->headers_ref = lhttp_fn_field(L, 1, "on_headers");
     h->chunk_ref = lhttp_fn_field(L, 1, "on_chunk");
     h->done_ref = lhttp_fn_field(L, 1, "on_done");
@@ -256,7 +286,16 @@ static int lhttp_req_gc(lua_State *L)
     return 0;
 }
 
+/* req:received() -> body bytes received so far */
+static int lhttp_req_received(lua_State *L)
+{
+    lhttp_req *h = luaL_checkudata(L, 1, LHTTP_REQ_MT);
+    lua_pushnumber(L, h->received);
+    return 1;
+}
+
 static const luaL_Reg lhttp_req_methods[] = {
+    {"received", lhttp_req_received},
     {"cancel", lhttp_req_cancel},
     {"active", lhttp_req_active},
     {"__gc", lhttp_req_gc},
@@ -274,13 +313,14 @@ static int lhttp_client_gc(lua_State *L)
 
 /* ------------------------------------------------------------ SSE parser */
 
-typedef struct lsse {
+struct lsse {
     orch_sse *p;
     lua_State *L; /* the state feeding, during feed */
     int fn_ref;
     int feeding;
     int close_pending;
-} lsse;
+    struct lhttp_req *from; /* the request feeding it in C, during that feed */
+};
 
 /* The event table is built in Lua by this function (a table constructor with
  * constant keys is one template copy there, far cheaper than lua_setfield
@@ -309,7 +349,8 @@ static int lsse_event(const orch_sse_event *ev, void *ud)
     else
         lua_pushnil(L);
     lorch_call(L, 5, 0);
-    return s->close_pending; /* closed from the callback: stop */
+    /* closed from the callback, or its request cancelled: stop */
+    return s->close_pending || (s->from && !s->from->req);
 }
 
 static void lsse_close(lua_State *L, lsse *s)
@@ -344,16 +385,19 @@ static int lhttp_sse_parser(lua_State *L)
     return 1;
 }
 
-static int lsse_feed(lua_State *L)
+/* Feeds bytes to s (events call back into Lua); 1 if the parser was closed
+ * from a callback (or already), 0 when done, a negative errno on failure
+ * (-EBUSY when called from inside the parser's own callback). Never raises:
+ * it also runs from curl's write callback. */
+static int lsse_feed_bytes(lua_State *L, lsse *s, const char *b, size_t n)
 {
-    lsse *s = lsse_check(L);
-    size_t n;
-    const char *b = luaL_checklstring(L, 2, &n);
     lua_State *prev = s->L;
     int rc;
 
+    if (!s->p || s->close_pending)
+        return 1;
     if (s->feeding)
-        return luaL_error(L, "sse parser: feed from inside its own callback");
+        return -EBUSY;
     s->feeding = 1;
     s->L = L;
     rc = orch_sse_feed(s->p, b, n);
@@ -361,9 +405,30 @@ static int lsse_feed(lua_State *L)
     s->feeding = 0;
     if (s->close_pending) {
         lsse_close(L, s);
-        lua_pushboolean(L, 1);
         return 1;
     }
+    return rc < 0 ? rc : 0;
+}
+
+static void lsse_feed_from(lua_State *L, lsse *s, struct lhttp_req *h,
+                           const char *b, size_t n)
+{
+    if (s->from)
+        return; /* already fed by a request up the stack */
+    s->from = h;
+    lsse_feed_bytes(L, s, b, n);
+    s->from = NULL;
+}
+
+static int lsse_feed(lua_State *L)
+{
+    lsse *s = lsse_check(L);
+    size_t n;
+    const char *b = luaL_checklstring(L, 2, &n);
+    int rc = lsse_feed_bytes(L, s, b, n);
+
+    if (rc == -EBUSY)
+        return luaL_error(L, "sse parser: feed from inside its own callback");
     if (rc < 0)
         return lorch_fail(L, rc, orch_err_msg());
     lua_pushboolean(L, 1);
