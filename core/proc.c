@@ -490,6 +490,15 @@ int orch_proc_alive(const orch_proc *p)
     return !p->exited;
 }
 
+int orch_proc_reaped(const orch_proc *p, int *exit_code, int *term_signal)
+{
+    if (!p->exited)
+        return 0;
+    *exit_code = p->exit_code;
+    *term_signal = p->term_signal;
+    return 1;
+}
+
 typedef struct orch_proc_write_req {
     uv_write_t req;
     orch_proc *proc;

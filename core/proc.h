@@ -55,6 +55,8 @@ int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *opts,
 
 pid_t orch_proc_pid(const orch_proc *p);
 int orch_proc_alive(const orch_proc *p); /* not yet reaped */
+/* 1 and the exit code (-1 if signalled) and signal once reaped, else 0. */
+int orch_proc_reaped(const orch_proc *p, int *exit_code, int *term_signal);
 /* Queues bytes for stdin (copied). */
 int orch_proc_write(orch_proc *p, const char *data, size_t len);
 /* Closes stdin once queued writes are done. */

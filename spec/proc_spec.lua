@@ -36,6 +36,35 @@ describe('core.spawn', function()
     assert.matches('/no/such/dir', msg)
   end)
 
+  it('passes numbers in argv intact, even when the GC runs during the spawn', function()
+    collectgarbage('setpause', 0)
+    collectgarbage('setstepmul', 100000)
+    local env = {}
+    for i = 1, 50 do env['ORCH_SPEC_V' .. i] = 'v' .. i end
+    local r = H.spawn_wait({ 'echo', 12345.5, 67890.25, 7 }, { env = env })
+    collectgarbage('setpause', 200)
+    collectgarbage('setstepmul', 200)
+    assert.same({ '12345.5 67890.25 7' }, r.stdout)
+  end)
+
+  it('keeps no reference to the callbacks of a refused spawn', function()
+    local function count()
+      collectgarbage()
+      collectgarbage()
+      -- functions held in the registry (freed references stay as numbers)
+      local n = 0
+      for _, v in pairs(debug.getregistry()) do
+        if type(v) == 'function' then n = n + 1 end
+      end
+      return n
+    end
+    local before = count()
+    for _ = 1, 200 do
+      assert.is_false(pcall(core.spawn, { cmd = 'true', stdout = print, stderr = print, on_exit = 42 }))
+    end
+    assert.is_true(count() <= before + 5)
+  end)
+
   it('raises on misuse', function()
     assert.has_error(function() core.spawn({}) end)
     assert.has_error(function() core.spawn({ argv = {} }) end)

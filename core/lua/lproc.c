@@ -120,22 +120,25 @@ static enum orch_proc_stdio lproc_stdio(lua_State *L, int opt, const char *k,
     return mode;
 }
 
-/* argv from opts.argv (a list) or opts.cmd (run by sh -c). The strings stay
- * referenced by the options table, which is on the stack throughout. */
+/* argv from opts.argv (a list) or opts.cmd (run by sh -c). Every string
+ * (numbers are converted) is kept in an anchor table in the registry until
+ * the next spawn, so none can be collected before posix_spawn copies it. */
 static const char **lproc_argv(lua_State *L, int opt)
 {
     const char **argv;
     size_t n;
 
+    lua_newtable(L); /* anchor: strings and the argv array */
     lua_getfield(L, opt, "cmd");
     if (lua_type(L, -1) == LUA_TSTRING) {
         argv = lua_newuserdata(L, 4 * sizeof *argv);
-        lua_setfield(L, LUA_REGISTRYINDEX, "orch.proc.argv"); /* anchor */
+        lua_rawseti(L, -3, 0);
         argv[0] = "sh";
         argv[1] = "-c";
         argv[2] = lua_tostring(L, -1);
         argv[3] = NULL;
-        lua_pop(L, 1);
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "orch.proc.argv");
         return argv;
     }
     lua_pop(L, 1);
@@ -146,17 +149,17 @@ static const char **lproc_argv(lua_State *L, int opt)
     if (n == 0)
         luaL_error(L, "spawn: 'argv' is empty");
     argv = lua_newuserdata(L, (n + 1) * sizeof *argv);
-    lua_setfield(L, LUA_REGISTRYINDEX, "orch.proc.argv");
+    lua_rawseti(L, -3, 0);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, -1, (int)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
             luaL_error(L, "spawn: argv[%d] is not a string", (int)i + 1);
-        lua_tostring(L, -1); /* numbers become strings in place */
-        argv[i] = lua_tostring(L, -1);
-        lua_pop(L, 1);
+        argv[i] = lua_tostring(L, -1); /* a converted number is a new string */
+        lua_rawseti(L, -3, (int)i + 1); /* ... kept by the anchor */
     }
     argv[n] = NULL;
     lua_pop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "orch.proc.argv");
     return argv;
 }
 
@@ -286,6 +289,23 @@ static int lproc_m_status(lua_State *L)
     return 2;
 }
 
+/* p:reaped() -> code, signame once the process was reaped, even while orch
+ * still waits for its output to end (before on_exit); nothing before. */
+static int lproc_m_reaped(lua_State *L)
+{
+    lproc *lp = lproc_check(L);
+    int code, sig;
+    if (lp->exited)
+        return lproc_m_status(L);
+    if (!lp->p || !orch_proc_reaped(lp->p, &code, &sig))
+        return 0;
+    lproc tmp = *lp;
+    tmp.code = code;
+    tmp.sig = sig;
+    lproc_push_status(L, &tmp);
+    return 2;
+}
+
 static int lproc_m_write(lua_State *L)
 {
     lproc *lp = lproc_check(L);
@@ -336,11 +356,15 @@ static int lproc_m_gc(lua_State *L)
 {
     lproc *lp = lproc_check(L);
     /* Only reachable once the process is gone (it keeps itself alive until
-     * then), or when the spawn failed. */
+     * then), or when the spawn failed or its options were refused (then the
+     * callbacks may still be referenced). */
     if (lp->p) {
         orch_proc_release(lp->p);
         lp->p = NULL;
     }
+    lorch_unref(L, &lp->out_ref);
+    lorch_unref(L, &lp->err_ref);
+    lorch_unref(L, &lp->exit_ref);
     return 0;
 }
 
@@ -348,6 +372,7 @@ static const luaL_Reg lproc_methods[] = {
     {"pid", lproc_m_pid},
     {"alive", lproc_m_alive},
     {"status", lproc_m_status},
+    {"reaped", lproc_m_reaped},
     {"write", lproc_m_write},
     {"close_stdin", lproc_m_close_stdin},
     {"kill", lproc_m_kill},
