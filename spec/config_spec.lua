@@ -54,6 +54,24 @@ describe('configuration', function()
     assert.matches('bad: skipped', r.err)
   end)
 
+  it('a launcher that raises fails that task; the run ends instead of hanging', function()
+    H.sh('mkdir -p ' .. dir .. '/.orch')
+    H.write(dir .. '/.orch/init.lua', [[
+      local core = require('orch.core')
+      require('orch.launcher').set(function(spec)
+        if spec.env.ORCH_TASK == 'after' then error('launcher exploded') end
+        return core.spawn(spec)
+      end)
+    ]])
+    H.write(dir .. '/plan.json', cjson.encode({ tasks = {
+      { id = 'first', cmd = 'true' }, { id = 'after', cmd = 'true', deps = { 'first' } } } }))
+    local r = H.orch({ 'run', '--plan', dir .. '/plan.json', '--repo', dir, '--yes', '--in-place' },
+      { env = { XDG_CONFIG_HOME = xdg }, timeout = 20000 })
+    assert.is_nil(r.timed_out)
+    assert.equal(1, r.code)
+    assert.matches('after: failed %(could not start: .*launcher exploded', r.err)
+  end)
+
   it('a config that does not load stops the run with its file and line', function()
     H.sh('mkdir -p ' .. dir .. '/.orch')
     H.write(dir .. '/.orch/init.lua', 'local x = 1\nthis is not lua\n')

@@ -229,6 +229,7 @@ describe('orch run --plan', function()
       ['tab.yaml'] = 'tasks:\n\t- id: a\n',
       ['numdep.json'] = '{"tasks": [{"id": "a", "cmd": "true", "deps": [1]}]}',
       ['empty.json'] = '',
+      ['timeout.yaml'] = 'tasks:\n  - id: a\n    cmd: "true"\n    timeout: 1e300\n',
       ['garbage.json'] = '\0\1\2\255\254',
     }
     local big = {}
@@ -349,6 +350,40 @@ describe('orch run --plan', function()
     for line in H.read(out .. '/lines'):gmatch('[^\n]+') do count[line] = (count[line] or 0) + 1 end
     assert.same({ quick = 1, slow1 = 1, slow2 = 1, last = 1 }, count)
     H.rm(out)
+  end)
+
+  it('a task that exited 0 before Ctrl+C is not run again by resume', function()
+    local out = H.tmpdir()
+    local marker = '7.' .. core.getpid()
+    -- the shell exits at once; a background child keeps its stdout open, so
+    -- orch is still reading when the interrupt comes
+    local tasks = { { id = 'bg', cmd = ('echo ran >> %s/runs; sleep %s & exit 0'):format(out, marker) } }
+    local pf = plan_file(dir, tasks)
+    local r = H.orch({ 'run', '--plan', pf, '--repo', dir, '--yes' }, {
+      timeout = 30000,
+      on_start = function(p)
+        assert.is_true(H.run_until(function() return #H.ps_matching('sleep ' .. marker) == 1 end, 15000))
+        H.run_until(function() return false end, 300)
+        p:kill('SIGINT')
+      end,
+    })
+    assert.equal(130, r.code, r.err)
+    assert.equal('exited', attempts(dir .. '/.orch/orch.db').bg[1].status)
+    r = H.orch({ 'resume', '--repo', dir, '--yes' })
+    assert.equal(0, r.code, r.err)
+    assert.equal('ran\n', H.read(out .. '/runs'))
+    assert.matches('bg: finished before; merging its work', r.err)
+    H.rm(out)
+  end)
+
+  it('says so, and exits 1, when approved work cannot be applied to a dirty tree', function()
+    H.write(dir .. '/README', 'changed by the user\n')
+    local pf = plan_file(dir, { { id = 'w', cmd = 'echo w > w.txt', files = { 'w.txt' } } })
+    local r = H.orch({ 'run', '--plan', pf, '--repo', dir, '--yes' })
+    assert.equal(1, r.code)
+    assert.matches('not applied', r.err)
+    assert.equal('changed by the user\n', H.read(dir .. '/README'))
+    assert.is_nil(H.read(dir .. '/w.txt'))
   end)
 
   it('resume after kill -9 copes with the ref locks git left behind', function()

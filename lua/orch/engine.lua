@@ -120,12 +120,28 @@ function Engine:launch(id)
     return self:settle(id, nil, { ok = false, error = berr })
   end
   local attempt = self.store:start_attempt(self.run.id, id, {})
+  local rec = { attempt = attempt, started = core.hrtime(), place = place }
+  self.running[id] = rec
+  -- from here on the task is recorded running: whatever raises (a user's
+  -- launcher, a backend) must end it, or the run would wait for it forever
+  local ok, err2 = xpcall(self.start_backend, debug.traceback, self, id, task, backend, rec)
+  if not ok then
+    if rec.handle and rec.handle.cancel then pcall(rec.handle.cancel, 0) end
+    if self.running[id] == rec then
+      self:settle(id, rec, { ok = false, error = 'could not start: ' .. tostring(err2) })
+    end
+  end
+end
+
+-- The longest timeout a timer can take (ms in a 32-bit int, ~24 days).
+local MAX_TIMEOUT_S = 2147483
+
+function Engine:start_backend(id, task, backend, rec)
+  local place, attempt = rec.place, rec.attempt
   self:emit({ kind = 'task', task = id, status = 'running', attempt = attempt })
   if place.branch or place.worktree then
     self:set_task(id, { branch = place.branch, worktree = place.worktree })
   end
-  local rec = { attempt = attempt, started = core.hrtime(), place = place }
-  self.running[id] = rec
   local handle, serr = backend.start({
     task = task, cwd = place.cwd, env = self:task_env(task, attempt, place),
     run = self.run,
@@ -141,8 +157,10 @@ function Engine:launch(id)
     return self:settle(id, rec, { ok = false, error = tostring(serr) })
   end
   rec.handle = handle
+  if self.running[id] ~= rec then return end -- it ended already (a synchronous on_done)
   if task.timeout then
-    rec.timer = core.timer(math.floor(task.timeout * 1000), function()
+    local ms = math.floor(math.min(task.timeout, MAX_TIMEOUT_S) * 1000)
+    rec.timer = core.timer(ms, function()
       rec.timed_out = true
       handle.cancel(2000)
     end)
@@ -159,6 +177,8 @@ end
 function Engine:settle(id, rec, result)
   local task = self.tasks[id]
   if rec then
+    if rec.settled then return end -- its process ended after a failed start
+    rec.settled = true
     self.running[id] = nil
     if rec.timer then rec.timer:close() rec.timer = nil end
     if rec.timed_out then
@@ -173,12 +193,7 @@ function Engine:settle(id, rec, result)
     return self:pump()
   end
   if self.stopping then
-    -- Interrupted: the attempt ends, the task goes back to pending for resume.
-    if rec then
-      self.store:finish_attempt(self.run.id, id, rec.attempt, {
-        status = 'interrupted', exit_code = result.exit_code, signal = result.signal,
-        error = 'interrupted', task_status = 'pending' })
-    end
+    if rec then self:record_interrupted(id, rec, result) end
     return
   end
   local secs = rec and (core.hrtime() - rec.started) / 1e9 or 0
@@ -313,14 +328,18 @@ function Engine:finish_run()
   local code = self:exit_code()
   local msg
   if code == 0 then
-    local ok, m = pcall(self.ws.complete, self.ws, self.run, { yes = self:approve() })
+    -- a workspace answers nil/message, and false as a second value when the
+    -- approved work could not be applied (a dirty tree, a conflict): exit 1
+    local ok, m, applied = pcall(self.ws.complete, self.ws, self.run, { yes = self:approve() })
     msg = ok and m or ('applying the result failed: ' .. tostring(m))
+    if not ok or applied == false then code = 1 end
   end
   if self.ws.close then self.ws:close() end
   self.store:set_run(self.run.id, {
     status = code == 0 and 'done' or 'failed', finished_at = core.time(),
     exit_code = code, pid = require('orch.store').NULL })
   self.store:flush()
+  self.recorded_end = true
   local c = self.sched:counts()
   self:say('run %s %s: %d done, %d failed, %d skipped, %d blocked', self.run.id,
     code == 0 and 'finished' or 'failed', c.done, c.failed, c.skipped, c.blocked)
@@ -339,24 +358,61 @@ function Engine:approve()
   if not (self.ws.name ~= 'in-place' and core.isatty(0) and core.isatty(2)) then return false end
   io.stderr:write(("orch: run %s finished; apply its work to your branch? [y/N] "):format(self.run.id))
   io.stderr:flush()
-  local answer = io.stdin:read('*l') or ''
-  return answer:lower():match('^y') ~= nil
+  -- read on the loop, so that Ctrl+C at the prompt still stops orch (130)
+  local buf, answer = '', nil
+  local reader = core.ctl.stdin({
+    on_data = function(d)
+      buf = buf .. d
+      if buf:find('\n') then answer = buf end
+    end,
+    on_eof = function() answer = answer or buf end,
+  })
+  if not reader then return false end
+  while answer == nil do core.run('once') end
+  reader:close()
+  return answer:lower():match('^%s*y') ~= nil
+end
+
+-- The end of an attempt cut short by Ctrl+C: the task goes back to pending
+-- for resume; one whose process had already succeeded is recorded 'exited',
+-- so that resume only merges its work instead of running it again.
+function Engine:record_interrupted(id, rec, result)
+  if rec.recorded then return end
+  rec.recorded = true
+  if rec.finished_before then
+    self.store:finish_attempt(self.run.id, id, rec.attempt, {
+      status = 'exited', exit_code = 0, task_status = 'pending' })
+  else
+    self.store:finish_attempt(self.run.id, id, rec.attempt, {
+      status = 'interrupted', exit_code = result.exit_code, signal = result.signal,
+      error = 'interrupted', task_status = 'pending' })
+  end
 end
 
 -- Ctrl+C / SIGTERM: 'begin' checkpoints before orch kills the processes;
 -- their exits are then recorded as interrupted; 'end' flushes and closes.
 function Engine:on_shutdown(phase)
-  if self.ended then return end
+  if self.ended then
+    -- interrupted at the approval prompt: every task is done, the run is not
+    if phase == 'begin' and not self.recorded_end then
+      self.store:set_run(self.run.id, { status = 'interrupted' })
+      self.store:flush()
+    end
+    return
+  end
   if phase == 'begin' then
+    -- a task whose process had already exited 0 (orch was still reading
+    -- what a background child kept writing) finished before the interrupt
+    for _, rec in pairs(self.running) do
+      local reaped = rec.handle and rec.handle.reaped
+      if reaped and reaped() == 0 then rec.finished_before = true end
+    end
     self.stopping = true
     self.store:set_run(self.run.id, { status = 'interrupted' })
     self:say('interrupted: %d running task(s) stopped; `orch resume %s` carries on',
       self:running_count(), self.run.id)
   else
-    for id, rec in pairs(self.running) do
-      self.store:finish_attempt(self.run.id, id, rec.attempt, {
-        status = 'interrupted', error = 'interrupted', task_status = 'pending' })
-    end
+    for id, rec in pairs(self.running) do self:record_interrupted(id, rec, {}) end
     self.store:close()
   end
 end

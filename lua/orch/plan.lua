@@ -17,6 +17,7 @@ local posyaml = require 'orch.posyaml'
 local null = posjson.null
 
 M.MAX_BYTES = 64 * 1024 * 1024
+M.MAX_TIMEOUT = 2147483 -- seconds: the longest a loop timer can wait
 
 M.PLAN_FIELDS = { goal = 'string', tasks = 'list' }
 
@@ -219,6 +220,9 @@ function Check:field(task, k, v)
   elseif kind == 'number' then
     if type(v) ~= 'number' or v ~= v or v <= 0 or v == math.huge then
       self:err(line, "task %s: '%s' must be a positive number, got %s", task.name, k, show(v))
+    elseif k == 'timeout' and v > M.MAX_TIMEOUT then
+      self:err(line, "task %s: 'timeout' is at most %d seconds (24 days), got %s", task.name,
+        M.MAX_TIMEOUT, show(v))
     else
       out[k] = v
     end

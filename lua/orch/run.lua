@@ -135,20 +135,39 @@ function M.is_live(root, run)
   return M.pid_is_orch(run.pid) and run.pid ~= core.getpid()
 end
 
--- A task process left running by a crashed orch (it runs in its own
--- session, so it outlived orch): identified by its environment, killed.
-local function reclaim(run_id, task_id, pid)
-  if type(pid) ~= 'number' then return false end
-  local f = io.open('/proc/' .. pid .. '/environ', 'rb')
-  if not f then return false end
-  local env = '\0' .. (f:read('*a') or '')
-  f:close()
-  if env:find('\0ORCH_RUN=' .. run_id .. '\0', 1, true)
-     and env:find('\0ORCH_TASK=' .. task_id .. '\0', 1, true) then
-    core.kill(pid, 'SIGKILL', true)
-    return true
+-- Task processes left running by a crashed orch (they run in their own
+-- sessions, so a kill -9 of orch does not end them): every process whose
+-- environment names this run, by task id. Found by their ORCH_RUN/ORCH_TASK
+-- variables, so neither a recorded pid (written lazily) nor a live group
+-- leader is needed.
+local function leftover_processes(run_id)
+  local by_task = {}
+  local needle = '\0ORCH_RUN=' .. run_id .. '\0'
+  for _, name in ipairs(core.readdir('/proc') or {}) do
+    local pid = tonumber(name)
+    if pid and pid ~= core.getpid() then
+      local f = io.open('/proc/' .. name .. '/environ', 'rb')
+      local env = f and ('\0' .. (f:read('*a') or '')) or ''
+      if f then f:close() end
+      if env:find(needle, 1, true) then
+        local task = env:match('%zORCH_TASK=([^%z]*)%z')
+        if task then
+          by_task[task] = by_task[task] or {}
+          table.insert(by_task[task], pid)
+        end
+      end
+    end
   end
-  return false
+  return by_task
+end
+
+-- Kills what is left of a task's processes (each one's group, then itself).
+local function reclaim(pids)
+  for _, pid in ipairs(pids or {}) do
+    core.kill(pid, 'SIGKILL', true)
+    core.kill(pid, 'SIGKILL')
+  end
+  return pids and #pids > 0
 end
 
 local function decode_plan(run)
@@ -168,19 +187,23 @@ local RESOLVED = { done = true, skipped = true }
 -- Sorts the run's tasks into: done (never run again), exited (the process
 -- succeeded but its merge did not finish: only the merge is redone), and
 -- the rest, which go back to pending.
-local function resume_sets(st, run)
+local function resume_sets(st, run, plan)
   local done, exited, soft, reclaimed = {}, {}, {}, 0
+  local declared_soft = {}
+  for _, t in ipairs(plan.tasks) do declared_soft[t.id] = t.on_failure == 'soft' end
+  local leftovers = leftover_processes(run.id)
   for _, t in ipairs(st:tasks(run.id)) do
     local attempts = st:attempts(run.id, t.id)
     local last = attempts[#attempts]
-    if t.status == 'failed' and last and last.status == 'failed-soft' then
+    -- soft failures are resolved: by the policy's verdict on the attempt,
+    -- or by the plan (a task that failed before any attempt started)
+    if t.status == 'failed' and ((last and last.status == 'failed-soft')
+        or (not last and declared_soft[t.id])) then
       done[t.id], soft[t.id] = true, true
     elseif RESOLVED[t.status] then
       done[t.id] = true
     else
-      if last and last.status == 'running' and reclaim(run.id, t.id, last.pid) then
-        reclaimed = reclaimed + 1
-      end
+      if reclaim(leftovers[t.id]) then reclaimed = reclaimed + 1 end
       if last and (last.status == 'exited' or t.status == 'conflict') and last.exit_code == 0 then
         exited[t.id] = true
       end
@@ -219,7 +242,7 @@ function M.cli_resume(o)
   if not plan then err('%s', perr) st:close() return EXIT_USAGE end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
-  local done, exited, soft, reclaimed = resume_sets(st, run)
+  local done, exited, soft, reclaimed = resume_sets(st, run, plan)
   local ndone = 0
   for _ in pairs(done) do ndone = ndone + 1 end
   io.stderr:write(('orch: resuming run %s: %d of %d tasks already done%s\n'):format(

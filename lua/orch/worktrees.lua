@@ -151,7 +151,8 @@ end
 
 -- Run end: with `yes`, brings the user's checked-out branch up to the
 -- integration branch (fast-forward or merge commit; refused if the user has
--- uncommitted changes). Without it, says how to do it. Returns a message.
+-- uncommitted changes). Without it, says how to do it. Returns a message,
+-- and false as a second value when approved work could not be applied.
 function WS:complete(run, opts)
   local repo, err = self:open()
   if not repo then return nil, err end
@@ -167,9 +168,9 @@ function WS:complete(run, opts)
   if not tip then
     if code == 'ECONFLICT' then
       return ("%s does not merge into your branch (%s); merge it by hand: git merge %s")
-        :format(into, how, into)
+        :format(into, how, into), false
     end
-    return ('not applied: %s'):format(how)
+    return ('not applied: %s'):format(how), false
   end
   local _, branch = repo:head()
   if how == 'uptodate' then return ('%s is already up to date with %s'):format(branch or 'HEAD', into) end

@@ -3,7 +3,9 @@
 --
 -- backend.start(ctx) with ctx = {task=, cwd=, env=, on_line=fn(stream, line),
 -- on_done=fn(result)} returns a handle {pid=, cancel=fn(grace_ms)} or nil,
--- err (with kill=fn(sig) to signal its process group). result = {ok=,
+-- err (with kill=fn(sig) to signal its process group, and reaped=fn() ->
+-- exit code, signal once the process is gone, even while orch still reads
+-- output a background child keeps writing). result = {ok=,
 -- exit_code=, signal=, error=}.
 local launcher = require('orch.launcher')
 
@@ -31,6 +33,7 @@ function M.start(ctx)
     pid = p:pid(),
     cancel = function(grace) p:cancel(grace) end,
     kill = function(sig) return p:kill(sig) end,
+    reaped = function() return p:reaped() end,
   }
 end
 
