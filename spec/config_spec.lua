@@ -72,6 +72,18 @@ describe('configuration', function()
     assert.matches('after: failed %(could not start: .*launcher exploded', r.err)
   end)
 
+  it("a module under REPO/.orch/lua shadows orch's own", function()
+    H.sh('mkdir -p ' .. dir .. '/.orch/lua/orch')
+    H.write(dir .. '/.orch/lua/orch/progress.lua', [[
+      local M = {}
+      function M.say(fmt, ...) io.stderr:write('CUSTOM ', fmt:format(...), '\n') end
+      return M
+    ]])
+    local r = run()
+    assert.equal(1, r.code)
+    assert.matches('CUSTOM bad: failed', r.err)
+  end)
+
   it('a config that does not load stops the run with its file and line', function()
     H.sh('mkdir -p ' .. dir .. '/.orch')
     H.write(dir .. '/.orch/init.lua', 'local x = 1\nthis is not lua\n')

@@ -233,6 +233,12 @@ function M.main(argv)
     err('%s: %s\nusage: %s', name, msg, c.usage)
     return 2
   end
+  if name == 'run' or name == 'resume' then
+    -- users' modules shadow orch's own: their directories go first on the
+    -- path before the run modules are loaded
+    local root = require('orch.repo').find(opts.repo or require('orch.core').cwd())
+    require('orch.config').add_paths(root)
+  end
   return c.run(opts)
 end
 

@@ -34,14 +34,24 @@ local function add_path(dir)
   end
 end
 
+local function dirs_for(root)
+  local dirs = { M.user_dir() }
+  if root then dirs[#dirs + 1] = root .. '/.orch' end
+  return dirs
+end
+
+-- Puts the users' module directories first on package.path. The command
+-- line does this before it loads the run modules, so that a user's
+-- lua/orch/engine.lua (say) is the one loaded.
+function M.add_paths(root)
+  for _, dir in ipairs(dirs_for(root)) do add_path(dir) end
+end
+
 -- Loads the config files for a run in repo root (nil: user config only).
 -- Returns true, or nil and "FILE:LINE: message".
 function M.load(root)
-  local dirs = { M.user_dir() }
-  if root then dirs[#dirs + 1] = root .. '/.orch' end
-  for _, dir in ipairs(dirs) do
-    add_path(dir)
-  end
+  local dirs = dirs_for(root)
+  M.add_paths(root)
   for _, dir in ipairs(dirs) do
     local file = dir .. '/init.lua'
     if exists(file) and not M.loaded[file] then
