@@ -148,7 +148,12 @@ command('repl', {
 Connects to the live run's control socket and evaluates Lua in the run's own
 state. With no RUN: the repo's only live run, or a list of the live ones.
 Reads from a pipe too: echo 'return orch.run.id' | orch repl
-]] .. COMMON,
+See docs/control.md for what the prompt offers (orch.help() lists it).
+
+Options:
+  --repo DIR         the git repository (default: the one holding the
+                     current directory)
+]],
   options = { repo = 'string' },
   run = function(o) return require('orch.repl').cli(o) end,
 })
