@@ -316,6 +316,8 @@ int orch_ctl_conn_start(orch_ctl_conn *c, const orch_ctl_conn_cb *cb,
     c->ud = ud;
     if (c->reading)
         return 0;
+    /* a restart after a pause: drop what the framer held (no leak) */
+    orch_ctl_framer_free(&c->fr);
     orch_ctl_framer_init(&c->fr, max);
     rc = uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_read);
     if (rc < 0)
@@ -433,7 +435,7 @@ static void ctl_on_connection(uv_stream_t *ls, int status)
 }
 
 /* Removes a socket file nobody answers on; refuses a live one. */
-static int ctl_clear_stale(const char *path)
+int orch_ctl_clear_stale(const char *path)
 {
     struct stat st;
     int fd;
@@ -467,7 +469,7 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path, orch_ctl_accept_fn fn,
         return rc;
     if ((rc = ctl_check_parent(path)) < 0)
         return rc;
-    if ((rc = ctl_clear_stale(path)) < 0)
+    if ((rc = orch_ctl_clear_stale(path)) < 0)
         return rc;
     s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {

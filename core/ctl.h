@@ -99,4 +99,9 @@ void orch_ctl_pause(orch_ctl_conn *c);
 /* The owner lets go: flushes queued writes, closes, frees. */
 void orch_ctl_close(orch_ctl_conn *c);
 
+/* Removes the socket file at path if nobody answers on it (connect refused
+ * or already gone); refuses a live socket (-EADDRINUSE) and anything that is
+ * not a socket (-EEXIST). 0 when removed or absent. */
+int orch_ctl_clear_stale(const char *path);
+
 #endif

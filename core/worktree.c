@@ -432,7 +432,18 @@ static int prune_admin(orch_git *g, const char *dir)
     return rc;
 }
 
-int orch_wt_prune(orch_git *g, const char *run, int *removed)
+/* Whether branch (a full ref name) is checked out in any worktree. */
+static int wt_branch_checked_out(orch_git *g, const char *name)
+{
+    git_reference *ref = NULL;
+    int out = 0;
+    if (git_reference_lookup(&ref, orch_git_repo(g), name) == 0)
+        out = git_branch_is_checked_out(ref) == 1;
+    git_reference_free(ref);
+    return out;
+}
+
+int orch_wt_prune(orch_git *g, const char *run, int *removed, int *kept)
 {
     git_reference_iterator *it = NULL;
     git_reference *ref;
@@ -477,8 +488,14 @@ int orch_wt_prune(orch_git *g, const char *run, int *removed)
     }
     git_reference_iterator_free(it);
     for (size_t i = 0; rc == 0 && i < names.n; i++) {
-        if ((rc = orch_git_delete_ref(g, names.v[i])) == 0 && removed &&
-            !strncmp(names.v[i], "refs/heads/", 11))
+        int is_branch = !strncmp(names.v[i], "refs/heads/", 11);
+        if (is_branch && wt_branch_checked_out(g, names.v[i])) {
+            /* the user (or a worktree outside the run) is on it: keep it */
+            if (kept)
+                (*kept)++;
+            continue;
+        }
+        if ((rc = orch_git_delete_ref(g, names.v[i])) == 0 && removed && is_branch)
             (*removed)++;
     }
     orch_strlist_free(&names);

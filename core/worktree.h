@@ -67,7 +67,7 @@ int orch_wt_remove(orch_git *g, const char *run, const char *task);
 /* Removes every worktree of run R and deletes its branches orch/R/... and
  * its refs refs/orch/R/... (`orch clean R`). `removed` (may be NULL)
  * receives the number of branches deleted. */
-int orch_wt_prune(orch_git *g, const char *run, int *removed);
+int orch_wt_prune(orch_git *g, const char *run, int *removed, int *kept);
 
 /* 1 if task T's worktree is intact (directory, admin entry, not being
  * initialised), 0 if it is absent or half-made. */

@@ -154,6 +154,9 @@ describe('the control socket', function()
     out = repl(dir, 'while true do end\nreturn "alive"\n')
     assert.matches('more than %d+ instructions', out.err)
     assert.equal('"alive"', out.out)
+    -- ... even one that catches the stop with pcall and loops on
+    out = repl(dir, 'for i = 1, 3 do pcall(function() while true do end end) end\nreturn "alive"\n')
+    assert.equal('"alive"', out.out)
 
     assert.equal(0, wait_exit(r), table.concat(r.stderr, '\n'))
     -- gone with the run: the socket and the record
@@ -258,6 +261,22 @@ describe('the control socket', function()
     assert.equal(2, out.code)
     assert.matches('unsafe permissions 755', out.err)
     assert.matches('chmod 700', out.err)
+  end)
+
+  it('does not take an unsafe socket directory for a dead run', function()
+    local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 3' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    H.sh("chmod 755 '" .. sockdir .. "'")
+    local out = repl(dir, 'return 1\n')
+    assert.equal(2, out.code)
+    assert.matches('unsafe permissions', out.err)
+    -- the live run's socket and record are still there
+    assert.is_not_nil(H.read(dir .. '/.orch/live/' .. r.id))
+    assert.equal('600', mode_of(r.record.socket))
+    H.sh("chmod 700 '" .. sockdir .. "'")
+    out = repl(dir, 'return 1+1\n')
+    assert.equal('2', out.out)
+    assert.equal(0, wait_exit(r), table.concat(r.stderr, '\n'))
   end)
 
   it('after kill -9 says the run is not live, cleans up, and resume works', function()

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -391,6 +392,7 @@ static int lctl_stdin(lua_State *L)
     } else if (type == UV_NAMED_PIPE) {
         in->kind = LCTL_IN_PIPE;
         rc = uv_pipe_init(loop, &in->u.pipe, 0);
+        in->u.pipe.data = in; /* lctl_in_free needs it */
         if (rc == 0 && (rc = uv_pipe_open(&in->u.pipe, 0)) < 0)
             uv_close((uv_handle_t *)&in->u.pipe, lctl_in_free);
     } else {
@@ -459,17 +461,15 @@ static int lctl_isatty(lua_State *L)
     return 1;
 }
 
+/* ctl.tty_size() -> columns, rows of stdout's terminal (80, 24 if none).
+ * ioctl directly: a uv_tty_t would need a loop turn to close. */
 static int lctl_tty_size(lua_State *L)
 {
-    uv_tty_t t;
+    struct winsize ws;
     int w = 80, h = 24;
-    if (uv_guess_handle(1) == UV_TTY && uv_tty_init(lorch_loop(), &t, 1, 0) == 0) {
-        if (uv_tty_get_winsize(&t, &w, &h) < 0) {
-            w = 80;
-            h = 24;
-        }
-        uv_close((uv_handle_t *)&t, NULL);
-        uv_run(lorch_loop(), UV_RUN_NOWAIT);
+    if (ioctl(1, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+        w = ws.ws_col;
+        h = ws.ws_row;
     }
     lua_pushinteger(L, w);
     lua_pushinteger(L, h);
@@ -477,6 +477,17 @@ static int lctl_tty_size(lua_State *L)
 }
 
 /* ================================================================ open */
+
+/* ctl.clear_stale(path) -> true, or nil, msg, code (a live socket, or a
+ * path that is not a socket, is left alone) */
+static int lctl_clear_stale(lua_State *L)
+{
+    int rc = orch_ctl_clear_stale(luaL_checkstring(L, 1));
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, 1);
+    return 1;
+}
 
 int lorch_open_ctl(lua_State *L)
 {
@@ -498,6 +509,8 @@ int lorch_open_ctl(lua_State *L)
     lua_setfield(L, -2, "check_dir");
     lua_pushcfunction(L, lctl_stdin);
     lua_setfield(L, -2, "stdin");
+    lua_pushcfunction(L, lctl_clear_stale);
+    lua_setfield(L, -2, "clear_stale");
     lua_pushcfunction(L, lctl_isatty);
     lua_setfield(L, -2, "isatty");
     lua_pushcfunction(L, lctl_tty_size);

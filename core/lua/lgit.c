@@ -455,12 +455,13 @@ static int lgit_worktree_remove(lua_State *L)
 
 static int lgit_prune(lua_State *L)
 {
-    int removed = 0;
-    int rc = orch_wt_prune(check_repo(L), luaL_checkstring(L, 2), &removed);
+    int removed = 0, kept = 0;
+    int rc = orch_wt_prune(check_repo(L), luaL_checkstring(L, 2), &removed, &kept);
     if (rc < 0)
         return lorch_fail(L, rc, orch_err_msg());
     lua_pushinteger(L, removed);
-    return 1;
+    lua_pushinteger(L, kept);
+    return 2;
 }
 
 static const luaL_Reg lgit_methods[] = {

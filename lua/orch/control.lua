@@ -127,17 +127,18 @@ end
 -- functions so the hook sees them). Returns xpcall's results.
 local function run_limited(f, limit)
   local prev = { debug.gethook() }
-  local steps, max = 0, math.ceil(limit / M.HOOK_STEP)
+  local steps, max, handling = 0, math.ceil(limit / M.HOOK_STEP), false
   jit.off(f, true)
+  -- once the limit is passed the hook stays and raises at every step, so a
+  -- pcall in the user's code cannot swallow the stop and loop on
   debug.sethook(function()
     steps = steps + 1
-    if steps >= max then
-      debug.sethook()
+    if steps >= max and not handling then
       error(('evaluation stopped: more than %d instructions (an endless loop?)'):format(limit), 2)
     end
   end, '', M.HOOK_STEP)
   local r = { xpcall(f, function(e)
-    debug.sethook()
+    handling = true
     local msg = type(e) == 'string' and e or M.inspect(e)
     return { message = msg, traceback = trim_traceback(debug.traceback(msg, 2)) }
   end) }
@@ -443,25 +444,25 @@ function M.read_record(root, id)
   return rec
 end
 
--- Removes a record and its socket (only a socket nobody answers on).
+-- Removes a record and its socket (only a socket nobody answers on: a
+-- live one, or a path that is not a socket, is left alone).
 function M.clean(root, rec)
   os.remove(M.live_dir(root) .. '/' .. rec.run)
-  if rec.socket then
-    local c = core.ctl.connect(rec.socket)
-    if c then c:close() else os.remove(rec.socket) end
-  end
+  if rec.socket then core.ctl.clear_stale(rec.socket) end
 end
 
--- Whether a record names a live run: its socket answers. A record whose
--- socket is refused or gone (kill -9) is stale.
+-- Whether a record names a live run: its socket answers. Returns true; or
+-- false, why, stale -- stale only when the run is surely gone (its pid is
+-- dead, its socket refused or missing, the record unreadable). Any other
+-- failure (an unsafe socket directory, say) is reported, not cleaned.
 function M.probe(rec)
-  if rec.broken then return false, 'unreadable record' end
+  if rec.broken then return false, 'unreadable record', true end
   if type(rec.pid) == 'number' and rec.pid > 1 then
     local alive, _, code = core.kill(rec.pid, 0)
-    if not alive and code ~= 'EPERM' then return false, 'process ' .. rec.pid .. ' is gone' end
+    if not alive and code ~= 'EPERM' then return false, 'process ' .. rec.pid .. ' is gone', true end
   end
-  local c, err = core.ctl.connect(rec.socket)
-  if not c then return false, err end
+  local c, err, code = core.ctl.connect(rec.socket)
+  if not c then return false, err, code == 'ECONNREFUSED' or code == 'ENOENT' end
   c:close()
   return true
 end
@@ -470,25 +471,30 @@ end
 function M.find(root, id)
   local rec = M.read_record(root, id)
   if not rec then return nil, 'no live record' end
-  local ok, why = M.probe(rec)
+  local ok, why, stale = M.probe(rec)
   if not ok then
-    M.clean(root, rec)
+    if stale then M.clean(root, rec) end
     return nil, why
   end
   return rec
 end
 
--- Every live run of the repo (stale records are removed on the way).
+-- Every live run of the repo (stale records are removed on the way), and
+-- the runs that could not be reached for another reason: {run=, why=}.
 function M.live_runs(root)
-  local out = {}
+  local out, unreachable = {}, {}
   for _, name in ipairs(core.readdir(M.live_dir(root)) or {}) do
     if not name:find('^%.') then
-      local rec = M.find(root, name)
-      if rec then out[#out + 1] = rec end
+      local rec, why = M.find(root, name)
+      if rec then
+        out[#out + 1] = rec
+      elseif M.read_record(root, name) then -- still there: not stale
+        unreachable[#unreachable + 1] = { run = name, why = why }
+      end
     end
   end
   table.sort(out, function(a, b) return a.run < b.run end)
-  return out
+  return out, unreachable
 end
 
 local function write_record(root, rec)

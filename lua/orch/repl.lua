@@ -91,8 +91,17 @@ function M.pick(root, id)
     end
     return rec
   end
-  local runs = control.live_runs(root)
-  if #runs == 0 then return nil, 'no live run in ' .. root, EXIT_USAGE end
+  local runs, unreachable = control.live_runs(root)
+  if #runs == 0 then
+    if #unreachable > 0 then
+      local lines = {}
+      for _, u in ipairs(unreachable) do
+        lines[#lines + 1] = ('run %s cannot be reached: %s'):format(u.run, tostring(u.why))
+      end
+      return nil, table.concat(lines, '\n'), EXIT_USAGE
+    end
+    return nil, 'no live run in ' .. root, EXIT_USAGE
+  end
   if #runs > 1 then
     local lines = { 'several live runs in ' .. root .. '; name one (orch repl RUN):' }
     for _, r in ipairs(runs) do lines[#lines + 1] = ('  %s  (pid %s)'):format(r.run, tostring(r.pid)) end
@@ -234,8 +243,9 @@ function M.cli(o)
   if not rec then err('%s', perr) return pcode end
   local client, cerr = M.connect(rec.socket)
   if not client then
-    control.clean(root, rec)
-    err('run %s is not live (%s)', rec.run, tostring(cerr))
+    -- pick() probed it a moment ago; find() cleans it only if it is stale
+    control.find(root, rec.run)
+    err('run %s is not reachable (%s)', rec.run, tostring(cerr))
     return EXIT_USAGE
   end
   local code

@@ -186,10 +186,15 @@ end
 function M.clean(root, run)
   local repo, err = core.git.open(root)
   if not repo then return nil, err end
-  local n, perr = repo:prune(run_id(run))
+  local n, kept = repo:prune(run_id(run))
   repo:close()
-  if not n then return nil, perr end
-  return ('removed the worktrees of run %s and %d branch(es)'):format(run_id(run), n)
+  if not n then return nil, kept end
+  local msg = ('removed the worktrees of run %s and %d branch(es)'):format(run_id(run), n)
+  if kept and kept > 0 then
+    msg = msg .. ('; kept %d branch(es) checked out in a worktree (switch away, then clean again)')
+      :format(kept)
+  end
+  return msg
 end
 
 return M

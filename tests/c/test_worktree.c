@@ -169,7 +169,7 @@ static void test_four_and_deps(void)
     T_CHECK(!exists(wt[0].path));
     T_EQ_STR(out("cd '%s' && git worktree list | wc -l", dir), "5");
     int removed = 0;
-    T_EQ_INT(orch_wt_prune(g, "r1", &removed), 0);
+    T_EQ_INT(orch_wt_prune(g, "r1", &removed, NULL), 0);
     T_EQ_INT(removed, 6);
     T_EQ_STR(out("cd '%s' && git worktree list | wc -l", dir), "1");
     T_EQ_STR(out("cd '%s' && git branch --list 'orch/*' | wc -l", dir), "0");
@@ -410,7 +410,7 @@ static void test_recovery(void)
              "orch r5/lg||D src/a.c|A with space.txt|");
     /* a worktree directory removed by hand: prune still cleans the admin */
     sh("rm -rf '%s'", w2.path);
-    T_EQ_INT(orch_wt_prune(g, "r5", NULL), 0);
+    T_EQ_INT(orch_wt_prune(g, "r5", NULL, NULL), 0);
     T_EQ_STR(out("cd '%s' && ls .git/worktrees 2>/dev/null | wc -l", dir),
              "0");
     orch_strlist_free(&c);
