@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +66,21 @@ static int push_file(wt_job *j, const char *path, const git_tree_entry *e)
     return 0;
 }
 
+/* Whether a tree entry name is safe to write: not empty, ".", "..", a name
+ * with a '/', or ".git" in any case (nor ".git" with trailing dots or spaces,
+ * which some filesystems drop). git's own checkout refuses the same; a tree
+ * holding them can be made by hand or fetched without fsck, and must not
+ * write outside the worktree or over its .git file. */
+static int safe_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return 0;
+    while (n > 0 && (name[n - 1] == '.' || name[n - 1] == ' '))
+        n--;
+    return !(n == 4 && strncasecmp(name, ".git", 4) == 0);
+}
+
 /* Walks `tree` (at relative path `prefix`), creating directories under
  * `dir` when `mk` and collecting the files in index order. */
 static int walk(git_repository *repo, const git_tree *tree, char *prefix,
@@ -75,6 +91,9 @@ static int walk(git_repository *repo, const git_tree *tree, char *prefix,
         const git_tree_entry *e = git_tree_entry_byindex(tree, i);
         const char *name = git_tree_entry_name(e);
         size_t nlen = strlen(name);
+        if (!safe_name(name))
+            return orch_err_set(-EINVAL, "refusing the unsafe path '%s%s' in the tree",
+                                prefix, name);
         if (plen + nlen + 2 >= cap)
             return orch_err_set(-ENAMETOOLONG, "path too long: %s%s", prefix,
                                 name);

@@ -50,6 +50,32 @@ describe('orch.worktrees', function()
     H.rm(root)
   end)
 
+  it('refuses a tree whose entries would write outside the worktree or over .git', function()
+    local dir = new_repo(root, 'evil tree')
+    local function hex2bin(h) return (h:gsub('%x%x', function(b) return string.char(tonumber(b, 16)) end)) end
+    local blob = sh(dir, "printf 'PWNED\\n' | git hash-object -w --stdin")
+    local gitfile = sh(dir, "printf 'gitdir: /tmp/elsewhere\\n' | git hash-object -w --stdin")
+    local sub = sh(dir, ("printf '100644 blob %s\\tpwned.txt\\n' | git mktree"):format(blob))
+    for _, bad in ipairs({ '..', '.git', '.GIT.' }) do
+      local raw = (bad == '..' and ('40000 ..\0' .. hex2bin(sub)) or ('100644 ' .. bad .. '\0' .. hex2bin(gitfile)))
+        .. '100644 a.txt\0' .. hex2bin(blob)
+      H.write(root .. '/tree.bin', raw)
+      local tree = sh(dir, "git hash-object -t tree --literally -w '" .. root .. "/tree.bin'")
+      local commit = sh(dir, 'git commit-tree -m evil ' .. tree)
+      sh(dir, 'git branch -f evil ' .. commit)
+      local repo = assert(core.git.open(dir))
+      for _, mode in ipairs({ 'auto', 'libgit2' }) do
+        local wt, msg = repo:worktree_create('r1', 'evil-' .. mode, 'evil', {}, { checkout = mode })
+        assert.is_nil(wt, bad .. ' ' .. mode)
+        assert.is_string(msg)
+        assert.is_nil(H.read(dir .. '/.orch/worktrees/r1/pwned.txt'))
+        local g = H.read(dir .. '/.orch/worktrees/r1/evil-' .. mode .. '/.git')
+        assert.is_true(g == nil or not g:find('/tmp/elsewhere', 1, true), bad .. ' ' .. mode)
+      end
+      repo:close()
+    end
+  end)
+
   it('refuses an empty repository with a clear message', function()
     local dir = root .. '/empty'
     H.sh('mkdir -p ' .. q(dir) .. ' && git -C ' .. q(dir) .. ' init -q')
