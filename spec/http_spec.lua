@@ -211,6 +211,48 @@ describe('orch.core.http', function()
     assert.are.equal(0, f.status)
   end)
 
+  it('survives a request cancelled and collected from one of its sse= events', function()
+    local events, after, others_done = 0, 0, 0
+    local req
+    local parser = http.sse_parser(function()
+      events = events + 1
+      if events > 1 then after = after + 1 return end
+      req:cancel()
+      req = nil
+      collectgarbage()
+      collectgarbage()
+      for _ = 1, 10 do
+        http.request({ url = base .. '/events?n=3', on_done = function() others_done = others_done + 1 end })
+      end
+    end)
+    req = http.request({ url = base .. '/events?n=2000', sse = parser })
+    parser = nil -- luacheck: ignore 311
+    assert.is_true(H.run_until(function() return others_done == 10 end, 20000))
+    assert.equal(1, events)
+    assert.equal(0, after)
+  end)
+
+  it('keeps no reference to refused requests or dropped parsers', function()
+    local function held()
+      collectgarbage()
+      collectgarbage()
+      local n = 0
+      for _, v in pairs(debug.getregistry()) do
+        if type(v) == 'function' or type(v) == 'userdata' then n = n + 1 end
+      end
+      return n
+    end
+    local p = http.sse_parser(function() end)
+    local before = held()
+    for _ = 1, 300 do
+      assert.is_false(pcall(http.request, { url = base .. '/events?n=1', sse = p,
+        on_headers = function() end, on_chunk = function() end, on_done = 42 }))
+      local q = http.sse_parser(function() end)
+      q:feed('data: x\n\n')
+    end
+    assert.is_true(held() <= before + 3)
+  end)
+
   it('raises on misuse', function()
     assert.has_error(function() http.request({}) end)
     assert.has_error(function() http.request({ url = base, on_done = 1 }) end)

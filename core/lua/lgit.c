@@ -355,9 +355,11 @@ static int lgit_worktree_create(lua_State *L)
         luaL_argcheck(L, nd <= 64, 5, "at most 64 dependencies");
         for (size_t i = 0; i < nd; i++) {
             lua_rawgeti(L, 5, (int)i + 1);
-            deps[i] = lua_tostring(L, -1); /* kept alive by the table */
+            /* strings only: the table keeps them alive (a converted number
+             * would live only on the stack) */
+            luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 5, "dependency branch names");
+            deps[i] = lua_tostring(L, -1);
             lua_pop(L, 1);
-            luaL_argcheck(L, deps[i] != NULL, 5, "dependency branch names");
         }
     }
     if (lua_istable(L, 6)) {

@@ -89,15 +89,23 @@ static void lhttp_on_chunk(orch_http_req *r, const char *data, size_t len,
     lua_State *L = lorch_state();
 
     h->received += (double)len;
-    /* opts.sse: bytes go to the parser without becoming a Lua string; the
-     * parser stays on the stack meanwhile (a cancel from an event callback
-     * drops the request's reference to it) */
+    /* opts.sse: bytes go to the parser without becoming a Lua string. The
+     * request and the parser stay on the stack meanwhile: a cancel from an
+     * event callback drops their references, and h must outlive this call */
     if (h->sse) {
+        int top = lua_gettop(L);
+        lorch_push(L, h->self_ref);
         lorch_push(L, h->sse_ref);
         lsse_feed_from(L, h->sse, h, data, len);
-        lua_pop(L, 1);
+        if (h->chunk_ref != LUA_NOREF && h->req) {
+            lorch_push(L, h->chunk_ref);
+            lua_pushlstring(L, data, len);
+            lorch_call(L, 1, 0);
+        }
+        lua_settop(L, top);
+        return;
     }
-    if (h->chunk_ref == LUA_NOREF || !h->req)
+    if (h->chunk_ref == LUA_NOREF)
         return;
     lorch_push(L, h->chunk_ref);
     lua_pushlstring(L, data, len);
@@ -283,6 +291,8 @@ static int lhttp_req_gc(lua_State *L)
     if (h->req && lhttp_client)
         orch_http_cancel(h->req);
     h->req = NULL;
+    /* a request refused after its callbacks were referenced */
+    lhttp_unref_all(L, h);
     return 0;
 }
 
@@ -467,8 +477,9 @@ static int lsse_gc(lua_State *L)
 {
     lsse *s = luaL_checkudata(L, 1, LHTTP_SSE_MT);
 
-    orch_sse_free(s->p); /* no unref: the state may be closing */
+    orch_sse_free(s->p);
     s->p = NULL;
+    lorch_unref(L, &s->fn_ref); /* the registry outlives every finalizer */
     return 0;
 }
 
