@@ -35,6 +35,8 @@ for round in 1 2; do
   "$ORCH" run bench/dag_workflow.lua --plan "$W/big/plan.json" --repo "$W/repo" \
     --in-place --quiet --yes --concurrency 4 2>"$W/orch.err" || { cat "$W/orch.err"; exit 1; }
   t2=$(now)
+  awk -v r="$round" -v a="$t0" -v b="$t1" -v c="$t2" \
+    'BEGIN { printf "  round %d: ninja %.2f s, orch %.2f s\n", r, b - a, c - b }'
   best_n=$(awk -v a="$t0" -v b="$t1" -v m="$best_n" 'BEGIN { d = b - a; print (d < m ? d : m) }')
   best_o=$(awk -v a="$t1" -v b="$t2" -v m="$best_o" 'BEGIN { d = b - a; print (d < m ? d : m) }')
 done
