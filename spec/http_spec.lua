@@ -221,13 +221,16 @@ describe('orch.core.http', function()
       req = nil
       collectgarbage()
       collectgarbage()
-      for _ = 1, 10 do
-        http.request({ url = base .. '/events?n=3', on_done = function() others_done = others_done + 1 end })
+      -- new requests reuse the memory a freed request would leave
+      for _ = 1, 50 do
+        http.request({ url = base .. '/events?n=3', on_chunk = function() end,
+                       on_done = function() others_done = others_done + 1 end })
       end
     end)
-    req = http.request({ url = base .. '/events?n=2000', sse = parser })
+    -- many small events per chunk: the rest of the chunk follows the cancel
+    req = http.request({ url = base .. '/stream?bytes=400000&event=64', sse = parser })
     parser = nil -- luacheck: ignore 311
-    assert.is_true(H.run_until(function() return others_done == 10 end, 20000))
+    assert.is_true(H.run_until(function() return others_done == 50 end, 20000))
     assert.equal(1, events)
     assert.equal(0, after)
   end)
