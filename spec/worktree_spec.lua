@@ -343,6 +343,36 @@ describe('orch run with worktrees (the real binary)', function()
     assert.equals(before, sh(dir, 'sha1sum shared.txt; git diff | sha1sum'))
   end)
 
+  it('orch resume completes a run killed -9 while it created a worktree', function()
+    local dir = new_repo(root, 'e2e killed')
+    sh(dir, 'for d in 0 1 2 3 4 5 6 7 8 9; do mkdir -p d$d; for f in $(seq 1 300); do '
+      .. 'echo "$d $f" > d$d/f$f; done; done; git add -A && git commit -qm many')
+    H.write(root .. '/plan.json', [[{"tasks": [
+      {"id": "a", "cmd": "cat d9/f300 > a.txt", "files": ["a.txt"]},
+      {"id": "b", "cmd": "cat a.txt > b.txt", "files": ["b.txt"], "deps": ["a"]}]}]])
+    local killed = false
+    local r = H.orch({ 'run', '--plan', root .. '/plan.json', '--repo', dir, '--yes', '--no-tui' }, {
+      cwd = dir, timeout = 60000,
+      on_start = function(p)
+        -- kill as soon as a task's worktree directory shows up
+        H.run_until(function()
+          local list = core.readdir(dir .. '/.orch/worktrees') or {}
+          for _, run in ipairs(list) do
+            if #(core.readdir(dir .. '/.orch/worktrees/' .. run) or {}) > 0 then return true end
+          end
+        end, 20000)
+        killed = p:kill('SIGKILL')
+      end,
+    })
+    assert.is_true(killed)
+    assert.equals('SIGKILL', r.sig)
+    local res = H.orch({ 'resume', '--repo', dir, '--yes', '--no-tui' }, { cwd = dir, timeout = 60000 })
+    assert.equals(0, res.code, res.err)
+    assert.equals('9 300', sh(dir, 'cat b.txt'))
+    assert.equals('', sh(dir, 'git status --porcelain'))
+    assert.equals('', sh(dir, 'git worktree prune -n -v'))
+  end)
+
   it('orch clean keeps a branch the user has checked out', function()
     local dir = new_repo(root, 'e2e clean')
     local r = orch_run(dir, [[{"tasks": [{"id": "a", "cmd": "echo a > a.txt", "files": ["a.txt"]}]}]])
