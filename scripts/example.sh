@@ -16,5 +16,9 @@ set +e
 code=$?
 set -e
 "$ROOT/build/bin/orch" status --repo "$REPO"
+echo
+echo "example: the work, merged into the scratch repository's branch:"
+git -C "$REPO" log --oneline --graph | head -12
+for f in "$REPO"/hello/*; do [ -f "$f" ] && echo "  ${f#"$REPO"/}: $(cat "$f")"; done
 echo "example: orch exited $code; the repository is $REPO"
 exit $code
