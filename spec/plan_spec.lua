@@ -345,3 +345,46 @@ describe('plan.scheduler', function()
     assert.is_nil(s:next())
   end)
 end)
+
+describe('plan.load on hard input (found by review)', function()
+  it('reports every cycle, one per group of tasks that wait on each other', function()
+    local _, errs = load_text('cyc2.yaml', table.concat({
+      'tasks:',
+      '  - {id: a, cmd: x, deps: [b]}',
+      '  - {id: b, cmd: x, deps: [a]}',
+      '  - {id: c, cmd: x, deps: [e, d]}',
+      '  - {id: d, cmd: x, deps: [c]}',
+      '  - {id: e, cmd: x, deps: [a]}', '' }, '\n'))
+    assert.equal(2, find_err(errs, 'a -> b -> a').line)
+    assert.equal(4, find_err(errs, 'c -> d -> c').line)
+  end)
+
+  it('keeps the digits of JSON numbers given as env values', function()
+    local p = assert(load_text('env.json',
+      '{"tasks":[{"id":"a","cmd":"x","env":{"A":123456789012345,"B":1e2,"C":1.10}}]}'))
+    assert.same({ A = '123456789012345', B = '1e2', C = '1.10' }, p.tasks[1].env)
+  end)
+
+  it('refuses NUL characters instead of cutting strings at them', function()
+    local _, errs = load_text('nul.yaml', 'tasks:\n  - id: a\n    cmd: "a\\0b"\n')
+    assert.equal(3, find_err(errs, 'NUL character').line)
+    _, errs = load_text('nul.json', '{"tasks":[{"id":"a","cmd":"a\\u0000b"}]}')
+    find_err(errs, 'NUL character')
+    -- an escaped backslash before 0 is text, and a plain scalar keeps it as is
+    assert(load_text('ok.yaml', 'tasks:\n  - id: a\n    cmd: "x \\\\0"\n  - id: b\n    cmd: printf x\\0\n'))
+  end)
+
+  it('refuses JSON strings that are not UTF-8, and reads past a BOM', function()
+    local _, errs = load_text('bin.json', '{"goal":"\255\254","tasks":[{"id":"a","cmd":"x"}]}')
+    find_err(errs, 'not valid UTF-8')
+    assert(load_text('bom.json', '\239\187\191{"tasks":[{"id":"a","cmd":"x"}]}'))
+  end)
+
+  it('names the type, not a table address, and says a directory cannot be read', function()
+    local _, errs = load_text('t.json', '{"tasks":[{"id":"a","cmd":"x","on_failure":{"x":1}}]}')
+    local e = find_err(errs, 'on_failure')
+    assert.is_nil(e.msg:find('table: 0x', 1, true))
+    _, errs = plan.load('/tmp')
+    find_err(errs, 'cannot read the plan')
+  end)
+end)

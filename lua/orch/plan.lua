@@ -86,6 +86,7 @@ local function show(v)
     return "'" .. s .. "'"
   end
   if v == null then return 'null' end
+  if type(v) == 'table' then return next(v) == nil and 'an empty list or object' or 'a list or object' end
   return tostring(v)
 end
 
@@ -362,28 +363,93 @@ function Check:cycles(tasks, by_id)
     end
   end
   if #queue == n then return end
-  local mark, pos = {}, {}
-  for i = 1, n do mark[i] = indeg[i] == 0 and 2 or 0 end
-  for start = 1, n do
-    if mark[start] == 0 then
-      local walk, cur = {}, start
-      while cur and mark[cur] == 0 do
-        mark[cur] = 1
-        walk[#walk + 1] = cur
-        pos[cur] = #walk
-        local nxt
-        for _, d in ipairs(tasks[cur].deps) do
-          local di = by_id[d] and by_id[d].index
-          if di and mark[di] ~= 2 and tasks[di] == by_id[d] then nxt = di break end
+  -- What Kahn left: tasks on cycles and tasks that wait on one. One cycle
+  -- is reported per strongly connected component (iterative Tarjan), so a
+  -- second cycle is not hidden behind a first.
+  local dep_idx = function(_, d)
+    local di = by_id[d] and by_id[d].index
+    if di and tasks[di] == by_id[d] and indeg[di] ~= 0 then return di end
+  end
+  for _, comp in ipairs(self:components(tasks, indeg, dep_idx)) do
+    if #comp > 1 then self:cycle_in(tasks, comp, dep_idx) end
+  end
+end
+
+-- Strongly connected components among the tasks with indeg ~= 0, along
+-- deps; iterative Tarjan (no recursion: 10,000-task cycles are fine).
+function Check:components(tasks, indeg, dep_idx)
+  local index, low, on, stack, comps, counter = {}, {}, {}, {}, {}, 0
+  for root = 1, #tasks do
+    if indeg[root] ~= 0 and not index[root] then
+      local frames = { { v = root, k = 0 } }
+      counter = counter + 1
+      index[root], low[root], on[root] = counter, counter, true
+      stack[#stack + 1] = root
+      while #frames > 0 do
+        local f = frames[#frames]
+        local deps = tasks[f.v].deps
+        f.k = f.k + 1
+        if f.k <= #deps then
+          local w = dep_idx(tasks[f.v], deps[f.k])
+          if w then
+            if not index[w] then
+              counter = counter + 1
+              index[w], low[w], on[w] = counter, counter, true
+              stack[#stack + 1] = w
+              frames[#frames + 1] = { v = w, k = 0 }
+            elseif on[w] and index[w] < low[f.v] then
+              low[f.v] = index[w]
+            end
+          end
+        else
+          frames[#frames] = nil
+          if low[f.v] == index[f.v] then
+            local comp = {}
+            repeat
+              local w = table.remove(stack)
+              on[w] = false
+              comp[#comp + 1] = w
+            until w == f.v
+            comps[#comps + 1] = comp
+          end
+          local parent = frames[#frames]
+          if parent and low[f.v] < low[parent.v] then low[parent.v] = low[f.v] end
         end
-        cur = nxt
       end
-      if cur and mark[cur] == 1 then
-        self:cycle(tasks, walk, pos[cur])
-      end
-      for _, w in ipairs(walk) do mark[w] = 2 end
     end
   end
+  -- in file order of each component's first task (no unpack: components
+  -- can hold more tasks than a call can take arguments)
+  local first = {}
+  for _, c in ipairs(comps) do
+    local m = c[1]
+    for _, i in ipairs(c) do if i < m then m = i end end
+    first[c] = m
+  end
+  table.sort(comps, function(x, y) return first[x] < first[y] end)
+  return comps
+end
+
+-- Reports one cycle of a component: from its first task, follow deps that
+-- stay inside it until a task repeats.
+function Check:cycle_in(tasks, comp, dep_idx)
+  local inside, start = {}, comp[1]
+  for _, i in ipairs(comp) do
+    inside[i] = true
+    if i < start then start = i end
+  end
+  local walk, pos, cur = {}, {}, start
+  while not pos[cur] do
+    walk[#walk + 1] = cur
+    pos[cur] = #walk
+    local nxt
+    for _, d in ipairs(tasks[cur].deps) do
+      local di = dep_idx(tasks[cur], d)
+      if di and inside[di] then nxt = di break end
+    end
+    cur = nxt
+  end
+  self:cycle(tasks, walk, pos[cur])
 end
 
 function Check:cycle(tasks, walk, from)
@@ -473,6 +539,7 @@ end
 -- format 'json' or 'yaml' (default: detected). Returns plan or nil, errors.
 function M.parse(text, name, format)
   name = name or '<plan>'
+  if text:sub(1, 3) == '\239\187\191' then text = text:sub(4) end -- a UTF-8 BOM
   format = format or M.detect(name, text)
   local doc, pos = (format == 'json' and posjson or posyaml).decode(text)
   if doc == nil then
@@ -496,8 +563,11 @@ function M.load(path)
   if not f then
     return nil, { { file = path, line = 0, msg = 'cannot read the plan: ' .. tostring(err) } }
   end
-  local text = f:read(M.MAX_BYTES + 1)
+  local text, rerr = f:read(M.MAX_BYTES + 1)
   f:close()
+  if text == nil and rerr then
+    return nil, { { file = path, line = 0, msg = 'cannot read the plan: ' .. tostring(rerr) } }
+  end
   if text == nil then text = '' end
   if #text > M.MAX_BYTES then
     return nil, { { file = path, line = 0, msg = 'plan file larger than 64 MiB' } }

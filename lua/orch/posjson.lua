@@ -62,6 +62,7 @@ local function unicode_escape(st, j)
   local hex = sub(s, j + 2, j + 5)
   if not find(hex, '^%x%x%x%x$') then fail(st, 'bad \\u escape in string') end
   local cp, k = tonumber(hex, 16), j + 6
+  if cp == 0 then fail(st, 'NUL character (\\u0000) in string') end
   if cp >= 0xD800 and cp <= 0xDBFF then
     local lo = sub(s, k, k + 5)
     if not find(lo, '^\\u[dD][c-fC-F]%x%x$') then
@@ -75,12 +76,42 @@ local function unicode_escape(st, j)
   return utf8(cp), k
 end
 
+-- Whether s is valid UTF-8 (no overlong forms, no surrogates).
+local function valid_utf8(s)
+  local i = 1
+  while true do
+    i = find(s, '[\128-\255]', i)
+    if not i then return true end
+    local c = byte(s, i)
+    local need
+    if c >= 0xC2 and c <= 0xDF then need = 1
+    elseif c >= 0xE0 and c <= 0xEF then need = 2
+    elseif c >= 0xF0 and c <= 0xF4 then need = 3
+    else return false end
+    for k = 1, need do
+      local cc = byte(s, i + k)
+      if not cc or cc < 0x80 or cc > 0xBF then return false end
+    end
+    local c2 = byte(s, i + 1)
+    if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F)
+       or (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
+      return false
+    end
+    i = i + need + 1
+  end
+end
+
+local function checked(st, str)
+  if not valid_utf8(str) then fail(st, 'string is not valid UTF-8') end
+  return str
+end
+
 local function parse_string(st)
   local s, i, parts = st.s, st.i + 1, {}
   local j = find(s, '["\\%z\1-\31]', i)
   if j and byte(s, j) == 34 then -- the common case: no escapes
     st.i = j + 1
-    return sub(s, i, j - 1)
+    return checked(st, sub(s, i, j - 1))
   end
   while true do
     j = find(s, '["\\%z\1-\31]', i)
@@ -89,7 +120,7 @@ local function parse_string(st)
     parts[#parts + 1] = sub(s, i, j - 1)
     if c == 34 then
       st.i = j + 1
-      return concat(parts)
+      return checked(st, concat(parts))
     elseif c == 92 then
       local e = sub(s, j + 1, j + 1)
       if e == 'u' then
@@ -150,7 +181,14 @@ local function parse_object(st, depth)
     if byte(st.s, st.i) ~= 58 then fail(st, "expected ':', got " .. describe(st)) end
     st.i = st.i + 1
     skip(st)
+    local vstart = st.i
     obj[k] = parse_value(st, depth + 1)
+    if type(obj[k]) == 'number' then
+      -- the number as written (env values keep their digits: 123456789012345)
+      local raw = st.pos[obj].raw or {}
+      st.pos[obj].raw = raw
+      raw[k] = sub(st.s, vstart, st.i - 1)
+    end
     skip(st)
     local c = byte(st.s, st.i)
     st.i = st.i + 1

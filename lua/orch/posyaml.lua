@@ -104,6 +104,26 @@ end
 function Builder:event(ev)
   local ty, line = ev.type, ev.start_mark and ev.start_mark.line + 1 or 1
   if ty == 'SCALAR' then
+    if ev.style == 'DOUBLE_QUOTED' and self.text and ev.start_mark and ev.end_mark then
+      -- libyaml ends a string at an escaped NUL: refuse it rather than cut it
+      local src = self.text:sub(ev.start_mark.index + 1, ev.end_mark.index)
+      if src:find('\\0') or src:find('\\x00') or src:find('\\u0000')
+         or src:find('\\U00000000') then
+        -- a backslash-zero may itself be escaped (\\0): count backslashes
+        for pre in src:gmatch('(\\+)0') do
+          if #pre % 2 == 1 then fail(line, 'NUL character (an escaped \\0) in a string') end
+        end
+        for pre in src:gmatch('(\\+)x00') do
+          if #pre % 2 == 1 then fail(line, 'NUL character (\\x00) in a string') end
+        end
+        for pre in src:gmatch('(\\+)u0000') do
+          if #pre % 2 == 1 then fail(line, 'NUL character (\\u0000) in a string') end
+        end
+        for pre in src:gmatch('(\\+)U00000000') do
+          if #pre % 2 == 1 then fail(line, 'NUL character (\\U00000000) in a string') end
+        end
+      end
+    end
     local v = scalar_value(ev)
     if ev.anchor then self.anchors[ev.anchor] = v end
     self:add(v, line, ev.value)
@@ -128,7 +148,7 @@ function M.decode(text, max_depth)
   local ok, yaml = pcall(require, 'yaml')
   if not ok then return nil, { line = 1, msg = 'YAML support needs lyaml' } end
   local b = setmetatable({ stack = {}, pos = {}, anchors = {}, docs = 0,
-    max_depth = max_depth or 200 }, Builder)
+    max_depth = max_depth or 200, text = text }, Builder)
   local okp, res = pcall(function()
     local next_event = yaml.parser(text)
     while true do

@@ -58,6 +58,12 @@ local function counts(tasks)
   return table.concat(parts, ', ')
 end
 
+-- Text from a plan or an error, safe to print on a terminal: control
+-- characters (an escape sequence in a goal, say) are shown as \xNN.
+local function printable(text)
+  return (text:gsub('[%z\1-\31\127]', function(c) return ('\\x%02X'):format(c:byte()) end))
+end
+
 -- The readable `orch status [RUN]`: a run header and one line per task.
 -- opts.now overrides the clock (for running tasks). Returns text or nil, err.
 function M.text(st, run_id, opts)
@@ -70,10 +76,10 @@ function M.text(st, run_id, opts)
   local lines = {
     string.format('run %s  %s  %s', run.id, run.status, M.duration(run, now)),
   }
-  if run.goal then lines[#lines + 1] = 'goal: ' .. run.goal:gsub('\n.*', ' ...') end
+  if run.goal then lines[#lines + 1] = 'goal: ' .. printable((run.goal:gsub('\n.*', ' ...'))) end
   lines[#lines + 1] = string.format('started %s, %d task%s%s', local_time(run.started_at),
     #tasks, #tasks == 1 and '' or 's', #tasks > 0 and (': ' .. counts(tasks)) or '')
-  if run.error then lines[#lines + 1] = 'error: ' .. run.error end
+  if run.error then lines[#lines + 1] = 'error: ' .. printable(run.error) end
   if #tasks > 0 then
     local rows = {{'TASK', 'ROLE', 'STATUS', 'ATTEMPTS', 'TIME'}}
     for _, t in ipairs(tasks) do
