@@ -30,13 +30,13 @@ function M.new_run_id()
   return os.date('!%Y%m%d-%H%M%S') .. '-' .. ('%04x'):format(math.random(0, 0xffff))
 end
 
--- The workspace for a run: git worktrees when orch.worktrees is there and
--- not turned off, else the repository itself.
+-- The workspace for a run: git worktrees, or the repository itself with
+-- --in-place. (A broken orch.worktrees raises: it must never fall back to
+-- running tasks in the user's checkout unasked.)
 function M.workspace_for(loc, run, o)
-  local ok, wt = pcall(require, 'orch.worktrees')
-  if ok and o.worktrees ~= false and not o['in-place'] then
-    return wt.new({ repo = loc.root, run = run, merge = o.merge, keep = o.keep,
-                    yes = o.yes })
+  if o.worktrees ~= false and not o['in-place'] then
+    return require('orch.worktrees').new({ repo = loc.root, run = run, merge = o.merge,
+                                           keep = o.keep, yes = o.yes })
   end
   return workspace.in_place(loc.root)
 end
@@ -51,8 +51,10 @@ local function drive(e)
   e:start(function(c) code = c end)
   while code == nil do
     if not core.run('once') and code == nil then
-      -- nothing left on the loop but the run is not over: tasks paused
-      core.run('once')
+      -- nothing is left on the loop (not even the control socket) and the
+      -- run is not over: nothing can wake it, so say so instead of spinning
+      err('run %s cannot go on: nothing is running and nothing can resume it', e.run.id)
+      code = EXIT_FAIL
     end
   end
   ctl:stop()
@@ -341,8 +343,7 @@ function M.cli_clean(o)
   if not o[1] then err('usage: orch clean RUN') return EXIT_USAGE end
   local loc, lerr = M.locate(o)
   if not loc or not loc.root then err('%s', lerr or 'no repository') return EXIT_USAGE end
-  local ok, wt = pcall(require, 'orch.worktrees')
-  if not ok then err('worktree support is not available in this build') return EXIT_USAGE end
+  local wt = require('orch.worktrees')
   local st = open_store(loc)
   if not st then return EXIT_USAGE end
   local run = st:run(o[1])
