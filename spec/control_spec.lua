@@ -22,6 +22,10 @@ end
 
 -- Starts `orch run --plan` in the background; returns a handle with
 -- .code once it exited, and the live record once the socket is up.
+-- Runs started by a test; after_each stops what a failed test left running
+-- (a task paused by a test that failed before resuming it would wait forever).
+local started = {}
+
 local function start_run(dir, sockdir, tasks, extra)
   local r = { stdout = {}, stderr = {} }
   local argv = { H.ORCH, 'run', '--plan', plan_file(dir, tasks), '--repo', dir,
@@ -34,6 +38,7 @@ local function start_run(dir, sockdir, tasks, extra)
     on_exit = function(code, sig) r.code, r.sig = code or -1, sig end,
   }))
   r.pid = r.proc:pid()
+  started[#started + 1] = r
   H.run_until(function()
     local live = dir .. '/.orch/live'
     local names = H.sh("test -d '" .. live .. "' && ls '" .. live .. "'")
@@ -100,6 +105,13 @@ describe('the control socket', function()
     sockdir = H.tmpdir() .. '/s'
   end)
   after_each(function()
+    for _, r in ipairs(started) do
+      if r.code == nil then
+        r.proc:kill('SIGTERM') -- orch stops its tasks (paused ones too) and exits
+        if not H.run_until(function() return r.code ~= nil end, 10000) then r.proc:cancel(0) end
+      end
+    end
+    started = {}
     H.rm(dir)
     H.rm(sockdir:match('^(.*)/s$'))
   end)

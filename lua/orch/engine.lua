@@ -406,6 +406,8 @@ function Engine:on_shutdown(phase)
     for _, rec in pairs(self.running) do
       local reaped = rec.handle and rec.handle.reaped
       if reaped and reaped() == 0 then rec.finished_before = true end
+      -- a paused task gets going again, so the SIGTERM that follows reaches it
+      if rec.paused and rec.handle.kill then rec.handle.kill('SIGCONT') end
     end
     self.stopping = true
     self.store:set_run(self.run.id, { status = 'interrupted' })
