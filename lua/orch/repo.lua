@@ -1,7 +1,7 @@
 local core = require('orch.core')
 
 -- orch.repo: finding the git repository a run works in, and its .orch/
--- state directory (database, worktrees, sockets), excluded from git.
+-- state directory (database, worktrees, sockets).
 local M = {}
 
 local function exists(path)
@@ -39,51 +39,15 @@ function M.find(dir)
   return nil, 'not in a git repository: ' .. dir .. ' (use --repo DIR)'
 end
 
--- The .git directory of the main checkout (following a "gitdir:" file).
-function M.git_dir(root)
-  local f = io.open(root .. '/.git', 'r')
-  if f then
-    local first = f:read('*l')
-    f:close()
-    local gd = first and first:match('^gitdir:%s*(.-)%s*$')
-    if gd then
-      if gd:sub(1, 1) ~= '/' then gd = root .. '/' .. gd end
-      local common = io.open(gd .. '/commondir', 'r')
-      if common then
-        local c = common:read('*l')
-        common:close()
-        if c and c:sub(1, 1) ~= '/' then c = gd .. '/' .. c end
-        return c or gd
-      end
-      return gd
-    end
-  end
-  return root .. '/.git'
-end
-
 function M.mkdir_p(dir)
   return core.mkdir_p(dir)
 end
 
--- Makes REPO/.orch and adds it to .git/info/exclude once.
+-- Makes REPO/.orch. (Its line in .git/info/exclude is the workspace's
+-- business: orch_git_exclude_orch, through repo:exclude_orch().)
 function M.prepare_state_dir(root)
   local state = root .. '/.orch'
   M.mkdir_p(state)
-  local info = M.git_dir(root) .. '/info'
-  M.mkdir_p(info)
-  local path = info .. '/exclude'
-  local f = io.open(path, 'r')
-  local text = f and f:read('*a') or ''
-  if f then f:close() end
-  for line in text:gmatch('[^\n]+') do
-    if line == '/.orch/' or line == '.orch/' or line == '/.orch' then return state end
-  end
-  f = io.open(path, 'a')
-  if f then
-    if #text > 0 and text:sub(-1) ~= '\n' then f:write('\n') end
-    f:write('/.orch/\n')
-    f:close()
-  end
   return state
 end
 

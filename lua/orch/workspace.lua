@@ -16,7 +16,16 @@ function M.in_place(repo)
   return setmetatable({ repo = repo, name = 'in-place', trivial_finish = true }, InPlace)
 end
 
-function InPlace:begin(_run) return true end
+-- .orch/ stays out of `git status` here too (the same check git's
+-- workspace makes at its start).
+function InPlace:begin(_run)
+  local repo, err = require('orch.core').git.open(self.repo)
+  if not repo then return nil, err end
+  local ok, xerr = repo:exclude_orch()
+  repo:close()
+  if not ok then return nil, xerr end
+  return true
+end
 
 function InPlace:prepare(_task, _deps)
   return { cwd = self.repo }

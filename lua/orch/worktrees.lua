@@ -84,8 +84,9 @@ end
 -- refs, and only synchronously, so a lock found when orch is about to update
 -- the ref is stale.
 function WS:drop_stale_lock(ref, is_branch)
-  local gitdir = require('orch.repo').git_dir(self.dir)
-  local path = gitdir .. '/' .. (is_branch and ('refs/heads/' .. ref) or ref) .. '.lock'
+  local repo = self:open()
+  if not repo then return end
+  local path = repo:gitdir() .. '/' .. (is_branch and ('refs/heads/' .. ref) or ref) .. '.lock'
   os.remove(path)
 end
 
