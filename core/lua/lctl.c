@@ -13,7 +13,7 @@
  *   conn:write(s) -> true   conn:queued() -> bytes   conn:close()
  *   ctl.stdin{on_data = fn(bytes), on_eof = fn(), raw = bool} -> reader
  *       reader:close()  reader.tty (boolean)   -- raw: a TTY in raw mode
- *   ctl.isatty(fd) -> boolean   ctl.tty_size() -> cols, rows
+ *   ctl.tty_size() -> cols, rows   (isatty is core.isatty)
  *   ctl.max_frame
  *
  * Errors of the system come back as nil, msg, code; every object keeps
@@ -455,12 +455,6 @@ static const luaL_Reg lctl_in_methods[] = {
     {NULL, NULL},
 };
 
-static int lctl_isatty(lua_State *L)
-{
-    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 0)));
-    return 1;
-}
-
 /* ctl.tty_size() -> columns, rows of stdout's terminal (80, 24 if none).
  * ioctl directly: a uv_tty_t would need a loop turn to close. */
 static int lctl_tty_size(lua_State *L)
@@ -511,8 +505,6 @@ int lorch_open_ctl(lua_State *L)
     lua_setfield(L, -2, "stdin");
     lua_pushcfunction(L, lctl_clear_stale);
     lua_setfield(L, -2, "clear_stale");
-    lua_pushcfunction(L, lctl_isatty);
-    lua_setfield(L, -2, "isatty");
     lua_pushcfunction(L, lctl_tty_size);
     lua_setfield(L, -2, "tty_size");
     lua_pushnumber(L, (lua_Number)ORCH_CTL_MAX_FRAME);

@@ -249,7 +249,7 @@ function M.cli(o)
     return EXIT_USAGE
   end
   local code
-  if core.ctl.isatty(0) and core.ctl.isatty(1) then
+  if core.isatty(0) and core.isatty(1) then
     code = run_tty(client, rec.run)
   else
     code = run_pipe(client)
