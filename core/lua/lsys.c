@@ -1,0 +1,150 @@
+/* lsys.c - small system calls for Lua, merged into orch.core:
+ *
+ *   core.getpid()  core.cwd()  core.realpath(path)  core.kill(pid, [sig], [group])
+ *   core.mkdir_p(path, [mode])  core.readdir(path)  core.isatty(fd)  core.rusage()
+ *
+ * Failures return nil, "message", "ECODE" (luv's convention, lorch.h). */
+#include "lorch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int lorch_checksignal(lua_State *L, int idx);
+
+static int lsys_getpid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+static int lsys_cwd(lua_State *L)
+{
+    char buf[4096];
+    size_t n = sizeof buf;
+    int rc = uv_cwd(buf, &n);
+    if (rc < 0)
+        return lorch_fail(L, rc, uv_strerror(rc));
+    lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+static int lsys_realpath(lua_State *L)
+{
+    char *r = realpath(luaL_checkstring(L, 1), NULL);
+    if (!r)
+        return lorch_fail(L, -errno, NULL);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
+/* core.kill(pid, [sig], [group]): kill(2), or killpg(2) when group. */
+static int lsys_kill(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int sig = lua_isnoneornil(L, 2) ? SIGTERM : lorch_checksignal(L, 2);
+    int rc;
+    luaL_argcheck(L, pid > 1, 1, "bad pid");
+    rc = lua_toboolean(L, 3) ? killpg(pid, sig) : kill(pid, sig);
+    if (rc < 0)
+        return lorch_fail(L, -errno, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.mkdir_p(path, [mode]): creates path and its missing parents. */
+static int lsys_mkdir_p(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int mode = (int)luaL_optinteger(L, 2, 0777);
+    size_t len = strlen(path);
+    char *buf = malloc(len + 1);
+    int rc = 0;
+
+    if (!buf)
+        return luaL_error(L, "out of memory");
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len && rc == 0; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, (mode_t)mode) < 0 && errno != EEXIST)
+                rc = -errno;
+            buf[i] = c;
+        }
+    }
+    free(buf);
+    if (rc < 0)
+        return lorch_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.rusage() -> {utime=, stime=, maxrss_kb=} of orch itself (seconds),
+ * without its children. */
+static int lsys_rusage(lua_State *L)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, (lua_Number)ru.ru_utime.tv_sec + (lua_Number)ru.ru_utime.tv_usec / 1e6);
+    lua_setfield(L, -2, "utime");
+    lua_pushnumber(L, (lua_Number)ru.ru_stime.tv_sec + (lua_Number)ru.ru_stime.tv_usec / 1e6);
+    lua_setfield(L, -2, "stime");
+    lua_pushinteger(L, (lua_Integer)ru.ru_maxrss);
+    lua_setfield(L, -2, "maxrss_kb");
+    return 1;
+}
+
+/* core.readdir(path) -> list of names (no "." or ".."), or nil, msg, code */
+static int lsys_readdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int i = 0;
+
+    if (!d)
+        return lorch_fail(L, -errno, lua_pushfstring(L, "%s: %s", path, strerror(errno)));
+    lua_newtable(L);
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(d);
+    return 1;
+}
+
+/* core.isatty(fd) -> boolean */
+static int lsys_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg lsys_fns[] = {
+    {"getpid", lsys_getpid},
+    {"cwd", lsys_cwd},
+    {"realpath", lsys_realpath},
+    {"kill", lsys_kill},
+    {"mkdir_p", lsys_mkdir_p},
+    {"readdir", lsys_readdir},
+    {"isatty", lsys_isatty},
+    {"rusage", lsys_rusage},
+    {NULL, NULL},
+};
+
+int lorch_open_sys(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_register(L, NULL, lsys_fns);
+    return 1;
+}
