@@ -100,9 +100,11 @@ describe('roles', function()
   it("'auto' follows ORCH_BACKEND, then what is installed", function()
     H.write(repo .. '/.orch/roles/coder.yaml', 'backend: auto\n')
     local getenv = os.getenv
-    os.getenv = function(k) -- luacheck: ignore 122 if k == 'ORCH_BACKEND' then return 'openai' end return getenv(k) end
+    -- luacheck: push ignore 122
+    os.getenv = function(k) if k == 'ORCH_BACKEND' then return 'openai' end return getenv(k) end
     local ok, role = pcall(roles.for_task, { id = 'a', role = 'coder' }, { repo = repo })
-    os.getenv = getenv -- luacheck: ignore 122
+    os.getenv = getenv
+    -- luacheck: pop
     assert.is_true(ok)
     assert.equal('openai', role.backend)
   end)
