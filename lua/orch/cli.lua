@@ -158,6 +158,28 @@ Options:
   run = function(o) return require('orch.repl').cli(o) end,
 })
 
+command('test', {
+  usage = 'orch test [PATH...] [options]',
+  summary = "run busted specs of your workflows and roles inside orch",
+  help = [[
+Runs busted specs (files named *_spec.lua) inside the orch host, with the
+real loop, real git and real SQLite, and prints busted's summary. With no
+PATH: the repository's .orch/spec/, else its spec/. Specs use the module
+orch.testing (scratch repositories, the scripted model server, runs to
+inspect): see docs/testing.md. Exit code 0 when every spec passes, 1 when
+one fails, 2 for bad usage.
+
+Options:
+  --filter PATTERN   only the tests whose names match
+  --output NAME      busted output handler (utfTerminal, plainTerminal,
+                     TAP, json, junit; default: utfTerminal on a terminal)
+  --repo DIR         the git repository (default: the one holding the
+                     current directory)
+]],
+  options = { filter = 'string', output = 'string', repo = 'string' },
+  run = function(o) return require('orch.testcmd').cli(o) end,
+})
+
 command('help', {
   usage = 'orch help [CMD]',
   summary = 'show help for orch or a command',
