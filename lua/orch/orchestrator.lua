@@ -1,0 +1,158 @@
+-- orch.orchestrator: the orchestrator agent's conversation. It holds the
+-- goal, the plan and every finished task's summary in one conversation on
+-- the backend its role names, plans the goal, and answers the agents'
+-- questions from that context.
+--
+--   local o = orchestrator.new({ repo=, run=, role=, scratch=, on_event= })
+--   o:turn(prompt, function(text, err) end)   -- one turn, same conversation
+--   o:plan(goal, function(plan, err) end)      -- planning, bounded retries
+--   o:answer(task, question, function(answer) end)
+--   o:tell(text)                                -- a summary, sent with the next turn
+--
+-- Turns are queued: one at a time, in order (a conversation has one thread).
+local core = require('orch.core')
+local planner = require('orch.planner')
+
+local M = {}
+
+local O = {}
+O.__index = O
+
+M.ASK_PERSON = 'ASK_PERSON'
+
+function M.new(o)
+  local role = o.role
+  if not role then
+    local roles = require('orch.roles')
+    local r, err = roles.for_task({ id = 'orchestrator', role = 'orchestrator' }, { repo = o.repo })
+    if not r then return nil, err end
+    role = r
+  end
+  local backend_ok, backend = pcall(require, 'orch.backends.' .. role.backend)
+  if not backend_ok then
+    return nil, ("orchestrator: backend '%s' is not available: %s"):format(role.backend,
+      tostring(backend):match('^[^\n]*'))
+  end
+  return setmetatable({
+    repo = o.repo, run = o.run or { id = 'plan', repo = o.repo }, role = role,
+    backend = backend, scratch = o.scratch, on_event = o.on_event,
+    session = o.session, queue = {}, busy = false, notes = {}, turns = 0,
+    plan_text = nil, env = o.env,
+  }, O)
+end
+
+function O:tell(text)
+  self.notes[#self.notes + 1] = text
+end
+
+local function scratch_dir(self)
+  if self.scratch then return self.scratch end
+  local base = os.getenv('TMPDIR')
+  if not base or base == '' then base = '/tmp' end
+  local dir = ('%s/orch-orchestrator-%d-%d'):format(base, core.getpid(), core.hrtime() % 1e9)
+  core.mkdir_p(dir)
+  self.scratch, self.own_scratch = dir, true
+  return dir
+end
+
+function O:close()
+  if self.own_scratch and self.scratch and self.scratch:match('/orch%-orchestrator%-') then
+    os.execute("rm -rf '" .. self.scratch .. "'")
+  end
+end
+
+-- The next queued turn, if none is running.
+function O:_next()
+  if self.busy or #self.queue == 0 then return end
+  local job = table.remove(self.queue, 1)
+  self.busy = true
+  local prompt = job.prompt
+  if #self.notes > 0 then
+    prompt = 'Since your last turn:\n' .. table.concat(self.notes, '\n') .. '\n\n' .. prompt
+    self.notes = {}
+  end
+  local done = false
+  local function finish(text, err)
+    if done then return end
+    done = true
+    self.busy = false
+    local ok, e = pcall(job.cb, text, err)
+    if not ok then io.stderr:write('orch: orchestrator callback failed: ', tostring(e), '\n') end
+    self:_next()
+  end
+  local role = self.role
+  local ctx = {
+    run = self.run, task = { id = 'orchestrator', role = 'orchestrator', prompt = prompt },
+    attempt = self.turns + 1, role = role, prompt = prompt,
+    system_prompt = role.system_prompt, model = role.model, tools = 'read-only',
+    cwd = self.repo, env = self.env or role.env or {}, session = self.session,
+    scratch = scratch_dir(self),
+    emit = function(ev)
+      if ev.type == 'session' and ev.session_id then
+        self.session = { id = ev.session_id, backend = role.backend, data = ev.data }
+      end
+      if self.on_event then pcall(self.on_event, ev) end
+    end,
+    on_line = function() end,
+    on_done = function(result)
+      if result.session_id and not self.session then
+        self.session = { id = result.session_id, backend = role.backend }
+      end
+      if result.ok then finish(result.text or '') else finish(nil, result.error or 'failed') end
+    end,
+  }
+  self.turns = self.turns + 1
+  local fn = (self.session and self.backend.send) or self.backend.start
+  local ok, h, err = pcall(fn, ctx)
+  if not ok then return finish(nil, tostring(h)) end
+  if not h then return finish(nil, tostring(err)) end
+end
+
+-- One turn of the conversation: cb(text) or cb(nil, err).
+function O:turn(prompt, cb)
+  self.queue[#self.queue + 1] = { prompt = prompt, cb = cb }
+  self:_next()
+end
+
+-- Plans the goal: cb(plan) or cb(nil, err). An invalid plan is sent back
+-- with what is wrong, up to planner.MAX_TRIES replies in all.
+function O:plan(goal, cb, o)
+  o = o or {}
+  local tries = 0
+  local max = o.tries or planner.MAX_TRIES
+  local function attempt(prompt)
+    tries = tries + 1
+    self:turn(prompt, function(text, err)
+      if not text then return cb(nil, 'the orchestrator failed: ' .. tostring(err)) end
+      local plan, feedback = planner.check(text, { repo = self.repo })
+      if plan then
+        plan.goal = plan.goal or goal
+        self.plan_text = plan.text
+        return cb(plan)
+      end
+      if self.on_event then pcall(self.on_event, { type = 'plan_rejected', message = feedback }) end
+      if tries >= max then
+        return cb(nil, ('no valid plan after %d replies; the last was rejected:\n%s'):format(tries, feedback))
+      end
+      attempt(feedback)
+    end)
+  end
+  attempt(o.prompt or planner.prompt(goal, { repo = self.repo, files = o.files }))
+end
+
+-- Answers an agent's question from the plan context: cb(answer, to_person)
+-- where to_person is true when the orchestrator could not answer.
+function O:answer(task, question, cb)
+  local prompt = ('Agent %s (task %s%s) asks:\n%s\n\nAnswer it briefly from the goal and the plan. ' ..
+    'If only the person who set the goal can decide, reply with exactly %s.')
+    :format(task.role or 'coder', task.id, task.title and (': ' .. task.title) or '', question,
+            M.ASK_PERSON)
+  self:turn(prompt, function(text, err)
+    if not text then return cb('The orchestrator could not answer (' .. tostring(err) ..
+      '); use your best judgement and say what you assumed.', false) end
+    if text:find(M.ASK_PERSON, 1, true) then return cb(nil, true) end
+    cb(text, false)
+  end)
+end
+
+return M
