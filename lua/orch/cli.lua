@@ -104,17 +104,33 @@ Options:
 })
 
 command('plan', {
-  usage = 'orch plan check FILE',
-  summary = 'validate a plan without running it',
+  usage = 'orch plan check FILE | orch plan --goal TEXT [-o FILE] [options]',
+  summary = 'validate a plan, or plan a goal with the orchestrator agent',
   help = [[
-Checks a plan file (JSON or YAML): fields and their types, unique ids,
-dependencies that exist, no cycles. Prints FILE:LINE: message for each
-problem. Exit code 0 when the plan is valid, 2 when it is not.
+orch plan check FILE
+  Checks a plan file (JSON or YAML): fields and their types, unique ids,
+  dependencies that exist, no cycles. Prints FILE:LINE: message for each
+  problem. Exit code 0 when the plan is valid, 2 when it is not.
+
+orch plan --goal TEXT [-o FILE]
+  Plans the goal with the orchestrator agent (its role names the backend;
+  see docs/roles.md). You see the proposed plan and accept it, or say in
+  plain words what to change and get a new one; the accepted plan is
+  written to FILE (default plan.json; .yaml writes YAML). Without a
+  terminal, or with --yes, the first valid plan is written.
+
+Options:
+  --goal TEXT        what the plan is for
+  -o, --output FILE  where the plan goes (default plan.json)
+  --yes              accept the first valid plan
+  --repo DIR         the git repository (default: the one holding the
+                     current directory)
 ]],
-  options = {},
+  options = { goal = 'string', output = 'string', o = 'string', yes = 'bool', repo = 'string' },
   run = function(o)
+    if o.goal then return require('orch.plancmd').cli(o) end
     if o[1] ~= 'check' or not o[2] or o[3] then
-      err('usage: orch plan check FILE')
+      err('usage: orch plan check FILE | orch plan --goal TEXT [-o FILE]')
       return 2
     end
     local plan_mod = require('orch.plan')

@@ -90,7 +90,9 @@ local function check_value(kind, v)
   if kind == 'number' then return type(v) == 'number' and v >= 0, 'a number >= 0' end
   if kind == 'bool' then return type(v) == 'boolean', 'true or false' end
   if kind == 'backend' then
-    return is_in(M.BACKENDS, v), 'one of ' .. table.concat(M.BACKENDS, ', ')
+    -- shipped ones, or a user's module orch.backends.NAME
+    return type(v) == 'string' and v:find('^[%w_]+$') ~= nil,
+      'a backend name (' .. table.concat(M.BACKENDS, ', ') .. ', or your own module)'
   end
   if kind == 'tools' then
     if type(v) == 'string' then
