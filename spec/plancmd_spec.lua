@@ -7,8 +7,11 @@ local BACKEND = [[
 local core = require('orch.core')
 local M = { name = 'scripted' }
 local replies = {
-  '```json\n{"tasks":[{"id":"a","role":"coder","prompt":"x","deps":["b"]},{"id":"b","role":"coder","prompt":"y","deps":["a"]}]}\n```',
-  'Fixed:\n```json\n{"goal":"two files","tasks":[{"id":"a","role":"coder","prompt":"write a","files":["a.txt"]},{"id":"b","role":"coder","prompt":"write b","deps":["a"]}]}\n```',
+  '```json\n{"tasks":[{"id":"a","role":"coder","prompt":"x","deps":["b"]},' ..
+    '{"id":"b","role":"coder","prompt":"y","deps":["a"]}]}\n```',
+  'Fixed:\n```json\n{"goal":"two files","tasks":[' ..
+    '{"id":"a","role":"coder","prompt":"write a","files":["a.txt"]},' ..
+    '{"id":"b","role":"coder","prompt":"write b","deps":["a"]}]}\n```',
 }
 local n = 0
 function M.start(ctx)
