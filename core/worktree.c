@@ -311,26 +311,132 @@ static int add_merge_head(const git_oid *oid, void *payload)
     return 0;
 }
 
-int orch_wt_commit_all(orch_git *g, const char *path, const char *msg,
-                       git_oid *head)
+/* Stages every change of the worktree like `git add -A` (ignored files
+ * excepted). Not with git_index_add_all/git_index_update_all: in libgit2 1.5
+ * their workdir diff leaks ~82 KB per call in a repository with an
+ * uninitialised submodule (the submodule lookup it makes); a status list that
+ * excludes submodules does not, and gives the same set. Conflicted paths are
+ * left alone (the commit is then refused), and untracked directories that
+ * hold a repository of their own ("sub/", a nested .git) go to `nested`. */
+static int stage_all(git_repository *wt, git_index *idx, const char *path,
+                     orch_strlist *nested)
 {
-    git_repository *wt = NULL;
-    git_index *idx = NULL;
-    git_oid tree, parents[2];
-    int rc = 0, grc, nparents = 1;
-    memset(parents, 0, sizeof parents);
-    if ((grc = git_repository_open(&wt, path)) < 0)
+    git_status_options so;
+    git_status_list *st = NULL;
+    int rc = 0, grc;
+    git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
+    so.show = GIT_STATUS_SHOW_WORKDIR_ONLY;
+    so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED |
+               GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS |
+               GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+    if ((grc = git_status_list_new(&st, wt, &so)) < 0)
         return orch_git_fail(grc, path);
-    if ((grc = git_reference_name_to_id(&parents[0], wt, "HEAD")) < 0) {
-        rc = orch_git_fail(grc, "HEAD of the worktree");
+    for (size_t i = 0; rc == 0 && i < git_status_list_entrycount(st); i++) {
+        const git_status_entry *e = git_status_byindex(st, i);
+        const git_diff_delta *d = e->index_to_workdir;
+        const char *p;
+        size_t n;
+        if (!d || (e->status & GIT_STATUS_CONFLICTED))
+            continue;
+        if (e->status & GIT_STATUS_WT_DELETED) {
+            if ((grc = git_index_remove_bypath(idx, d->old_file.path)) < 0)
+                rc = orch_git_fail(grc, d->old_file.path);
+            continue;
+        }
+        p = d->new_file.path ? d->new_file.path : d->old_file.path;
+        n = strlen(p);
+        if (n && p[n - 1] == '/') {
+            rc = orch_strlist_push(nested, p);
+            continue;
+        }
+        if ((grc = git_index_add_bypath(idx, p)) < 0)
+            rc = orch_git_fail(grc, p);
+    }
+    git_status_list_free(st);
+    return rc;
+}
+
+/* "a/, b/" from a list, for messages. */
+static void join_list(const orch_strlist *l, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    for (size_t k = 0; k < l->n && strlen(buf) + 1 < n; k++)
+        snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", k ? ", " : "",
+                 l->v[k]);
+}
+
+/* The branch the worktree is meant to be on (`branch`, a short name, or
+ * NULL: whatever HEAD names) and where HEAD actually is: *parent gets the
+ * commit the new work goes on. If HEAD left the task branch (the agent ran
+ * `git checkout -b X` or detached it), *moved is set and the task branch
+ * must be an ancestor of HEAD (else the work cannot be brought back on it
+ * without a merge: refused, saying where it is). */
+static int wt_head(git_repository *wt, orch_git *g, const char *path,
+                   const char *branch, git_oid *parent, int *moved,
+                   git_oid *branch_tip)
+{
+    git_reference *h = NULL;
+    char full[600];
+    int rc = 0, grc;
+    *moved = 0;
+    if ((grc = git_reference_name_to_id(parent, wt, "HEAD")) < 0)
+        return orch_git_fail(grc, "HEAD of the worktree");
+    if (!branch)
+        return 0;
+    snprintf(full, sizeof full, "refs/heads/%s", branch);
+    if ((grc = git_reference_name_to_id(branch_tip, orch_git_repo(g), full)) < 0)
+        return orch_git_fail(grc, full);
+    if ((grc = git_reference_lookup(&h, wt, "HEAD")) < 0)
+        return orch_git_fail(grc, "HEAD of the worktree");
+    if (git_reference_type(h) == GIT_REFERENCE_SYMBOLIC &&
+        !strcmp(git_reference_symbolic_target(h), full))
+        goto cleanup;
+    *moved = 1;
+    if (!orch_git_is_ancestor(g, branch_tip, parent)) {
+        const char *where = git_reference_type(h) == GIT_REFERENCE_SYMBOLIC
+                                ? git_reference_symbolic_target(h)
+                                : "a detached HEAD";
+        if (!strncmp(where, "refs/heads/", 11))
+            where += 11;
+        rc = orch_err_set(-EXDEV, "the worktree %s left its branch %s: it is "
+                          "on %s (at %.12s), which does not contain %s; the "
+                          "work is there, not committed by orch: cd '%s'; "
+                          "git checkout %s; git merge %s (or cherry-pick), "
+                          "then orch resume", path, branch, where,
+                          git_oid_tostr_s(parent), branch, path, branch,
+                          git_oid_tostr_s(parent));
+    }
+cleanup:
+    git_reference_free(h);
+    return rc;
+}
+
+/* Commits the worktree repository `wt` (at `path`) onto `branch` (NULL:
+ * HEAD's). See orch_wt_commit_all / orch_wt_commit_task. */
+static int commit_in(orch_git *g, git_repository *wt, const char *path,
+                     const char *branch, const char *msg, git_oid *head)
+{
+    git_index *idx = NULL;
+    orch_strlist nested = {0};
+    git_oid tree, parents[2], htree, btip;
+    int rc = 0, grc, nparents = 1, moved = 0;
+    memset(parents, 0, sizeof parents);
+    if ((rc = wt_head(wt, g, path, branch, &parents[0], &moved, &btip)) < 0)
+        return rc;
+    *head = parents[0];
+    if ((grc = git_repository_index(&idx, wt)) < 0) {
+        rc = orch_git_fail(grc, path);
         goto cleanup;
     }
-    *head = parents[0];
-    if ((grc = git_repository_index(&idx, wt)) < 0 ||
-        (grc = git_index_add_all(idx, NULL, GIT_INDEX_ADD_DEFAULT, NULL,
-                                 NULL)) < 0 ||
-        (grc = git_index_update_all(idx, NULL, NULL, NULL)) < 0) {
-        rc = orch_git_fail(grc, path);
+    if ((rc = stage_all(wt, idx, path, &nested)) < 0)
+        goto cleanup;
+    if (nested.n) {
+        char list[700];
+        join_list(&nested, list, sizeof list);
+        rc = orch_err_set(-EXDEV, "the task made a git repository of its own "
+                          "inside its worktree (%s: a .git inside), which "
+                          "orch cannot commit into the task branch; the work "
+                          "is kept, not committed, in %s", list, path);
         goto cleanup;
     }
     if (git_index_has_conflicts(idx)) {
@@ -347,32 +453,117 @@ int orch_wt_commit_all(orch_git *g, const char *path, const char *msg,
     git_repository_mergehead_foreach(wt, add_merge_head, parents);
     if (!git_oid_is_zero(&parents[1]))
         nparents = 2;
-    else {
-        git_oid htree;
-        if ((rc = orch_git_commit_tree(g, &parents[0], &htree)) < 0)
-            goto cleanup;
-        if (git_oid_equal(&htree, &tree))
-            goto cleanup; /* nothing to commit: rc 0 */
-    }
-    if ((rc = orch_git_commit(g, &tree, parents, (size_t)nparents, NULL, msg,
-                              head)) < 0)
+    else if ((rc = orch_git_commit_tree(g, &parents[0], &htree)) < 0)
         goto cleanup;
-    {
-        git_reference *h = NULL, *moved = NULL;
+    if (nparents == 2 || !git_oid_equal(&htree, &tree)) {
+        if ((rc = orch_git_commit(g, &tree, parents, (size_t)nparents, NULL,
+                                  msg, head)) < 0)
+            goto cleanup;
+        rc = 1;
+    }
+    if (moved) {
+        /* bring the task branch up to the work and HEAD back onto it */
+        char full[600];
+        snprintf(full, sizeof full, "refs/heads/%s", branch);
+        if (!git_oid_equal(head, &btip)) {
+            if ((rc = orch_git_update_ref(g, full, head, &btip,
+                                          "orch: work from another branch")) < 0)
+                goto cleanup;
+            rc = 1;
+        }
+        if ((grc = git_repository_set_head(wt, full)) < 0) {
+            rc = orch_git_fail(grc, "putting the worktree back on its branch");
+            goto cleanup;
+        }
+    } else if (rc == 1) {
+        git_reference *h = NULL, *m = NULL;
         if ((grc = git_repository_head(&h, wt)) == 0)
-            grc = git_reference_set_target(&moved, h, head, "orch: commit");
+            grc = git_reference_set_target(&m, h, head, "orch: commit");
         git_reference_free(h);
-        git_reference_free(moved);
+        git_reference_free(m);
         if (grc < 0) {
             rc = orch_git_fail(grc, "moving the task branch");
             goto cleanup;
         }
     }
-    git_repository_state_cleanup(wt);
-    rc = 1;
+    if (rc == 1)
+        git_repository_state_cleanup(wt);
 cleanup:
+    orch_strlist_free(&nested);
     git_index_free(idx);
+    return rc;
+}
+
+int orch_wt_commit_all(orch_git *g, const char *path, const char *msg,
+                       git_oid *head)
+{
+    git_repository *wt = NULL;
+    int rc, grc;
+    if ((grc = git_repository_open(&wt, path)) < 0)
+        return orch_git_fail(grc, path);
+    rc = commit_in(g, wt, path, NULL, msg, head);
     git_repository_free(wt);
+    return rc;
+}
+
+int orch_wt_repair(orch_git *g, const orch_wt *wt)
+{
+    char p[4400], text[4600];
+    struct stat st;
+    int rc;
+    if (stat(wt->path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return orch_err_set(-ENOENT, "the worktree %s is gone", wt->path);
+    snprintf(p, sizeof p, "%s/.git", wt->path);
+    if (lstat(p, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return orch_err_set(-EXDEV, "the task replaced its worktree's .git "
+                                "file with a repository of its own (%s): orch "
+                                "cannot commit it into the task branch; the "
+                                "work is kept, not committed, in %s", p,
+                                wt->path);
+        if (orch_wt_intact(g, wt))
+            return 0;
+    }
+    /* .git deleted (or git's admin entry lost): write both again, pointing
+     * at the task branch; a lost index makes every file count as new, which
+     * the commit then takes as it is */
+    admin_path(g, wt, NULL, p, sizeof p);
+    if ((rc = mkdirs(p)) < 0)
+        return rc;
+    admin_path(g, wt, "gitdir", p, sizeof p);
+    snprintf(text, sizeof text, "%s/.git\n", wt->path);
+    if ((rc = write_file(p, text)) < 0)
+        return rc;
+    admin_path(g, wt, "commondir", p, sizeof p);
+    if ((rc = write_file(p, "../..\n")) < 0)
+        return rc;
+    admin_path(g, wt, "HEAD", p, sizeof p);
+    if (stat(p, &st) < 0) {
+        snprintf(text, sizeof text, "ref: refs/heads/%s\n", wt->branch);
+        if ((rc = write_file(p, text)) < 0)
+            return rc;
+    }
+    admin_path(g, wt, "locked", p, sizeof p);
+    unlink(p);
+    admin_path(g, wt, NULL, p, sizeof p);
+    snprintf(text, sizeof text, "gitdir: %s\n", p);
+    snprintf(p, sizeof p, "%s/.git", wt->path);
+    return write_file(p, text);
+}
+
+int orch_wt_commit_task(orch_git *g, const char *run, const char *task,
+                        const char *msg, git_oid *head)
+{
+    git_repository *repo = NULL;
+    orch_wt wt;
+    int rc, grc;
+    if ((rc = orch_wt_names(g, run, task, &wt)) < 0 ||
+        (rc = orch_wt_repair(g, &wt)) < 0)
+        return rc;
+    if ((grc = git_repository_open(&repo, wt.path)) < 0)
+        return orch_git_fail(grc, wt.path);
+    rc = commit_in(g, repo, wt.path, wt.branch, msg, head);
+    git_repository_free(repo);
     return rc;
 }
 

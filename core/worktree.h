@@ -56,9 +56,27 @@ int orch_wt_create(orch_git *g, const char *run, const char *task,
 /* Commits everything left uncommitted in the worktree at `path` (new,
  * modified and deleted files, ignored files excepted) on its branch with the
  * message `msg`. Returns 1 if a commit was made, 0 if there was nothing to
- * commit; `head` receives the branch's commit either way. */
+ * commit; `head` receives the branch's commit either way. Submodules are
+ * left as they are (their gitlinks are not updated). */
 int orch_wt_commit_all(orch_git *g, const char *path, const char *msg,
                        git_oid *head);
+
+/* Commits task T's work: repairs the worktree first if the task deleted its
+ * .git file (or git's admin entry), then commits like orch_wt_commit_all
+ * onto the task branch orch/R/T. If the worktree left the branch (`git
+ * checkout -b X`, a detached HEAD) and X contains the task branch, the
+ * branch is moved up to X's work and the worktree put back on it. Refused
+ * with -EXDEV and a message that says where the work is (it is never
+ * dropped) when X does not contain the task branch, when the task made a
+ * repository of its own inside the worktree (an untracked X/.git), or when
+ * it replaced the worktree's .git file with a directory. */
+int orch_wt_commit_task(orch_git *g, const char *run, const char *task,
+                        const char *msg, git_oid *head);
+
+/* Writes the worktree's .git file and git's admin entry again if either is
+ * missing (a task deleted them); 0 if intact, -EXDEV if .git is a
+ * directory, -ENOENT if the worktree directory is gone. */
+int orch_wt_repair(orch_git *g, const orch_wt *wt);
 
 /* Removes task T's worktree directory and admin entry (the branch stays).
  * 0 also if there was nothing to remove. */

@@ -293,6 +293,79 @@ describe('orch.worktrees', function()
     assert.equals('', sh(dir, 'git worktree prune -n -v'))
   end)
 
+  it('commits the work of a task that deleted .git or switched branches; a nested repo fails saying where', function()
+    local dir = new_repo(root, 'git games')
+    sh(dir, 'echo two > two.txt && git add two.txt && git commit -qm two')
+    local ws = new_ws({ repo = dir })
+    assert.is_true(ws:begin('r8'))
+    -- deletes the worktree's .git file: repaired and committed
+    local a = assert(ws:prepare(task('a'), {}))
+    H.write(a.cwd .. '/a.txt', 'a\n')
+    os.remove(a.cwd .. '/.git')
+    assert.equals('done', ws:finish(task('a'), {}).status)
+    assert.equals('a', sh(dir, 'git show orch/r8/integration:a.txt'))
+    -- `git checkout -b X` and commits there: the task branch follows X
+    local b = assert(ws:prepare(task('b'), {}))
+    sh(b.cwd, 'git checkout -q -b side && echo b > b.txt && git add b.txt && git commit -qm b '
+      .. '&& echo b2 > b2.txt')
+    assert.equals('done', ws:finish(task('b'), {}).status)
+    assert.equals('b', sh(dir, 'git show orch/r8/integration:b.txt'))
+    assert.equals('b2', sh(dir, 'git show orch/r8/integration:b2.txt'))
+    -- a detached HEAD with work on it: the same
+    local c = assert(ws:prepare(task('c'), {}))
+    sh(c.cwd, 'git checkout -q --detach && echo c > c.txt && git add c.txt && git commit -qm c')
+    assert.equals('done', ws:finish(task('c'), {}).status)
+    assert.equals('c', sh(dir, 'git show orch/r8/integration:c.txt'))
+    -- a branch that does not contain the task's base: refused, the work is named
+    local d = assert(ws:prepare(task('d'), {}))
+    sh(d.cwd, 'git checkout -q -b old main~1 && echo d > d.txt && git add d.txt && git commit -qm d')
+    local rd = ws:finish(task('d'), {})
+    assert.equals('failed', rd.status)
+    assert.matches('on old', rd.message, 1, true)
+    assert.matches(d.cwd, rd.message, 1, true)
+    assert.equals('d\n', H.read(d.cwd .. '/d.txt'))          -- kept
+    -- `git init sub` inside the worktree: refused, the work is named and kept
+    local e = assert(ws:prepare(task('e'), {}))
+    sh(e.cwd, 'git init -q sub && echo s > sub/s.txt && echo e > e.txt')
+    local re = ws:finish(task('e'), {})
+    assert.equals('failed', re.status)
+    assert.matches('sub/', re.message, 1, true)
+    assert.matches(e.cwd, re.message, 1, true)
+    assert.equals('s\n', H.read(e.cwd .. '/sub/s.txt'))
+    -- the worktree's .git replaced by a repository: refused, named, kept
+    local f = assert(ws:prepare(task('f'), {}))
+    sh(f.cwd, 'rm .git && git init -q . && echo f > f.txt')
+    local rf = ws:finish(task('f'), {})
+    assert.equals('failed', rf.status)
+    assert.matches(f.cwd, rf.message, 1, true)
+    assert.equals('f\n', H.read(f.cwd .. '/f.txt'))
+  end)
+
+  it('commits in a repository with an uninitialised submodule without leaking (ASan)', function()
+    local dir = new_repo(root, 'submodule')
+    sh(dir, "printf '[submodule \"sub\"]\\n\\tpath = sub\\n\\turl = https://example.invalid/s.git\\n' > .gitmodules"
+      .. ' && git add .gitmodules && git update-index --add --cacheinfo '
+      .. '160000,1234567890123456789012345678901234567890,sub && git commit -qm sub')
+    local script = root .. '/commit.lua'
+    H.write(script, ([[
+      local ws = require('orch.worktrees').new{repo = %q}
+      assert(ws:begin('r9'))
+      for i = 1, 3 do
+        local p = assert(ws:prepare({id = 't' .. i}, {}))
+        local f = assert(io.open(p.cwd .. '/f' .. i, 'w')) f:write(i) f:close()
+        os.remove(p.cwd .. '/shared.txt')
+        local r = ws:finish({id = 't' .. i}, {})
+        assert(r.status == 'done', r.message)
+      end
+      ws:close()]]):format(dir))
+    local r = H.spawn_wait({ H.ORCH, '-l', script })
+    assert.equals(0, r.code, r.err)
+    assert.is_nil(r.err:find('LeakSanitizer', 1, true), r.err)
+    assert.equals('1', sh(dir, 'git show orch/r9/integration:f1'))
+    assert.equals('', sh(dir, 'git ls-tree orch/r9/integration shared.txt'))
+    assert.matches('^160000 commit 1234567890', sh(dir, 'git ls-tree orch/r9/integration sub'))
+  end)
+
   it('exposes merge.resolve and a conflict message naming the commands', function()
     assert.is_function(merge.resolve('rebase'))
     assert.is_nil((merge.resolve('nope')))

@@ -14,6 +14,7 @@
  *       -> {path=, branch=, name=, start=, reused=}
  *   repo:worktree_intact(run, task) -> bool
  *   repo:commit_all(path, message) -> committed, head
+ *   repo:commit_task(run, task, message) -> committed, head
  *   repo:merge(into, from, strategy, message) -> tip, "merged"|"uptodate"
  *   repo:apply_to_head(from, {merge=, message=}) -> tip, "applied"|"uptodate"
  *   repo:worktree_remove(run, task) -> true     repo:prune(run) -> count
@@ -394,6 +395,19 @@ static int lgit_commit_all(lua_State *L)
     return 2;
 }
 
+static int lgit_commit_task(lua_State *L)
+{
+    git_oid head;
+    int rc = orch_wt_commit_task(check_repo(L), luaL_checkstring(L, 2),
+                                 luaL_checkstring(L, 3),
+                                 luaL_checkstring(L, 4), &head);
+    if (rc < 0)
+        return lorch_fail(L, rc, orch_err_msg());
+    lua_pushboolean(L, rc == 1);
+    push_oid(L, &head);
+    return 2;
+}
+
 static int merge_result(lua_State *L, int rc, const git_oid *tip,
                         const orch_strlist *c, const char *done)
 {
@@ -484,6 +498,7 @@ static const luaL_Reg lgit_methods[] = {
     {"worktree_intact", lgit_worktree_intact},
     {"worktree_create", lgit_worktree_create},
     {"commit_all", lgit_commit_all},
+    {"commit_task", lgit_commit_task},
     {"merge", lgit_merge},
     {"apply_to_head", lgit_apply_to_head},
     {"worktree_remove", lgit_worktree_remove},

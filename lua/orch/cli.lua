@@ -145,15 +145,16 @@ Options:
 })
 
 command('clean', {
-  usage = 'orch clean RUN [options]',
+  usage = 'orch clean RUN [--force] [options]',
   summary = "remove a run's worktrees and branches",
   help = [[
 Removes the worktrees under .orch/worktrees/RUN and deletes the run's
 branches: orch/RUN/integration and the task branches orch/RUN/TASK (merged
 work stays in your branch if you applied it).
-Refused while the run is live.
+Refused while the run is live, and for a run that stopped before its end
+(crashed, interrupted: `orch resume RUN` finishes it) unless --force.
 ]] .. COMMON,
-  options = { repo = 'string', db = 'string' },
+  options = { repo = 'string', db = 'string', force = 'bool' },
   run = function(o) return require('orch.run').cli_clean(o) end,
 })
 

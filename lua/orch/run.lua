@@ -219,6 +219,33 @@ local function resume_sets(st, run, plan)
   return done, exited, soft, reclaimed
 end
 
+-- Finished tasks whose work is gone (the run was cleaned with --force, its
+-- branches deleted): never counted done with the work lost. A task whose
+-- branch survived is only merged again; one without runs again. Returns how
+-- many were affected.
+local function lost_work(st, loc, run, o, done, exited)
+  if o.worktrees == false or o['in-place'] or not loc.root then return 0 end
+  local ids = {}
+  for _, t in ipairs(st:tasks(run.id)) do
+    if t.status == 'done' and done[t.id] then ids[#ids + 1] = t.id end
+  end
+  local rerun, remerge = require('orch.worktrees').lost_work(loc.root, run.id, ids)
+  local n = 0
+  for _, id in ipairs(ids) do
+    if rerun[id] or remerge[id] then
+      n = n + 1
+      done[id] = nil
+      exited[id] = remerge[id] or nil
+      st:set_task(run.id, id, { status = 'pending' })
+    end
+  end
+  if n > 0 then
+    io.stderr:write(('orch: %d finished task(s) of run %s lost their branches: '
+      .. 'merging or running them again\n'):format(n, run.id))
+  end
+  return n
+end
+
 function M.cli_resume(o)
   local loc, lerr = M.locate(o)
   if not loc then err('%s', lerr) return EXIT_USAGE end
@@ -245,6 +272,7 @@ function M.cli_resume(o)
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
   local done, exited, soft, reclaimed = resume_sets(st, run, plan)
+  lost_work(st, loc, run, o, done, exited)
   local ndone = 0
   for _ in pairs(done) do ndone = ndone + 1 end
   io.stderr:write(('orch: resuming run %s: %d of %d tasks already done%s\n'):format(
@@ -339,6 +367,9 @@ function M.cli_logs(o)
   return EXIT_OK
 end
 
+-- Run statuses of a run that stopped before its end (see cli_clean).
+local UNFINISHED = { pending = true, running = true, interrupted = true }
+
 function M.cli_clean(o)
   if not o[1] then err('usage: orch clean RUN') return EXIT_USAGE end
   local loc, lerr = M.locate(o)
@@ -353,6 +384,13 @@ function M.cli_clean(o)
     return EXIT_USAGE
   end
   st:close()
+  -- A run that stopped before its end (a crash, Ctrl+C) still has work that
+  -- only its branches hold: cleaning it would leave resume nothing to merge.
+  if run and UNFINISHED[run.status] and not o.force then
+    err('run %s is not finished (%s): `orch resume %s` finishes it; '
+      .. '`orch clean --force %s` removes its work anyway', run.id, run.status, run.id, run.id)
+    return EXIT_USAGE
+  end
   local msg, cerr = wt.clean(loc.root, o[1])
   if not msg then err('%s', tostring(cerr)) return EXIT_FAIL end
   io.stdout:write(msg, '\n')

@@ -112,10 +112,10 @@ function WS:prepare(task, deps)
   return { cwd = wt.path, branch = wt.branch, worktree = wt.path, reused = wt.reused }
 end
 
+-- Whether the worktree directory is there (its .git file may not be: a
+-- task that deleted it gets it back in commit_task).
 local function isdir(path)
-  local f = io.open(path .. '/.git', 'r')
-  if f then f:close() return true end
-  return false
+  return core.realpath(path) ~= nil
 end
 
 -- Task end: commits what the agent left uncommitted, merges the branch with
@@ -129,8 +129,8 @@ function WS:finish(task, _result)
   local path = isdir(names.path) and names.path or nil
   local what = (task.title and task.title ~= task.id) and (task.id .. ': ' .. task.title) or task.id
   if path then
-    local committed, cerr = repo:commit_all(path, ('orch %s/%s\n\nWork of task %s, committed by orch.\n')
-      :format(self.run_id, task.id, what))
+    local committed, cerr = repo:commit_task(self.run_id, task.id,
+      ('orch %s/%s\n\nWork of task %s, committed by orch.\n'):format(self.run_id, task.id, what))
     if committed == nil then return { status = 'failed', message = cerr } end
   end
   local ctx = {
@@ -181,6 +181,25 @@ end
 -- Releases the repository handle (the workspace reopens it if used again).
 function WS:close()
   if self.repo then self.repo:close() self.repo = nil end
+end
+
+-- Resume: which finished tasks lost their work (`orch clean --force` of an
+-- unfinished run, branches deleted by hand). Only when the integration
+-- branch is gone: then a finished task whose branch is still there is merged
+-- again (remerge), and one whose branch is gone too runs again (rerun). With
+-- the integration branch there, finished work is in it. ids: task ids.
+function M.lost_work(root, run, ids)
+  local rerun, remerge = {}, {}
+  local repo = core.git.open(root)
+  if not repo then return rerun, remerge end
+  local id = run_id(run)
+  if not repo:resolve(M.integration_branch(id)) then
+    for _, t in ipairs(ids) do
+      if repo:resolve(M.task_branch(id, t)) then remerge[t] = true else rerun[t] = true end
+    end
+  end
+  repo:close()
+  return rerun, remerge
 end
 
 -- `orch clean RUN`: removes the run's worktrees, branches and base ref.
