@@ -5,9 +5,12 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The cache is an open-addressing table that never grows and never deletes,
  * so slot indices stay valid while statements are out; past ORCH_DB_MAX
@@ -104,16 +107,65 @@ int orch_db_fail(orch_db *db, sqlite3_stmt *stmt, int rc)
     return orch_db_fail_sql(db, rc, sql, sql ? strlen(sql) : 0);
 }
 
+/* Runs sql again while it fails with SQLITE_BUSY, for up to the busy
+ * timeout. The busy handler does not cover every case: switching a new
+ * database to WAL takes an exclusive lock, and when two processes do that
+ * at once SQLite returns SQLITE_BUSY to one of them at once (waiting could
+ * deadlock). Sleeping and retrying is then safe. */
+static int orch_db_exec_retry(orch_db *db, const char *sql, int *sqlite_rc)
+{
+    int src = SQLITE_OK, waited = 0;
+    for (;;) {
+        src = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+        if ((src & 0xff) != SQLITE_BUSY || waited >= ORCH_DB_BUSY_MS)
+            break;
+        sqlite3_sleep(10);
+        waited += 10;
+    }
+    if (sqlite_rc)
+        *sqlite_rc = src;
+    if (src != SQLITE_OK)
+        return orch_db_fail_sql(db, src, sql, strlen(sql));
+    return 0;
+}
+
 static int orch_db_pragmas(orch_db *db, int *sqlite_rc)
 {
     sqlite3_busy_timeout(db->db, ORCH_DB_BUSY_MS);
     sqlite3_extended_result_codes(db->db, 1);
     if (db->readonly)
-        return orch_db_exec(db, "PRAGMA foreign_keys=ON", sqlite_rc);
-    return orch_db_exec(db,
-                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                        " PRAGMA foreign_keys=ON;",
-                        sqlite_rc);
+        return orch_db_exec_retry(db, "PRAGMA foreign_keys=ON", sqlite_rc);
+    return orch_db_exec_retry(db,
+                              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                              " PRAGMA foreign_keys=ON;",
+                              sqlite_rc);
+}
+
+/* The database holds plan env values and every line of task output: it is
+ * created 0600, and an existing one (and its -wal, -shm, which SQLite
+ * creates with the database's mode) is tightened to 0600 when its owner
+ * opens it for writing. */
+static int orch_db_private(const char *path)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char buf[4096];
+    struct stat sb;
+    int fd;
+
+    if (!*path || !strcmp(path, ":memory:") || !strncmp(path, "file:", 5))
+        return 0;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return 0; /* SQLite's open reports it */
+    close(fd);
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        if (snprintf(buf, sizeof buf, "%s%s", path, sfx[i]) >= (int)sizeof buf)
+            continue;
+        if (lstat(buf, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() &&
+            (sb.st_mode & 077) && chmod(buf, sb.st_mode & 0700) < 0)
+            return orch_err_set(-errno, "chmod %s: %s", buf, strerror(errno));
+    }
+    return 0;
 }
 
 int orch_db_open(orch_db **out, const char *path, int flags, int *sqlite_rc)
@@ -130,6 +182,8 @@ int orch_db_open(orch_db **out, const char *path, int flags, int *sqlite_rc)
             *sqlite_rc = SQLITE_CANTOPEN;
         return orch_err_set(-errno, "%s: %s", path, strerror(errno));
     }
+    if (!(flags & ORCH_DB_READONLY) && (rc = orch_db_private(path)) < 0)
+        return rc;
     db = calloc(1, sizeof *db);
     if (!db)
         return orch_err_set(-ENOMEM, "out of memory");

@@ -1,7 +1,8 @@
 /* lsys.c - small system calls for Lua, merged into orch.core:
  *
  *   core.getpid()  core.cwd()  core.realpath(path)  core.kill(pid, [sig], [group])
- *   core.mkdir_p(path, [mode])  core.readdir(path)  core.isatty(fd)  core.rusage()
+ *   core.mkdir_p(path, [mode])  core.chmod(path, mode)  core.readdir(path)
+ *   core.isatty(fd)  core.rusage()  core.interrupted()  core.interruptible(on)
  *
  * Failures return nil, "message", "ECODE" (luv's convention, lorch.h). */
 #include "lorch.h"
@@ -86,6 +87,81 @@ static int lsys_mkdir_p(lua_State *L)
     return 1;
 }
 
+/* core.chmod(path, mode) */
+static int lsys_chmod(lua_State *L)
+{
+    if (chmod(luaL_checkstring(L, 1), (mode_t)luaL_checkinteger(L, 2)) < 0)
+        return lorch_fail(L, -errno, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------ interrupts
+ *
+ * The loop's SIGINT/SIGTERM watchers only run when the loop does, so long
+ * synchronous work (checking a 50 MB plan, an evaluation in the REPL)
+ * would not notice Ctrl+C. A handler chained in front of libuv's records
+ * the signal in a flag that such work polls (core.interrupted()), then
+ * calls libuv's, so the loop still sees it. core.interruptible(true)
+ * drops SA_RESTART meanwhile, so a blocking open() or read() (a FIFO that
+ * nobody writes) returns EINTR instead of waiting on. */
+
+static volatile sig_atomic_t lsys_intr_sig;
+static struct sigaction lsys_intr_prev[2];
+static int lsys_intr_installed, lsys_intr_norestart;
+
+static void lsys_intr_handler(int sig, siginfo_t *si, void *uc)
+{
+    const struct sigaction *p = &lsys_intr_prev[sig == SIGTERM];
+    lsys_intr_sig = sig;
+    if (p->sa_flags & SA_SIGINFO) {
+        if (p->sa_sigaction)
+            p->sa_sigaction(sig, si, uc);
+    } else if (p->sa_handler == SIG_DFL) {
+        /* nobody else handles it: the default action, as before */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    } else if (p->sa_handler != SIG_IGN) {
+        p->sa_handler(sig);
+    }
+}
+
+static void lsys_intr_install(int norestart)
+{
+    static const int sigs[2] = {SIGINT, SIGTERM};
+    struct sigaction sa;
+    if (lsys_intr_installed && lsys_intr_norestart == norestart)
+        return;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = lsys_intr_handler;
+    sa.sa_flags = SA_SIGINFO | (norestart ? 0 : SA_RESTART);
+    sigfillset(&sa.sa_mask);
+    for (int i = 0; i < 2; i++)
+        sigaction(sigs[i], &sa, lsys_intr_installed ? NULL : &lsys_intr_prev[i]);
+    lsys_intr_installed = 1;
+    lsys_intr_norestart = norestart;
+}
+
+/* core.interrupted() -> "SIGINT" | "SIGTERM" | nil (the first call starts
+ * watching: call it once before the work begins) */
+static int lsys_interrupted(lua_State *L)
+{
+    int sig = lsys_intr_sig;
+    lsys_intr_install(lsys_intr_norestart);
+    if (!sig)
+        return 0;
+    lua_pushstring(L, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    return 1;
+}
+
+/* core.interruptible(on): while on, SIGINT/SIGTERM interrupt blocking
+ * system calls (EINTR); starts watching too. */
+static int lsys_interruptible(lua_State *L)
+{
+    lsys_intr_install(lua_toboolean(L, 1));
+    return 0;
+}
+
 /* core.rusage() -> {utime=, stime=, maxrss_kb=} of orch itself (seconds),
  * without its children. */
 static int lsys_rusage(lua_State *L)
@@ -136,6 +212,9 @@ static const luaL_Reg lsys_fns[] = {
     {"realpath", lsys_realpath},
     {"kill", lsys_kill},
     {"mkdir_p", lsys_mkdir_p},
+    {"chmod", lsys_chmod},
+    {"interrupted", lsys_interrupted},
+    {"interruptible", lsys_interruptible},
     {"readdir", lsys_readdir},
     {"isatty", lsys_isatty},
     {"rusage", lsys_rusage},

@@ -13,6 +13,7 @@
 -- newline-delimited JSON requests and replies.
 local core = require('orch.core')
 local cjson = require('cjson')
+local repo_mod = require('orch.repo')
 
 local M = {}
 
@@ -432,23 +433,40 @@ local function read_file(path)
   return s
 end
 
--- The record of run id in root, or nil.
+-- A record's socket must be DIR/RUN.sock with an absolute DIR and no '..'
+-- (what M.start writes): a record from a cloned repository must not make
+-- orch probe, or remove, a socket somewhere else.
+local function valid_socket(path, id)
+  if type(path) ~= 'string' or path:sub(1, 1) ~= '/' or #path > 4096 then return false end
+  if path:find('/%.%.?/') or path:find('%z') then return false end
+  return path:sub(-(#id + 6)) == '/' .. id .. '.sock'
+end
+
+-- The record of run id in root, or nil. id is the record's file name in
+-- .orch/live/, checked as a run id before it names a path; the record's
+-- own "run" field must agree with it. A record that does not pass is
+-- {run=id, broken=true} (or nil when id itself is not an id).
 function M.read_record(root, id)
+  if not repo_mod.valid_id(id) then return nil end
   local s = read_file(M.live_dir(root) .. '/' .. id)
   if not s then return nil end
   local ok, rec = pcall(json.decode, s)
-  if not ok or type(rec) ~= 'table' or type(rec.socket) ~= 'string' then
+  if not ok or type(rec) ~= 'table' or (rec.run ~= nil and rec.run ~= id)
+     or not valid_socket(rec.socket, id) then
     return { run = id, broken = true }
   end
-  rec.run = rec.run or id
+  rec.run = id
+  if type(rec.pid) ~= 'number' then rec.pid = nil end
   return rec
 end
 
 -- Removes a record and its socket (only a socket nobody answers on: a
--- live one, or a path that is not a socket, is left alone).
+-- live one, or a path that is not a socket, is left alone). Only records
+-- read_record returned: their run is a checked id, their socket checked.
 function M.clean(root, rec)
+  if not repo_mod.valid_id(rec.run) then return end
   os.remove(M.live_dir(root) .. '/' .. rec.run)
-  if rec.socket then core.ctl.clear_stale(rec.socket) end
+  if rec.socket and valid_socket(rec.socket, rec.run) then core.ctl.clear_stale(rec.socket) end
 end
 
 -- Whether a record names a live run: its socket answers. Returns true; or
@@ -469,6 +487,8 @@ end
 
 -- Finds run id's record; cleans it when stale. Returns rec or nil, why.
 function M.find(root, id)
+  local okid, iderr = repo_mod.valid_id(id)
+  if not okid then return nil, 'not a run id: ' .. iderr end
   local rec = M.read_record(root, id)
   if not rec then return nil, 'no live record' end
   local ok, why, stale = M.probe(rec)

@@ -39,15 +39,43 @@ function M.find(dir)
   return nil, 'not in a git repository: ' .. dir .. ' (use --repo DIR)'
 end
 
-function M.mkdir_p(dir)
-  return core.mkdir_p(dir)
+-- The longest run or task id: core/worktree.c's valid_id() allows 200
+-- bytes, so that the worktree's admin directory .git/worktrees/orch-RUN-ID
+-- and the ref lock refs/heads/orch/RUN/ID.lock stay within the 255-byte
+-- file-name limit.
+M.MAX_ID = 200
+
+-- Whether s can be a run or task id: one path component and one ref
+-- component (letters, digits, '.', '_', '-', not starting with '.' or
+-- '-', no '..', not ending in '.' or '.lock', at most MAX_ID bytes). Ids
+-- read back from .orch/ (live records, the database) are checked with it
+-- before they name a path: a cloned repository may carry a crafted .orch/.
+-- Returns true, or nil and why.
+function M.valid_id(s)
+  if type(s) ~= 'string' or s == '' then return nil, 'not a non-empty string' end
+  if #s > M.MAX_ID then
+    return nil, ('%d bytes long; at most %d'):format(#s, M.MAX_ID)
+  end
+  if not s:find('^[%w][%w._-]*$') or s:find('..', 1, true) or s:find('%.$')
+     or s:find('%.lock$') then
+    return nil, "only letters, digits, '.', '_' and '-', starting with a letter or digit"
+  end
+  return true
 end
 
--- Makes REPO/.orch. (Its line in .git/info/exclude is the workspace's
--- business: orch_git_exclude_orch, through repo:exclude_orch().)
+-- The one mkdir -p (core/lua/lsys.c): mode defaults to 0755.
+function M.mkdir_p(dir, mode)
+  return core.mkdir_p(dir, mode)
+end
+
+-- Makes REPO/.orch, mode 0700 (it holds the database: plan env values and
+-- all task output), and tightens an existing one. (Its line in
+-- .git/info/exclude is the workspace's business: orch_git_exclude_orch,
+-- through repo:exclude_orch().)
 function M.prepare_state_dir(root)
   local state = root .. '/.orch'
-  M.mkdir_p(state)
+  M.mkdir_p(state, tonumber('700', 8))
+  core.chmod(state, tonumber('700', 8))
   return state
 end
 

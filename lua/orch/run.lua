@@ -173,9 +173,19 @@ local function reclaim(pids)
 end
 
 local function decode_plan(run)
+  -- ids read back from the database name paths and refs: a database in a
+  -- cloned repository may have been crafted
+  local okid, iderr = repo_mod.valid_id(run.id)
+  if not okid then return nil, ('the database holds a run whose id cannot be used (%s)'):format(iderr) end
   local ok, plan = pcall(cjson.decode, run.plan_json or '')
   if not ok or type(plan) ~= 'table' or type(plan.tasks) ~= 'table' then
     return nil, 'run ' .. run.id .. ' has no readable plan in the database'
+  end
+  for _, t in ipairs(plan.tasks) do
+    local okt, terr = repo_mod.valid_id(type(t) == 'table' and t.id)
+    if not okt then
+      return nil, ('run %s: the database holds a task whose id cannot be used (%s)'):format(run.id, terr)
+    end
   end
   for k, v in pairs(plan) do if v == cjson.null then plan[k] = nil end end
   for _, t in ipairs(plan.tasks) do

@@ -14,11 +14,8 @@ M.FLUSH_MS = 200 -- and at most this long (when orch.core.timer exists)
 -- this many pages (see core/dbckpt.h)
 M.CHECKPOINT_PAGES = 1000
 
-local core do
-  local ok, c = pcall(require, 'orch.core')
-  core = ok and type(c) == 'table' and c or {}
-end
-local db = core.db or require('orch.core.db')
+local core = require('orch.core')
+local db = core.db
 
 M.now = db.now
 
@@ -144,17 +141,6 @@ M.TASK_STATUSES = {
 
 -- ---------------------------------------------------------------- helpers
 
-local function mkdir_p(dir)
-  local ok, ffi = pcall(require, 'ffi')
-  if not ok then return end
-  pcall(ffi.cdef, 'int mkdir(const char *path, unsigned int mode);')
-  local path = dir:sub(1, 1) == '/' and '' or '.'
-  for part in dir:gmatch('[^/]+') do
-    path = path .. '/' .. part
-    ffi.C.mkdir(path, tonumber('755', 8)) -- EEXIST and the like: open says
-  end
-end
-
 local function dirname(path)
   return path:match('^(.*)/[^/]*$')
 end
@@ -232,7 +218,12 @@ end
 function M.open(path, opts)
   opts = opts or {}
   local dir = dirname(path)
-  if not opts.readonly and dir and dir ~= '' then mkdir_p(dir) end
+  -- the state directory is private (0700): the database holds plan env
+  -- values and all task output; the database files are 0600 (core/db.c)
+  if not opts.readonly and dir and dir ~= '' then
+    core.mkdir_p(dir, tonumber('700', 8))
+    if dir:match('/%.orch$') then core.chmod(dir, tonumber('700', 8)) end
+  end
   local h, err = db.open(path, {readonly = opts.readonly,
                                 background_checkpoint = M.CHECKPOINT_PAGES})
   if not h then return nil, err end
