@@ -3,6 +3,7 @@
  *   core.getpid()  core.cwd()  core.realpath(path)  core.kill(pid, [sig], [group])
  *   core.mkdir_p(path, [mode])  core.chmod(path, mode)  core.readdir(path)
  *   core.isatty(fd)  core.rusage()  core.interrupted()  core.interruptible(on)
+ *   core.lstat(path)  core.readlink(path)
  *
  * Failures return nil, "message", "ECODE" (luv's convention, lorch.h). */
 #include "lorch.h"
@@ -199,6 +200,50 @@ static int lsys_readdir(lua_State *L)
     return 1;
 }
 
+/* core.lstat(path) -> {type=, size=, mode=, mtime=} without following a
+ * final symlink; type is "file", "dir", "link" or "other". */
+static int lsys_lstat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    const char *type = "other";
+
+    if (lstat(path, &st) < 0)
+        return lorch_fail(L, -errno, lua_pushfstring(L, "%s: %s", path, strerror(errno)));
+    if (S_ISREG(st.st_mode))
+        type = "file";
+    else if (S_ISDIR(st.st_mode))
+        type = "dir";
+    else if (S_ISLNK(st.st_mode))
+        type = "link";
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, type);
+    lua_setfield(L, -2, "type");
+    lua_pushnumber(L, (lua_Number)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    lua_setfield(L, -2, "mode");
+    lua_pushnumber(L, (lua_Number)st.st_mtime);
+    lua_setfield(L, -2, "mtime");
+    return 1;
+}
+
+/* core.readlink(path) -> the target of a symlink, or nil, msg, code
+ * (EINVAL when path is not a symlink). */
+static int lsys_readlink(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char buf[4096];
+    ssize_t n = readlink(path, buf, sizeof buf);
+
+    if (n < 0)
+        return lorch_fail(L, -errno, lua_pushfstring(L, "%s: %s", path, strerror(errno)));
+    if ((size_t)n >= sizeof buf)
+        return lorch_fail(L, -ENAMETOOLONG, NULL);
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
 /* core.isatty(fd) -> boolean */
 static int lsys_isatty(lua_State *L)
 {
@@ -216,6 +261,8 @@ static const luaL_Reg lsys_fns[] = {
     {"interrupted", lsys_interrupted},
     {"interruptible", lsys_interruptible},
     {"readdir", lsys_readdir},
+    {"lstat", lsys_lstat},
+    {"readlink", lsys_readlink},
     {"isatty", lsys_isatty},
     {"rusage", lsys_rusage},
     {NULL, NULL},
