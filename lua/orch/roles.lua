@@ -39,13 +39,14 @@ M.FIELDS = {
   stall_timeout = 'number', breaker = 'table', fallback_backend = 'backend',
   fallback_model = 'string', sandbox = 'bool', network = 'bool',
   unconfined_shell = 'bool', command = 'string', extra_args = 'table',
-  verdict = 'string', name = 'string',
+  verdict = 'string', name = 'string', max_tokens = 'number', price = 'table',
 }
 M.SUBFIELDS = {
   limits = { turns = 'number', time = 'number', budget_usd = 'number' },
   endpoint = { base_url = 'string', api_key_env = 'string' },
   retries = { attempts = 'number', base = 'number', ceiling = 'number', total = 'number' },
   breaker = { failures = 'number', window = 'number', cooldown = 'number' },
+  price = { input = 'number', output = 'number', cache_read = 'number', cache_write = 'number' },
 }
 
 local function exists(path)
