@@ -29,6 +29,7 @@ static const lorch_binding lorch_bindings[] = {
     {NULL, lorch_open_proc},
     {NULL, lorch_open_watch},
     {NULL, lorch_open_sys},
+    {NULL, lorch_open_tcp},
     {"db", lorch_open_db},
     {"sched", lorch_open_sched},
     {"ctl", lorch_open_ctl},

@@ -70,6 +70,7 @@ int lorch_open_signal(lua_State *L);
 int lorch_open_proc(lua_State *L);
 int lorch_open_watch(lua_State *L);
 int lorch_open_sys(lua_State *L);
+int lorch_open_tcp(lua_State *L);
 int lorch_open_db(lua_State *L);
 int lorch_open_sched(lua_State *L);
 int lorch_open_http(lua_State *L);
