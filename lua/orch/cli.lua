@@ -197,6 +197,25 @@ Options:
   run = function(o) return require('orch.testcmd').cli(o) end,
 })
 
+command('model-server', {
+  usage = 'orch model-server [SCENARIO.lua|SCENARIO.json] [--port N] [--log FILE]',
+  summary = 'run the scripted model server (for tests and demos)',
+  help = [[
+Serves Anthropic Messages, OpenAI chat completions and OpenAI Responses on
+127.0.0.1, answering from the scenario (see docs/testing.md); with no
+scenario every request gets a short default text reply. Prints its URL on
+stdout (point ANTHROPIC_BASE_URL at it, OPENAI_BASE_URL at URL/v1) and runs
+until interrupted.
+
+Options:
+  --port N           the port (default: a free one)
+  --host ADDR        the address to listen on (default 127.0.0.1)
+  --log FILE         append every request to FILE as a JSON line
+]],
+  options = { port = 'int', host = 'string', log = 'string' },
+  run = function(o) return require('orch.testing.cli').main(o) end,
+})
+
 command('help', {
   usage = 'orch help [CMD]',
   summary = 'show help for orch or a command',
