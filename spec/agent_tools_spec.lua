@@ -253,6 +253,21 @@ describe('orch.agent.tools', function()
       assert.equals(tonumber(host:match('%d+')), tonumber(out:match('^%s*(%d+)')))
     end)
 
+    it("hides /run, orch's socket directory and orch's processes", function()
+      if not ok_sandbox then pending('bwrap is not usable here') return end
+      local sockdir = assert(core.ctl.socket_dir())
+      local mark = sockdir .. '/orch-spec-probe-' .. core.getpid()
+      H.write(mark, 'x')
+      local box = new_box('full', { shell = 'sandbox' })
+      local out = run(box, 'shell', { command = "ls -A /run '" .. sockdir .. "'; ls /proc | grep -c '^[0-9]'" })
+      os.remove(mark)
+      assert.is_nil(out:find('orch-spec-probe', 1, true), out)
+      assert.is_nil(out:find('dbus', 1, true), out)
+      -- the sandbox has its own pid namespace: orch's /proc/PID/environ
+      -- (with the API key in it) is not there
+      assert.is_true(tonumber(out:match('(%d+)\n%[exit')) < 10, out)
+    end)
+
     it('kills a command at its timeout and bounds its output', function()
       if not ok_sandbox then pending('bwrap is not usable here') return end
       local box = new_box('full', { shell = 'sandbox' })

@@ -107,3 +107,6 @@ describe('openai backend', function()
     end)
   end)
 end)
+
+require('spec.backend_common').cases('openai', { describe = describe, it = it, pending = pending,
+  before_each = before_each, after_each = after_each })

@@ -300,7 +300,10 @@ function Turn:next_step()
       error = ('turn limit reached: %d model replies'):format(self.steps) })
   end
   self.steps = self.steps + 1
-  self:request()
+  local ok, err = pcall(self.request, self)
+  if not ok then
+    self:finish({ ok = false, retryable = false, error = 'could not send the request: ' .. tostring(err) })
+  end
 end
 
 function Turn:cancel()

@@ -3,9 +3,10 @@
 -- namespace where the worktree is the only writable place orch's user owns:
 --
 --   the whole system read-only (--ro-bind / /), a fresh /dev and /proc;
---   $HOME, /tmp, the worktree's siblings (other tasks' worktrees), the
---   repository's .orch/ (the database) and the other tasks' scratch
---   directories hidden under empty read-only tmpfs mounts;
+--   $HOME, /tmp, /run, $XDG_RUNTIME_DIR, orch's socket directory, the
+--   worktree's siblings (other tasks' worktrees), the repository's .orch/
+--   (the database) and the other tasks' scratch directories hidden under
+--   empty read-only tmpfs mounts;
 --   the worktree bound read-write, the task's scratch/tmp read-write as
 --   $TMPDIR, the repository's .git read-only (git log/diff work);
 --   every namespace unshared (no network unless allowed), a new session,
@@ -47,6 +48,14 @@ function M.argv(argv, opts)
     end
   end
   add_hidden('/tmp')
+  -- sockets: a read-only mount does not stop connect(), so every place a
+  -- unix socket may live is hidden: /run (docker, dbus, systemd),
+  -- $XDG_RUNTIME_DIR, orch's own socket directory (the control socket
+  -- would let a command drive orch, outside the sandbox)
+  add_hidden('/run')
+  add_hidden(os.getenv('XDG_RUNTIME_DIR'))
+  local ok_ctl, sockdir = pcall(function() return core.ctl.socket_dir() end)
+  if ok_ctl and type(sockdir) == 'string' then add_hidden(core.realpath(sockdir) or sockdir) end
   add_hidden(opts.home)
   add_hidden(dirname(cwd))
   if opts.repo then add_hidden(opts.repo .. '/.orch') end
@@ -63,6 +72,13 @@ function M.argv(argv, opts)
   end
   if opts.repo and exists_dir(opts.repo .. '/.git') then
     a[#a + 1] = '--ro-bind'; a[#a + 1] = opts.repo .. '/.git'; a[#a + 1] = opts.repo .. '/.git'
+  end
+  if opts.network then
+    -- name resolution through a resolv.conf that points into /run
+    local resolv = core.realpath('/etc/resolv.conf')
+    if resolv and resolv ~= '/etc/resolv.conf' then
+      a[#a + 1] = '--ro-bind'; a[#a + 1] = resolv; a[#a + 1] = resolv
+    end
   end
   a[#a + 1] = '--bind'; a[#a + 1] = cwd; a[#a + 1] = cwd
   local tmp = opts.scratch and opts.scratch .. '/tmp'
