@@ -254,6 +254,7 @@ function C.cases(name, B)
       start({ { when = { user = 'rate' }, reply = { status = 429, retry_after = 7,
                                                     message = 'slow down, scripted' } },
               { when = { user = 'boom' }, reply = { status = 500, message = 'scripted boom' } },
+              { when = { user = 'overloaded' }, reply = { status = 529, message = 'scripted overload' } },
               { when = { user = 'bad' }, reply = { status = 400, message = 'scripted bad request' } } })
       local t = turn({ prompt = 'rate limit me' })
       assert.is_false(t.result.ok)
@@ -268,6 +269,9 @@ function C.cases(name, B)
       assert.is_false(t.result.ok)
       assert.is_true(t.result.retryable)
       assert.matches('scripted boom', t.result.error)
+      t = turn({ prompt = 'overloaded' })
+      assert.is_true(t.result.retryable)
+      assert.matches('529', t.result.error)
       t = turn({ prompt = 'bad' })
       assert.is_false(t.result.retryable)
       assert.matches('scripted bad request', t.result.error)
@@ -385,6 +389,46 @@ function C.cases(name, B)
       local reqs = srv:requests()
       assert.matches('[api key]', reqs[#reqs].tool_results[1].output, 1, true)
     end)
+  end)
+end
+
+-- A one-task `orch run --plan` whose model writes a file through backend
+-- `name`: the file is in the task's branch and the integration branch;
+-- session, usage and cost in `orch status --json`; no key in the db, the
+-- logs or any file left under the repo. model: a model of the price table.
+function C.run_case(name, model, B)
+  local T = require('orch.testing')
+  local it, after_each = B.it, B.after_each
+  local repo, srv
+  after_each(function()
+    if srv then srv:stop() srv = nil end
+    if repo then repo:rm() repo = nil end
+  end)
+
+  it('orch run --plan: the file lands in the task branch and the integration branch', function()
+    srv = T.server({
+      { when = { tool_result = 'wrote' }, reply = { text = 'Done.', usage = { input_tokens = 1000,
+        output_tokens = 100 } } },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'made by ' .. name .. '\n' },
+        usage = { input_tokens = 2000, output_tokens = 50 } } },
+    })
+    repo = T.repo({ ['README.md'] = '# demo\n' })
+    local r = T.run({ repo = repo, server = srv, backend = name, timeout = 120000,
+      plan = { goal = 'a file', tasks = { { id = 'make', role = 'coder', backend = name, model = model,
+        prompt = 'create made.txt' } } } })
+    assert.equals(0, r.code, r.err)
+    local task = r:task('make')
+    assert.equals('done', task.status)
+    assert.equals('made by ' .. name .. '\n', repo:file('made.txt', task.branch))
+    assert.equals('made by ' .. name .. '\n', r:file('made.txt'))
+    assert.matches('^' .. name .. '%-', task.session_id)
+    assert.equals(3000, task.usage.input_tokens)
+    assert.equals(150, task.usage.output_tokens)
+    assert.is_true(type(task.cost_usd) == 'number' and task.cost_usd > 0, tostring(task.cost_usd))
+    -- the dummy key reached the server's header only: not the db, logs or files
+    local out = T.sh(('grep -rl %s %s'):format(T.quote(T.DUMMY_KEY), T.quote(repo.dir)))
+    assert.equals('', out)
+    assert.is_nil((r.out .. r.err):find(T.DUMMY_KEY, 1, true))
   end)
 end
 
