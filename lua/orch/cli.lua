@@ -216,6 +216,20 @@ Options:
   run = function(o) return require('orch.testing.cli').main(o) end,
 })
 
+command('mcp', {
+  usage = 'orch mcp',
+  summary = 'the MCP server that gives CLI agents ask_orchestrator (started by them)',
+  help = [[
+An MCP stdio server (newline-delimited JSON-RPC 2.0 on stdin/stdout) with one
+tool, ask_orchestrator(question). orch configures claude, codex and crush to
+start it; each call is relayed to the live run's control socket
+($ORCH_CONTROL) for task $ORCH_TASK, and the orchestrator's answer is the
+tool's result. Not meant to be run by hand (see docs/backends.md).
+]],
+  options = {},
+  run = function() return require('orch.mcp').cli() end,
+})
+
 command('help', {
   usage = 'orch help [CMD]',
   summary = 'show help for orch or a command',
