@@ -230,6 +230,42 @@ tool's result. Not meant to be run by hand (see docs/backends.md).
   run = function() return require('orch.mcp').cli() end,
 })
 
+command('doctor', {
+  usage = 'orch doctor [--json]',
+  summary = 'which agent backends are usable here, and what to do for the others',
+  help = [[
+For each backend (claude, codex, crush, openai, anthropic): the binary (where
+it was found, its version), the endpoint it would talk to and whether it
+answers, whether a key or a login is present (named, never printed), and
+what to do for each that is not usable; then which backend each role would
+use. Exit code 0 when at least one backend is usable, 1 when none is.
+
+Options:
+  --json             one JSON object: {"backends": [...], "roles": [...]}
+  --repo DIR         the git repository (for its roles)
+]],
+  options = { json = 'bool', repo = 'string' },
+  run = function(o) return require('orch.doctor').cli(o) end,
+})
+
+command('attach', {
+  usage = 'orch attach RUN TASK --cli [--print] [options]',
+  summary = "take over a task's agent: its session in the real CLI",
+  help = [[
+Opens the task's stored agent session interactively in the agent's own CLI,
+in the task's worktree: claude --resume ID, codex resume ID (with the
+CODEX_HOME orch kept for it), crush --session ID. Best done once the run
+ended or the task was paused (orch repl: orch.pause(TASK)), so that you and
+the agent do not both write the worktree.
+
+Options:
+  --cli              open the session in the CLI (required)
+  --print            print the command instead of running it
+]] .. COMMON,
+  options = { cli = 'bool', print = 'bool', repo = 'string', db = 'string' },
+  run = function(o) return require('orch.attach').cli(o) end,
+})
+
 command('help', {
   usage = 'orch help [CMD]',
   summary = 'show help for orch or a command',

@@ -133,7 +133,9 @@ function Server:handle(line)
   if line:match('^%s*$') then return end
   local ok, msg = pcall(json.decode, line)
   if not ok then return self:fail(nil, M.E.PARSE, 'parse error') end
-  if type(msg) ~= 'table' then return self:fail(nil, M.E.INVALID, 'not a request object') end
+  if type(msg) ~= 'table' or msg[1] ~= nil then
+    return self:fail(nil, M.E.INVALID, 'not a request object (batches are not supported)')
+  end
   local id = msg.id
   if id == cjson.null then id = nil end
   if msg.method == nil then return end -- a reply, or junk without a method

@@ -37,7 +37,7 @@ function M.mcp_config(mcp)
   local args = {}
   for i = 2, #mcp.argv do args[#args + 1] = mcp.argv[i] end
   return cli.json.encode({ mcpServers = { orch = {
-    type = 'stdio', command = mcp.argv[1], args = setmetatable(args, cli.json.empty_array_mt),
+    type = 'stdio', command = mcp.argv[1], args = #args > 0 and args or nil,
     env = next(mcp.env or {}) and mcp.env or nil,
   } } })
 end

@@ -54,18 +54,21 @@ local function is_file(path)
   return ok
 end
 
-function M.agents_bin()
-  local cache = os.getenv('XDG_CACHE_HOME')
-  if not cache or cache == '' then cache = (os.getenv('HOME') or '') .. '/.cache' end
+-- Where ./scripts/install-agents.sh puts the CLIs (env: the additions the
+-- agent gets, consulted before orch's own environment).
+function M.agents_bin(env)
+  local c = { env = env }
+  local cache = M.getenv(c, 'XDG_CACHE_HOME')
+  if not cache or cache == '' then cache = (M.getenv(c, 'HOME') or '') .. '/.cache' end
   return cache .. '/orch/agents/bin'
 end
 
 -- Finds an executable on the PATH (PATH from env when given), then in
 -- ~/.cache/orch/agents/bin (where scripts/install-agents.sh puts them).
-function M.which(name, path_var)
+function M.which(name, path_var, env)
   if name:find('/', 1, true) then return is_file(name) and name or nil end
   local path = path_var or os.getenv('PATH') or '/usr/local/bin:/usr/bin:/bin'
-  for dir in (path .. ':' .. M.agents_bin()):gmatch('[^:]+') do
+  for dir in (path .. ':' .. M.agents_bin(env)):gmatch('[^:]+') do
     local p = dir .. '/' .. name
     if is_file(p) then return p end
   end
@@ -80,7 +83,7 @@ function M.find_bin(o)
   if type(cmd) == 'table' and #cmd > 0 then
     local argv = {}
     for i, a in ipairs(cmd) do argv[i] = tostring(a) end
-    local found = M.which(argv[1], M.getenv({ env = o.env }, 'PATH'))
+    local found = M.which(argv[1], M.getenv({ env = o.env }, 'PATH'), o.env)
     if not found then
       return nil, ("%s: the role's command '%s' was not found"):format(o.name, argv[1])
     end
@@ -95,14 +98,14 @@ function M.find_bin(o)
     from = bin and ('$' .. o.env_var) or nil
   end
   bin = bin or o.name
-  local found = M.which(bin, M.getenv({ env = o.env }, 'PATH'))
+  local found = M.which(bin, M.getenv({ env = o.env }, 'PATH'), o.env)
   if not found then
     if from then
       return nil, ('%s: %s names %s, which does not exist or is not a file'):format(
         o.name, from, bin)
     end
     return nil, ('%s not found on PATH (nor in %s): %s; or set %s to its path'):format(
-      o.name, M.agents_bin(), o.install, o.env_var)
+      o.name, M.agents_bin(o.env), o.install, o.env_var)
   end
   return { found }
 end

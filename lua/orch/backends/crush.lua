@@ -60,7 +60,8 @@ function M.provider(ctx)
   return nil
 end
 
-local function array(t) return setmetatable(t, cli.json.empty_array_mt) end
+-- Debian's lua-cjson 2.1.0 cannot write an empty JSON list: leave it out.
+local function list_or_nil(t) if #t > 0 then return t end end
 
 -- The crush.json table for a turn. The key is never in it: crush expands
 -- "$NAME" in api_key from its environment.
@@ -73,7 +74,7 @@ function M.config(ctx)
     options = {
       disable_provider_auto_update = true,
       disable_metrics = true,
-      disabled_tools = array(M.disabled_tools(tools)),
+      disabled_tools = list_or_nil(M.disabled_tools(tools)),
       auto_lsp = false,
     },
   }
@@ -98,7 +99,7 @@ function M.config(ctx)
     for i = 2, #ctx.mcp.argv do args[#args + 1] = ctx.mcp.argv[i] end
     local env = {}
     for k, v in pairs(ctx.mcp.env or {}) do if v then env[k] = tostring(v) end end
-    cfg.mcp = { orch = { type = 'stdio', command = ctx.mcp.argv[1], args = array(args),
+    cfg.mcp = { orch = { type = 'stdio', command = ctx.mcp.argv[1], args = list_or_nil(args),
                          env = next(env) and env or nil, timeout = 30 } }
   end
   return cfg

@@ -1,0 +1,325 @@
+-- The claude backend: argument building from a role, stream-json parsing on
+-- output recorded from claude 2.1.332, whole turns through fake claude
+-- scripts (garbage output, a missing binary), then end-to-end runs of the
+-- real claude against the scripted model server (see the e2e block).
+local cjson = require('cjson')
+local H = require('spec.helpers')
+local claude = require('orch.backends.claude')
+local cli = require('orch.backends.cli')
+
+local FIX = require('orch.core').realpath(H.SRC) .. '/spec/fixtures/backends/'
+
+local function lines_of(path)
+  local out = {}
+  for l in assert(io.open(path, 'rb')):lines() do out[#out + 1] = l end
+  return out
+end
+
+-- Parses a recorded stream; returns the events and the parser state.
+local function parse_file(name, st)
+  st = st or { session_id = 'x', denied = {} }
+  local evs = {}
+  for _, l in ipairs(lines_of(FIX .. name)) do
+    claude.parse(cjson.decode(l), st, function(e) evs[#evs + 1] = e end)
+  end
+  return evs, st
+end
+
+local function of_type(evs, t)
+  local out = {}
+  for _, e in ipairs(evs) do if e.type == t then out[#out + 1] = e end end
+  return out
+end
+
+local function index_of(list, v)
+  for i, x in ipairs(list) do if x == v then return i end end
+end
+
+-- Runs one turn of the backend to its end: res, events, log lines.
+local function drive(ctx)
+  local evs, log, res = {}, {}, nil
+  ctx.emit = function(e) evs[#evs + 1] = e end
+  ctx.on_line = function(s, l) log[#log + 1] = { s, l } end
+  ctx.on_done = function(r) res = r end
+  local h, err = (ctx.fn or claude.start)(ctx)
+  if not h then return nil, evs, log, err end
+  assert(H.run_until(function() return res ~= nil end, 60000), 'the turn did not end')
+  return res, evs, log
+end
+
+describe('claude backend', function()
+  describe('arguments', function()
+    local function args(ctx, mode)
+      ctx.prompt = ctx.prompt or 'do it'
+      return (claude.build_args(ctx, '11111111-2222-4333-8444-555555555555', mode or 'first'))
+    end
+
+    it('starts a session with --session-id and stream-json, the prompt after --', function()
+      local a = args({ role = { tools = 'edit' }, prompt = '-starts with a dash' })
+      assert.same({ '-p', '--output-format', 'stream-json', '--verbose' }, { unpack(a, 1, 4) })
+      local i = index_of(a, '--session-id')
+      assert.equals('11111111-2222-4333-8444-555555555555', a[i + 1])
+      assert.is_nil(index_of(a, '--resume'))
+      assert.equals('--', a[#a - 1])
+      assert.equals('-starts with a dash', a[#a])
+    end)
+
+    it('continues with --resume', function()
+      local a = args({ role = {} }, 'resume')
+      assert.equals('11111111-2222-4333-8444-555555555555', a[index_of(a, '--resume') + 1])
+      assert.is_nil(index_of(a, '--session-id'))
+    end)
+
+    it('maps the tool sets to permission modes', function()
+      local a = args({ role = { tools = 'read-only' } })
+      assert.equals('plan', a[index_of(a, '--permission-mode') + 1])
+      assert.is_nil(index_of(a, '--allowedTools'))
+      a = args({ role = { tools = 'edit' } })
+      assert.equals('acceptEdits', a[index_of(a, '--permission-mode') + 1])
+      a = args({ role = { tools = 'full' } })
+      assert.equals('acceptEdits', a[index_of(a, '--permission-mode') + 1])
+      assert.equals('Bash', a[index_of(a, '--allowedTools') + 1])
+      a = args({ role = { tools = { 'Read', 'Grep' } } })
+      assert.equals('Read,Grep', a[index_of(a, '--tools') + 1])
+      -- the task's (ctx) tool set wins over the role's
+      a = args({ role = { tools = 'full' }, tools = 'read-only' })
+      assert.equals('plan', a[index_of(a, '--permission-mode') + 1])
+    end)
+
+    it('takes model, appended system prompt, turns and budget from the role', function()
+      local a = args({ role = { model = 'sonnet', system_prompt = 'be a reviewer',
+                                limits = { turns = 7, budget_usd = 0.5, time = 60 } } })
+      assert.equals('sonnet', a[index_of(a, '--model') + 1])
+      assert.equals('be a reviewer', a[index_of(a, '--append-system-prompt') + 1])
+      assert.equals('7', a[index_of(a, '--max-turns') + 1])
+      assert.equals('0.5', a[index_of(a, '--max-budget-usd') + 1])
+      -- ctx.model (a task's override) wins
+      a = args({ role = { model = 'sonnet' }, model = 'opus' })
+      assert.equals('opus', a[index_of(a, '--model') + 1])
+    end)
+
+    it('configures only orch\'s MCP server, with ask_orchestrator allowed', function()
+      local a = args({ role = { tools = 'full' }, mcp = { argv = { '/bin/orch', 'mcp' },
+        env = { ORCH_CONTROL = '/tmp/s.sock', ORCH_TASK = 't' } } })
+      assert.truthy(index_of(a, '--strict-mcp-config'))
+      local cfg = cjson.decode(a[index_of(a, '--mcp-config') + 1])
+      local s = cfg.mcpServers.orch
+      assert.equals('stdio', s.type)
+      assert.equals('/bin/orch', s.command)
+      assert.same({ 'mcp' }, s.args)
+      assert.equals('/tmp/s.sock', s.env.ORCH_CONTROL)
+      assert.equals('Bash,mcp__orch__ask_orchestrator', a[index_of(a, '--allowedTools') + 1])
+      -- without ctx.mcp: still no servers from ~/.claude.json or .mcp.json
+      a = args({ role = {} })
+      assert.truthy(index_of(a, '--strict-mcp-config'))
+      assert.is_nil(index_of(a, '--mcp-config'))
+    end)
+
+    it('passes a prompt too long for one argument on stdin', function()
+      local big = ('x'):rep(cli.ARG_PROMPT_MAX + 1)
+      local a, input = claude.build_args({ role = {}, prompt = big }, 'id', 'first')
+      assert.equals(big, input)
+      assert.is_nil(index_of(a, big))
+      assert.is_nil(index_of(a, '--'))
+    end)
+
+    it('sets a private TMPDIR, no tool search, MCP timeouts; the key by name only', function()
+      local env = claude.build_env({ env = { ORCH_TASK = 't', SECRET_NAME = 'sk-abc' },
+        role = { endpoint = { base_url = 'http://127.0.0.1:9', api_key_env = 'SECRET_NAME' } } },
+        '/scratch/tmp')
+      assert.equals('/scratch/tmp', env.TMPDIR)
+      assert.equals('false', env.ENABLE_TOOL_SEARCH)
+      assert.equals('http://127.0.0.1:9', env.ANTHROPIC_BASE_URL)
+      assert.equals('sk-abc', env.ANTHROPIC_API_KEY) -- in the child's environment only
+      assert.equals('t', env.ORCH_TASK)
+      assert.truthy(env.MCP_TIMEOUT)
+      -- a user's own MCP_TIMEOUT is kept
+      env = claude.build_env({ env = { MCP_TIMEOUT = '99' }, role = {} }, '/t')
+      assert.equals('99', env.MCP_TIMEOUT)
+    end)
+
+    it('makes version-4 UUIDs', function()
+      local seen = {}
+      for _ = 1, 50 do
+        local u = cli.uuid()
+        assert.truthy(u:match('^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x+$'), u)
+        assert.equals(36, #u)
+        assert.is_nil(seen[u])
+        seen[u] = true
+      end
+    end)
+  end)
+
+  describe('stream-json (recorded from claude 2.1.332)', function()
+    it('turns a turn that writes a file into normalised events', function()
+      local evs, st = parse_file('claude_write.jsonl')
+      local call = of_type(evs, 'tool_call')[1]
+      assert.equals('Write', call.tool)
+      assert.equals('toolu_1', call.id)
+      assert.equals('hello\n', call.input.content)
+      local tr = of_type(evs, 'tool_result')[1]
+      assert.equals('toolu_1', tr.id)
+      assert.is_false(tr.is_error)
+      assert.truthy(tr.output:find('File created', 1, true))
+      assert.equals('All done.', of_type(evs, 'text')[1].text)
+      local u = of_type(evs, 'usage')[1]
+      assert.same({ input_tokens = 200, output_tokens = 40, cache_read_tokens = 14,
+                    cache_write_tokens = 6 }, u.usage)
+      assert.is_true(u.cost_usd > 0)
+      assert.same({ type = 'result', text = 'All done.', ok = true }, of_type(evs, 'result')[1])
+      assert.equals(0, #of_type(evs, 'error'))
+      -- the init event's id differs from the one the state started with
+      assert.equals('11111111-2222-4333-8444-555555555555', st.session_id)
+      assert.equals(st.session_id, of_type(evs, 'session')[1].session_id)
+    end)
+
+    it('reports plan mode\'s refusal once as denied, and the turn\'s own cost', function()
+      local evs = parse_file('claude_plan_denied.jsonl',
+        { session_id = '11111111-2222-4333-8444-555555555555', denied = {} })
+      local d = of_type(evs, 'denied')
+      assert.equals(1, #d) -- the system event and the result's list name the same call
+      assert.equals('Write', d[1].tool)
+      assert.truthy(d[1].message:find('plan mode', 1, true))
+      assert.is_true(of_type(evs, 'tool_result')[1].is_error)
+      assert.equals(0, #of_type(evs, 'session')) -- same session: nothing new to store
+      -- total_cost_usd covers the whole session; the usage event is this turn's
+      local cost = of_type(evs, 'usage')[1].cost_usd
+      assert.is_true(cost > 0.0016 and cost < 0.0017, tostring(cost))
+    end)
+
+    it('sees an ask_orchestrator call as a question', function()
+      local evs = parse_file('claude_mcp_ask.jsonl')
+      local q = of_type(evs, 'question')
+      assert.equals(1, #q)
+      assert.equals('what colour?', q[1].question)
+      assert.equals('mcp__orch__ask_orchestrator', of_type(evs, 'tool_call')[1].tool)
+    end)
+
+    it('classifies API errors: 500 and 429 retryable, 400 not', function()
+      local evs = parse_file('claude_api_500.jsonl')
+      local e = of_type(evs, 'error')[1]
+      assert.is_true(e.retryable)
+      assert.truthy(e.message:find('500', 1, true))
+      assert.equals(0, #of_type(evs, 'result'))
+      e = of_type(parse_file('claude_api_400.jsonl'), 'error')[1]
+      assert.is_false(e.retryable)
+      assert.is_true(claude.retryable({ api_error_status = 429 }))
+      assert.is_true(claude.retryable({ api_error_status = 529 }))
+      assert.is_false(claude.retryable({ subtype = 'error_max_turns', is_error = true }))
+      assert.is_false(claude.retryable({ subtype = 'error_max_budget_usd', is_error = true }))
+    end)
+
+    it('ignores what it does not know', function()
+      local evs = {}
+      local st = { session_id = 's', denied = {} }
+      for _, o in ipairs({ { type = 'stream_event' }, { type = 'system', subtype = 'api_retry' },
+                           { type = 'assistant', message = { content = 'not a list' } },
+                           { type = 'user' }, { type = 'result', usage = 5 } }) do
+        claude.parse(o, st, function(e) evs[#evs + 1] = e end)
+      end
+      assert.equals(1, #evs) -- the result, with no usage worth reporting
+      assert.equals('result', evs[1].type)
+    end)
+  end)
+
+  describe('turns through a fake claude', function()
+    local dir
+    before_each(function() dir = H.tmpdir() end)
+    after_each(function() H.rm(dir) end)
+
+    local function script(body)
+      local path = dir .. '/claude'
+      H.write(path, '#!/bin/sh\n' .. body .. '\n')
+      os.execute("chmod +x '" .. path .. "'")
+      return path
+    end
+
+    local function ctx(bin, extra)
+      local c = { task = { id = 't1', prompt = 'go' }, attempt = 1, run = { id = 'r1' },
+                  role = { tools = 'edit' }, prompt = 'go', cwd = dir,
+                  env = { ORCH_CLAUDE_BIN = bin }, scratch = dir .. '/scratch' }
+      for k, v in pairs(extra or {}) do c[k] = v end
+      return c
+    end
+
+    it('reports the session before claude starts and gives the arguments it built', function()
+      local bin = script('printf "%s\\n" "$@" > "$(dirname "$0")/argv"\n' ..
+        'echo "TMPDIR=$TMPDIR" > "$(dirname "$0")/env"\n' ..
+        'cat "' .. FIX .. 'claude_write.jsonl"')
+      local res, evs = drive(ctx(bin))
+      assert.is_true(res.ok, res.error)
+      assert.equals('session', evs[1].type)
+      local argv = H.read(dir .. '/argv')
+      assert.truthy(argv:find('--session-id\n' .. evs[1].session_id, 1, true))
+      assert.equals('All done.', res.text)
+      assert.is_true(res.cost_usd > 0)
+      assert.equals(200, res.usage.input_tokens)
+      -- the private TMPDIR was under the scratch and is gone
+      local tmp = H.read(dir .. '/env'):match('TMPDIR=(%S+)')
+      assert.truthy(tmp:find(dir .. '/scratch/', 1, true))
+      assert.is_nil(H.read(tmp .. '/.'))
+      assert.equals('', (H.sh("ls -A '" .. dir .. "/scratch'")))
+    end)
+
+    it('survives garbage: invalid JSON, a 20 MB line, invalid UTF-8', function()
+      local bin = script(
+        'echo "not json at all"\n' ..
+        'echo \'{"type": "assistant", "message": \'\n' ..
+        'head -c 20000000 /dev/zero | tr "\\0" "x"; echo\n' ..
+        'printf \'{"type":"assistant","message":{"content":[{"type":"text","text":"caf\\351 \\377"}]}}\\n\'\n' ..
+        'printf \'\\377\\376\\375\\n\'\n' ..
+        'printf \'[1,2,3]\\n\'\n' ..
+        'tail -n 1 "' .. FIX .. 'claude_write.jsonl"')
+      local res, evs, log = drive(ctx(bin))
+      assert.is_true(res.ok, res.error)
+      assert.equals('All done.', res.text)
+      -- the invalid UTF-8 text still came through as an event
+      local texts = of_type(evs, 'text')
+      assert.truthy(texts[1].text:find('caf', 1, true))
+      -- everything was logged, the long line cut to a bound
+      local longest, notes = 0, 0
+      for _, l in ipairs(log) do
+        longest = math.max(longest, #l[2])
+        if l[2]:find('not a JSON object', 1, true) then notes = notes + 1 end
+      end
+      assert.is_true(longest < cli.MAX_LOG_LINE + 100)
+      assert.is_true(longest > 1000)
+      assert.is_true(notes >= 1)
+    end)
+
+    it('fails a turn whose claude exits at once, with what it said', function()
+      local bin = script('echo "claude: something is badly wrong" >&2; exit 3')
+      local res = drive(ctx(bin))
+      assert.is_false(res.ok)
+      assert.equals(3, res.exit_code)
+      assert.truthy(res.error:find('exited with status 3 before writing any event', 1, true), res.error)
+      assert.truthy(res.error:find('badly wrong', 1, true))
+      assert.truthy(res.error:find(bin, 1, true))
+    end)
+
+    it('says which binary is missing and how to install it', function()
+      local _, _, _, err = drive(ctx(nil, { env = { ORCH_CLAUDE_BIN = false,
+        PATH = dir .. '/nothing-here', XDG_CACHE_HOME = dir } }))
+      assert.truthy(err:find('claude not found', 1, true), err)
+      assert.truthy(err:find('npm i -g @anthropic-ai/claude-code', 1, true))
+      _, _, _, err = drive(ctx(dir .. '/no-such-claude'))
+      assert.truthy(err:find('ORCH_CLAUDE_BIN names ' .. dir .. '/no-such-claude', 1, true), err)
+    end)
+
+    it('resume: a conversation claude never recorded starts afresh under the same id', function()
+      local bin = script(
+        'case "$*" in *--resume*) echo \'{"type":"result","subtype":"error_during_execution",' ..
+        '"is_error":true,"errors":["No conversation found with session ID: S"]}\'; exit 1;; esac\n' ..
+        'printf "%s\\n" "$@" > "$(dirname "$0")/argv"\n' ..
+        'tail -n 1 "' .. FIX .. 'claude_write.jsonl"')
+      local c = ctx(bin, { session = { id = 'aaaaaaaa-2222-4333-8444-555555555555' }, resume = true,
+                           prompt = 'you were interrupted, carry on', fn = claude.resume })
+      c.task.prompt = 'the task itself'
+      local res = drive(c)
+      assert.is_true(res.ok, res.error)
+      local argv = H.read(dir .. '/argv')
+      assert.truthy(argv:find('--session-id\naaaaaaaa-2222-4333-8444-555555555555', 1, true))
+      assert.truthy(argv:find('the task itself', 1, true))
+    end)
+  end)
+end)
