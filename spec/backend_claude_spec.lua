@@ -96,6 +96,9 @@ describe('claude backend', function()
       -- ctx.model (a task's override) wins
       a = args({ role = { model = 'sonnet' }, model = 'opus' })
       assert.equals('opus', a[index_of(a, '--model') + 1])
+      -- the role's extra arguments come before the prompt
+      a = args({ role = { extra_args = { '--effort', 'low' } } })
+      assert.same({ '--effort', 'low', '--', 'do it' }, { unpack(a, #a - 3) })
     end)
 
     it('configures only orch\'s MCP server, with ask_orchestrator allowed', function()

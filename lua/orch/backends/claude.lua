@@ -68,6 +68,7 @@ function M.build_args(ctx, session_id, mode)
   end
   add('--strict-mcp-config')
   if #allow > 0 then add('--allowedTools', table.concat(allow, ',')) end
+  cli.add_extra(a, role)
   local pargs, input = cli.prompt_args(ctx.prompt)
   add(unpack(pargs))
   return a, input

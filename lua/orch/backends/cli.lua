@@ -184,6 +184,14 @@ function M.prompt_args(prompt, stdin_marker)
   return { '--', prompt }, nil
 end
 
+-- The role's extra_args appended to list a.
+function M.add_extra(a, role)
+  local extra = role and role.extra_args
+  if type(extra) ~= 'table' then return a end
+  for _, v in ipairs(extra) do a[#a + 1] = tostring(v) end
+  return a
+end
+
 -- Copies a table of env additions and adds more.
 function M.env(base, extra)
   local e = {}

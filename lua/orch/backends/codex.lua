@@ -201,6 +201,7 @@ function M.build_args(ctx, thread_id)
   if tools == 'full' then add('-c', 'sandbox_workspace_write.network_access=true') end
   local model = ctx.model or role.model
   if model and model ~= '' then add('-m', model) end
+  cli.add_extra(a, role)
   if thread_id then add('resume') end
   local pargs, input = cli.prompt_args(ctx.prompt, '-')
   if thread_id then

@@ -111,6 +111,7 @@ function M.build_args(ctx, data_dir, session_id)
   local model = ctx.model or (ctx.role or {}).model
   if model and model ~= '' and not M.provider(ctx) then a[#a + 1] = '-m' a[#a + 1] = model end
   if session_id then a[#a + 1] = '--session' a[#a + 1] = session_id end
+  cli.add_extra(a, ctx.role)
   local prompt = ctx.prompt or ''
   local sp = ctx.system_prompt or (ctx.role or {}).system_prompt
   if not session_id and sp and sp ~= '' and not M.provider(ctx) then
