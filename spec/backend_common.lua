@@ -235,6 +235,11 @@ function C.cases(name, B)
       assert.is_true(H.run_until(function() return got ~= nil end, 10000))
       assert.is_false(got.ok)
       assert.matches('unreachable', got.message)
+      -- from an orch.async coroutine it waits on the loop
+      local from_co
+      require('orch.async').run(function() from_co = b.check(env) end)
+      assert.is_true(H.run_until(function() return from_co ~= nil end, 10000))
+      assert.is_true(from_co.ok, from_co.message)
     end)
 
     it('a read-only role cannot write: the model gets the refusal', function()

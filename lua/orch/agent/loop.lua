@@ -392,8 +392,15 @@ end
 -- `orch doctor`: is the endpoint reachable (GET its models list), is a key
 -- set (never shown). env: the environment additions (as ctx.env), with an
 -- optional role = {endpoint=}. cb(result) if given; else the result is
--- returned, running the loop until it is known (not from a callback).
+-- returned: inside an orch.async coroutine by waiting on the loop, in the
+-- main chunk by running the loop until it is known.
 function M.check(adapter, env, cb)
+  if not cb then
+    local co, main = coroutine.running()
+    if co and not main then
+      return require('orch.async').wait(function(done) M.check(adapter, env, done) end)
+    end
+  end
   local ctx = { env = env or {}, role = env and env.role or nil }
   local ep, err = adapter.endpoint(ctx)
   local result
