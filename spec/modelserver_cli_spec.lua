@@ -160,4 +160,63 @@ describe('scripted model server with the real CLIs', function()
     assert.is_true(has_tool_result(turn2, 'first%.txt'))
     assert.is_true(has_tool_result(reqs[4], 'second%.txt'))
   end)
+
+  describe('faults', function()
+    local function fault_server(fault, times)
+      srv:stop()
+      srv = assert(ms.start({ scenario = {
+        { when = { user = 'hello' }, reply = fault, times = times },
+        { reply = 'fine after the fault' } } }))
+    end
+
+    it('claude retries a 429 that carries retry-after, and reports a cut stream as an API error', function()
+      local claude = need('claude')
+      fault_server({ status = 429, retry_after = 1 }, 1)
+      local argv = { claude, '-p', 'hello', '--output-format', 'stream-json', '--verbose' }
+      local r = run(argv, dir .. '/work', agents.claude_env(srv, dir .. '/home', dir .. '/tmp'))
+      assert.are.equal(0, r.code, r.err)
+      local retry = find_event(r.events, function(ev) return ev.subtype == 'api_retry' end)
+      assert.are.equal(429, retry.error_status)
+      assert.are.equal('rate_limit', retry.error)
+      local result = find_event(r.events, function(ev) return ev.type == 'result' end)
+      assert.are.equal('fine after the fault', result.result)
+      assert.are.equal(2, #srv:requests())
+
+      fault_server({ text = 'a reply that is cut half way through', cut = true }, 1000)
+      local env = agents.claude_env(srv, dir .. '/home', dir .. '/tmp')
+      env.CLAUDE_CODE_MAX_RETRIES = '0'
+      r = run(argv, dir .. '/work', env)
+      assert.are.equal(1, r.code)
+      result = find_event(r.events, function(ev) return ev.type == 'result' end)
+      assert.is_true(result.is_error)
+      assert.are.equal('api_error', result.terminal_reason)
+      assert.matches('Connection to the API was lost', result.result)
+    end)
+
+    it('codex reconnects after a 429, and fails the turn on a cut stream', function()
+      local codex = need('codex')
+      fault_server({ status = 429, retry_after = 1 }, 1)
+      local env = agents.codex_env(srv, dir .. '/codex', dir .. '/home', dir .. '/tmp')
+      local argv = { codex, 'exec', '--json', '--skip-git-repo-check', 'hello' }
+      local r = run(argv, dir .. '/work', env)
+      assert.are.equal(0, r.code, r.err)
+      local e = find_event(r.events, function(ev) return ev.type == 'error' end)
+      assert.matches('429', e.message)
+      local msg = find_event(r.events, function(ev)
+        return ev.type == 'item.completed' and ev.item.type == 'agent_message'
+      end)
+      assert.are.equal('fine after the fault', msg.item.text)
+
+      fault_server({ text = 'a reply that is cut half way through', cut = true }, 1000)
+      env = agents.codex_env(srv, dir .. '/codex', dir .. '/home', dir .. '/tmp')
+      local f = assert(io.open(dir .. '/codex/config.toml', 'a'))
+      f:write('request_max_retries = 0\nstream_max_retries = 0\n')
+      f:close()
+      r = run(argv, dir .. '/work', env)
+      assert.are.equal(1, r.code)
+      local failed = find_event(r.events, function(ev) return ev.type == 'turn.failed' end)
+      assert.matches('stream disconnected before completion', failed.error.message)
+      assert.are.equal(1, #srv:requests())
+    end)
+  end)
 end)

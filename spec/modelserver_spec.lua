@@ -507,3 +507,108 @@ describe('scripted model server', function()
     end)
   end)
 end)
+
+describe('scripted model server on malformed input', function()
+  local VALUES = { 5, 'text', true, json.null, {}, { 1, 2 }, { a = { b = 'c' } }, { { type = 'text' } },
+                   { { type = 'tool_use', input = 'x' } }, { { type = 'tool_result', content = 7 } } }
+
+  -- Every path of tables in t (lists of keys).
+  local function paths(t, prefix, out)
+    out = out or {}
+    for k, v in pairs(t) do
+      local p = { unpack(prefix or {}) }
+      p[#p + 1] = k
+      out[#out + 1] = p
+      if type(v) == 'table' then paths(v, p, out) end
+    end
+    return out
+  end
+
+  local function deep_copy(v)
+    if type(v) ~= 'table' then return v end
+    local c = {}
+    for k, x in pairs(v) do c[k] = deep_copy(x) end
+    return c
+  end
+
+  local function set(t, path, v)
+    for i = 1, #path - 1 do t = t[path[i]] end
+    t[path[#path]] = v
+  end
+
+  it('answers bodies with every field replaced by values of other types', function()
+    local srv = assert(ms.start({ scenario = { { when = { user = 'x', tool_result = true, system = 'y' },
+                                                 reply = 'never' } } }))
+    local bodies = {
+      ['/v1/messages'] = { model = 'm', stream = true, system = { { type = 'text', text = 's' } },
+        messages = { { role = 'user', content = { { type = 'text', text = 'hi' } } },
+                     { role = 'assistant', content = { { type = 'tool_use', id = 't', name = 'n', input = {} } } },
+                     { role = 'user', content = { { type = 'tool_result', tool_use_id = 't',
+                                                    content = { { type = 'text', text = 'r' } } } } } },
+        tools = { { name = 'Write', input_schema = { properties = { file_path = {} } } } } },
+      ['/v1/chat/completions'] = { model = 'm', stream = true, stream_options = { include_usage = true },
+        messages = { { role = 'system', content = 's' },
+                     { role = 'user', content = { { type = 'text', text = 'u' } } },
+                     { role = 'assistant', tool_calls = {
+                       { id = 'c', ['function'] = { name = 'n', arguments = '{}' } } } },
+                     { role = 'tool', tool_call_id = 'c', content = 'r' } },
+        tools = { { type = 'function', ['function'] = { name = 'write', parameters = { properties = {} } } } } },
+      ['/v1/responses'] = { model = 'm', stream = true, instructions = 'i',
+        input = { { type = 'message', role = 'user', content = { { type = 'input_text', text = 'u' } } },
+                  { type = 'function_call', call_id = 'c', name = 'n', arguments = '{}' },
+                  { type = 'function_call_output', call_id = 'c', output = 'o' },
+                  { type = 'custom_tool_call_output', call_id = 'c', output = { content = 'x' } } },
+        tools = { { type = 'custom', name = 'apply_patch' }, { type = 'function', name = 'exec_command',
+                                                              parameters = { properties = { cmd = {} } } } } },
+    }
+    local sent = 0
+    for path, body in pairs(bodies) do
+      for _, p in ipairs(paths(body)) do
+        for _, v in ipairs(VALUES) do
+          local b = deep_copy(body)
+          set(b, p, deep_copy(v))
+          local r = request(srv.url .. path, { body = b })
+          sent = sent + 1
+          assert.is_true(r.status == 200 or r.status == 400, path .. ' ' .. table.concat(p, '.'))
+        end
+      end
+      -- and bodies that are no JSON object at all
+      for _, raw_body in ipairs({ '', '[]', '"s"', '{', '{"messages": [', ('x'):rep(1000) }) do
+        assert.are.equal(400, request(srv.url .. path, { body = raw_body }).status)
+      end
+    end
+    assert.is_true(sent > 300)
+    assert.are.equal(0, srv:errors())
+    srv:stop()
+  end)
+
+  it('survives random bytes and truncated requests, and keeps serving', function()
+    local srv = assert(ms.start({}))
+    local valid = 'POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' ..
+                  '5\r\n{"mod\r\n3\r\nel"\r\n0\r\n\r\n'
+    math.randomseed(14)
+    local conns = {}
+    for i = 1, 200 do
+      local s = valid
+      local op = i % 3
+      if op == 0 then
+        s = s:sub(1, math.random(0, #s))
+      elseif op == 1 then
+        local pos = math.random(1, #s)
+        s = s:sub(1, pos - 1) .. string.char(math.random(0, 255)) .. s:sub(pos + 1)
+      else
+        local t = {}
+        for j = 1, math.random(1, 300) do t[j] = string.char(math.random(0, 255)) end
+        s = table.concat(t)
+      end
+      conns[#conns + 1] = raw(srv.port, s)
+    end
+    H.run_until(function() return false end, 300)
+    for _, c in ipairs(conns) do
+      if not c.conn:closed() then c.conn:close() end
+    end
+    assert.are.equal(200, request(srv.url .. '/').status)
+    assert.are.equal(0, srv:errors())
+    srv:stop()
+  end)
+end)

@@ -7,6 +7,7 @@
 --   local s = assert(hs.listen{ host = '127.0.0.1', port = 0,
 --                               handler = function(req, res) end })
 --   s.port   s:close()   -- closes the listener and every connection
+--   s.errors                -- handler errors so far (each answered 500 or cut)
 --
 -- req: { method, target, path, query (string), version ('1.1'),
 --        headers (lower-case names; repeats joined by ', '), body }
@@ -257,6 +258,7 @@ function Conn:dispatch(req)
   self.busy = true
   local ok, err = xpcall(self.server.handler, debug.traceback, req, res)
   if not ok then
+    self.server.errors = self.server.errors + 1
     io.stderr:write('orch model server: handler error: ', tostring(err), '\n')
     if not res.done and not res.started then
       res.keep = false
@@ -300,7 +302,7 @@ end
 
 function M.listen(opts)
   assert(type(opts.handler) == 'function', 'handler must be a function')
-  local self = setmetatable({ handler = opts.handler, conns = {} }, Server)
+  local self = setmetatable({ handler = opts.handler, conns = {}, errors = 0 }, Server)
   local tcp, err, code = core.tcp_listen({
     host = opts.host or '127.0.0.1', port = opts.port or 0,
     on_connection = function(tcp)

@@ -215,7 +215,7 @@ end
 function Server:model_request(req, res, pname)
   local proto = PROTOCOLS[pname]
   local body, jerr = json.decode(req.body)
-  if type(body) ~= 'table' then
+  if type(body) ~= 'table' or not req.body:match('^%s*{') then
     self:record({ kind = 'model', protocol = pname, method = req.method, path = req.path,
                   headers = clean_headers(req.headers), error = 'bad JSON: ' .. tostring(jerr) })
     return send_json(res, 400, proto.error(400, 'request body is not a JSON object'))
@@ -299,6 +299,11 @@ function Server:dump(path)
   f:write(json.encode(json.array(self.log)), '\n')
   f:close()
   return true
+end
+
+-- Errors raised while answering (each answered 500 or cut); 0 normally.
+function Server:errors()
+  return self.http.errors
 end
 
 -- Connections open now (hung ones included).

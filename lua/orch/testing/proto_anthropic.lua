@@ -11,8 +11,9 @@ local function parse_message(m)
   if type(m.content) == 'string' then
     texts[1] = m.content
   elseif type(m.content) == 'table' then
-    for _, b in ipairs(m.content) do
-      if b.type == 'text' then
+    for _, item in ipairs(m.content) do
+      local b = type(item) == 'table' and item or {}
+      if b.type == 'text' and type(b.text) == 'string' then
         texts[#texts + 1] = b.text
       elseif b.type == 'tool_use' then
         out.tool_calls[#out.tool_calls + 1] = { id = b.id, name = b.name, input = b.input }

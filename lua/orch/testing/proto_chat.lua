@@ -33,8 +33,8 @@ function M.parse(body)
     else
       local out = { role = m.role, text = util.text_of(m.content), tool_calls = {},
                     tool_results = {} }
-      for _, tc in ipairs(type(m.tool_calls) == 'table' and m.tool_calls or {}) do
-        out.tool_calls[#out.tool_calls + 1] = parse_call(tc)
+      for _, tc in ipairs(util.list(m.tool_calls)) do
+        if type(tc) == 'table' then out.tool_calls[#out.tool_calls + 1] = parse_call(tc) end
       end
       r.messages[#r.messages + 1] = out
     end

@@ -73,8 +73,8 @@ function M.parse(body)
   end
   r.system = table.concat(system, '\n')
   for _, t in ipairs(type(body.tools) == 'table' and body.tools or {}) do
-    if type(t) == 'table' then
-      local name = t.name or t.type
+    local name = type(t) == 'table' and (t.name or t.type)
+    if name then
       r.tools[#r.tools + 1] = name
       local props = type(t.parameters) == 'table' and t.parameters.properties
       r.tool_specs[name] = { kind = t.type == 'custom' and 'custom' or 'function',

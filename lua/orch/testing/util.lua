@@ -58,8 +58,13 @@ end
 -- A JSON string for tool arguments (input may already be one).
 function M.args_json(input)
   if type(input) == 'string' then return input end
-  if input == nil or next(input) == nil then return '{}' end
+  if input == nil or (type(input) == 'table' and next(input) == nil) then return '{}' end
   return json.encode(input)
+end
+
+-- v if it is a table, else an empty one (for bodies of any shape).
+function M.list(v)
+  return type(v) == 'table' and v or {}
 end
 
 -- Splits s into n roughly equal pieces (n >= 1; empty s gives {}).
