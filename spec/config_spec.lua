@@ -76,7 +76,13 @@ describe('configuration', function()
     H.sh('mkdir -p ' .. dir .. '/.orch/lua/orch')
     H.write(dir .. '/.orch/lua/orch/progress.lua', [[
       local M = {}
-      function M.say(fmt, ...) io.stderr:write('CUSTOM ', fmt:format(...), '\n') end
+      function M.attach(e)
+        return e:subscribe(function(ev)
+          if ev.kind == 'task' and ev.status == 'failed' then
+            io.stderr:write('CUSTOM ', ev.task, ': failed\n')
+          end
+        end)
+      end
       return M
     ]])
     local r = run()

@@ -212,7 +212,7 @@ describe('the control socket', function()
       for _, f in ipairs(c.frames) do
         local m = cjson.decode(f)
         local x = m.event or {}
-        if x.kind == 'output' and x.task == 'a' then saw.output = x.data end
+        if x.kind == 'output' and x.task == 'a' then saw.output = x.lines[1] end
         if x.kind == 'task' and x.task == 'a' and x.status == 'done' then saw.a = true end
         if x.kind == 'task' and x.task == 'z' and x.status == 'cancelled' then saw.z = true end
       end

@@ -345,8 +345,10 @@ describe('orch.store', function()
       local tk = {}
       for k in pairs(t) do tk[#tk + 1] = k end
       table.sort(tk)
-      assert.are.same({'attempts', 'branch', 'finished_at', 'id', 'role', 'session_id',
-                       'started_at', 'status', 'worktree'}, tk)
+      -- DESIGN.md's fields, plus what the agent backends add
+      assert.are.same({'attempts', 'backend', 'branch', 'cost_usd', 'finished_at', 'id',
+                       'model', 'role', 'session_id', 'started_at', 'status', 'usage',
+                       'worktree'}, tk)
       assert.are.equal('2026-11-25T19:35:12.123Z', t.started_at)
       assert.are.equal('2026-11-25T19:35:13.000Z', t.finished_at)
       assert.are.equal('done', t.status)

@@ -207,6 +207,17 @@ static void lorch_report(lua_State *L, const char *msg)
 
 static int lorch_traceback_ref = LUA_NOREF;
 
+/* How deep the loop is inside lorch_call: > 0 while a callback (or a
+ * coroutine it resumed) runs. core.run refuses to run the loop then
+ * (libuv forbids uv_run from inside a callback of the same loop), the way
+ * neovim refuses unsafe API calls in a fast callback. */
+static int lorch_callback_depth;
+
+int lorch_in_callback(void)
+{
+    return lorch_callback_depth > 0;
+}
+
 int lorch_call(lua_State *L, int nargs, int nresults)
 {
     int base = lua_gettop(L) - nargs; /* the function's slot */
@@ -219,7 +230,9 @@ int lorch_call(lua_State *L, int nargs, int nresults)
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lorch_traceback_ref);
     lua_insert(L, base);
+    lorch_callback_depth++;
     rc = lua_pcall(L, nargs, nresults, base);
+    lorch_callback_depth--;
     lua_remove(L, base);
     if (rc != 0) {
         lorch_callback_errors++;
@@ -361,6 +374,12 @@ static int lcore_run(lua_State *L)
     static const char *const modes[] = {"default", "once", "nowait", NULL};
     static const uv_run_mode m[] = {UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT};
     int mode = luaL_checkoption(L, 1, "default", modes);
+    if (lorch_callback_depth > 0)
+        return luaL_error(L, "orch.core.run called from inside a loop callback "
+                             "(a timer, process, socket or signal callback, or a "
+                             "coroutine one resumed): the loop cannot be run from "
+                             "inside itself; return from the callback instead, or "
+                             "wait with orch.async (async.wait)");
     lua_pushboolean(L, uv_run(lorch_loop(), m[mode]) != 0);
     return 1;
 }

@@ -34,6 +34,10 @@ lua_State *lorch_state(void);
  * `nresults` results are on the stack (LUA_MULTRET allowed). */
 int lorch_call(lua_State *L, int nargs, int nresults);
 
+/* Whether a callback is running (lorch_call is on the C stack): the loop
+ * must not be run then. */
+int lorch_in_callback(void);
+
 /* Registry references: lorch_ref pops the value on top of the stack and
  * returns a reference (LUA_NOREF for nil); lorch_unref releases one and sets
  * *ref to LUA_NOREF; lorch_push pushes the referenced value (nil if none). */

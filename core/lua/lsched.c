@@ -349,13 +349,19 @@ static int lsched_counts(lua_State *L)
     orch_sched *s = lsched_check(L, 1);
     int counts[ORCH_TASK__COUNT];
     orch_sched_counts(s, counts);
-    lua_createtable(L, 0, ORCH_TASK__COUNT + 2);
+    lua_createtable(L, 0, ORCH_TASK__COUNT + 3);
     for (int i = 0; i < ORCH_TASK__COUNT; i++) {
         lua_pushinteger(L, counts[i]);
         lua_setfield(L, -2, orch_sched_state_name((orch_task_state)i));
     }
     lua_pushinteger(L, orch_sched_size(s));
     lua_setfield(L, -2, "total");
+    /* failed softly: counted in `failed` too; failed - soft failed hard */
+    int soft = 0;
+    for (int i = 0; i < orch_sched_size(s); i++)
+        soft += orch_sched_state(s, i) == ORCH_TASK_FAILED && orch_sched_soft(s, i);
+    lua_pushinteger(L, soft);
+    lua_setfield(L, -2, "soft");
     lua_pushinteger(L, orch_sched_active(s));
     lua_setfield(L, -2, "active");
     return 1;

@@ -23,6 +23,7 @@ M.VERSION = 1
 M.INSTRUCTION_LIMIT = 1e8 -- per evaluation, as redis's script time limit
 M.HOOK_STEP = 1e5
 M.EVENT_QUEUE_LIMIT = 8 * 1024 * 1024 -- bytes queued before events are dropped
+M.LATER = setmetatable({}, { __tostring = function() return 'control.LATER' end })
 
 -- JSON-RPC's codes, plus orch's own (positive).
 M.E = {
@@ -187,11 +188,16 @@ local function orch_api(e)
     return true
   end
   local api = { run = e.run, engine = e, core = core }
-  function api.tasks() return e:snapshot() end
+  function api.tasks() return e:snapshot().tasks end
   function api.task(id)
-    for _, t in ipairs(e:snapshot()) do if t.id == id then return t end end
+    for _, t in ipairs(e:snapshot().tasks) do if t.id == id then return t end end
     error('no task ' .. tostring(id), 2)
   end
+  function api.add_task(t) return must(e:add_task(t)) and t.id end
+  function api.questions() return e:open_questions() end
+  function api.answer(id, text) return must(e:answer_question(id, text)) end
+  function api.approve(gate) return must(e:answer_gate(gate or 'apply', true)) end
+  function api.refuse(gate) return must(e:answer_gate(gate or 'apply', false)) end
   function api.pause(id) return must(e:pause(id)) end
   function api.resume(id) return must(e:resume_task(id)) end
   function api.cancel(id) return must(e:cancel(id)) end
@@ -205,13 +211,16 @@ local function orch_api(e)
   function api.help()
     return table.concat({
       'orch.run            the run (id, goal, repo, ...)',
-      'orch.tasks()        every task: id, status, paused, attempt, pid',
+      'orch.tasks()        every task: id, status, paused, attempt, pid, branch, ...',
       'orch.task(ID)       one task',
       'orch.counts()       tasks by status',
       'orch.pause(ID)      stop a running task (SIGSTOP) or hold a waiting one',
       'orch.resume(ID)     carry on a paused task',
       'orch.cancel(ID)     kill a task; it ends cancelled',
       'orch.concurrency([N])  read or change the concurrency limit',
+      'orch.add_task{...}  add a task (as in a plan) to the live run',
+      'orch.questions()    open questions; orch.answer(ID, TEXT) answers one',
+      'orch.approve([GATE]) / orch.refuse([GATE])  answer an open gate (default apply)',
       'orch.engine         the engine itself (see lua/orch/engine.lua)',
       'orch.inspect(v, [depth])  render a value',
     }, '\n')
@@ -219,16 +228,14 @@ local function orch_api(e)
   return api
 end
 
--- The run and its tasks, as the `status` method returns them.
+-- The run and its tasks, as the `status` method returns them: the
+-- engine's snapshot (orch.status.view, the one view `orch status` prints
+-- too, plus seq and the live fields).
 function M.status(e)
-  local r = e.run
-  return {
-    run = { id = r.id, goal = r.goal, repo = r.repo, pid = core.getpid(),
-            status = e.ended and 'ended' or (e.stopping and 'stopping' or 'running'),
-            concurrency = e.concurrency },
-    tasks = e:snapshot(),
-    counts = e:counts(),
-  }
+  local snap = e:snapshot()
+  snap.run.pid = core.getpid()
+  snap.run.concurrency = e.concurrency
+  return snap
 end
 
 -- ================================================================ sessions
@@ -305,17 +312,69 @@ function METHODS.set_concurrency(sess, p)
   return { concurrency = n }
 end
 
+-- subscribe: the snapshot (with the seq it is consistent with) in the
+-- reply, then every later event, in seq order, each once. Again while
+-- subscribed: a fresh snapshot (after a 'dropped' notice, say).
 function METHODS.subscribe(sess)
   if not sess.unsub then
     sess.dropped = 0
     sess.unsub = sess.engine:subscribe(function(ev) sess:push_event(ev) end)
   end
-  return { subscribed = true }
+  local snap = M.status(sess.engine)
+  sess.dropped = 0
+  return { subscribed = true, seq = snap.seq, snapshot = snap }
 end
 
 function METHODS.unsubscribe(sess)
   if sess.unsub then sess.unsub() sess.unsub = nil end
   return { subscribed = false }
+end
+
+-- ask {task=, question=}: an agent's question to the orchestrator (orch mcp
+-- relays ask_orchestrator here). The reply waits for the answer (a
+-- deferred reply): {answer=, id=}.
+function METHODS.ask(sess, p, reply)
+  if p.task ~= nil and type(p.task) ~= 'string' then
+    return nil, M.E.PARAMS, 'params.task must be a string (a task id)'
+  end
+  if type(p.question) ~= 'string' or p.question == '' then
+    return nil, M.E.PARAMS, 'params.question must be a non-empty string'
+  end
+  local qid
+  local id, err = sess.engine:ask(p.task, p.question, function(answer)
+    reply({ answer = answer, id = qid })
+  end)
+  if not id then return nil, M.E.TASK, tostring(err) end
+  qid = id
+  return M.LATER
+end
+
+-- answer {id=, answer=}: answers an open question (a person or a UI).
+function METHODS.answer(sess, p)
+  if p.id == nil or type(p.answer) ~= 'string' then
+    return nil, M.E.PARAMS, 'params.id and params.answer (a string) are needed'
+  end
+  local ok, err = sess.engine:answer_question(p.id, p.answer, p.by or 'person')
+  if not ok then return nil, M.E.TASK, tostring(err) end
+  return { ok = true }
+end
+
+-- gate {gate=, approve=bool}: answers an open gate.
+function METHODS.gate(sess, p)
+  if type(p.gate) ~= 'string' or type(p.approve) ~= 'boolean' then
+    return nil, M.E.PARAMS, 'params.gate (a string) and params.approve (a boolean) are needed'
+  end
+  local ok, err = sess.engine:answer_gate(p.gate, p.approve)
+  if not ok then return nil, M.E.TASK, tostring(err) end
+  return { ok = true }
+end
+
+-- add_task {task={...}}: adds a task to the live run.
+function METHODS.add_task(sess, p)
+  if type(p.task) ~= 'table' then return nil, M.E.PARAMS, 'params.task must be an object' end
+  local t, err = sess.engine:add_task(p.task)
+  if not t then return nil, M.E.TASK, tostring(err) end
+  return { ok = true, task = t.id }
 end
 
 M.METHODS = METHODS
@@ -330,10 +389,26 @@ function Session:push_event(ev)
     return
   end
   if self.dropped > 0 then
-    self:send_json({ event = { kind = 'dropped', count = self.dropped } })
+    self:send_json({ event = { kind = 'dropped', count = self.dropped, before = ev.seq } })
     self.dropped = 0
   end
-  self:send_json({ event = ev })
+  self:send(M.event_frame(ev))
+end
+
+-- The frame of an event, encoded once for every subscriber.
+local frames = setmetatable({}, { __mode = 'k' })
+function M.event_frame(ev)
+  local f = frames[ev]
+  if not f then
+    local ok, s = pcall(json.encode, { event = ev })
+    if not ok then
+      s = json.encode({ event = { kind = ev.kind, seq = ev.seq, task = ev.task,
+                                  error = 'event not encodable: ' .. tostring(s) } })
+    end
+    f = s .. '\n'
+    frames[ev] = f
+  end
+  return f
 end
 
 function Session:handle_json(data)
@@ -360,12 +435,22 @@ function Session:handle_json(data)
   if type(p) ~= 'table' then
     return self:reply_error(id, M.E.PARAMS, 'params must be an object')
   end
-  local okc, res, code, msg, edata = pcall(fn, self, p)
-  if not okc then
-    return self:reply_error(id, M.E.INTERNAL, 'internal error: ' .. tostring(res))
+  local rid = id == nil and cjson.null or id
+  -- a method may answer later: it returns M.LATER and calls reply(result)
+  -- or reply(nil, code, message, data) once (a closed connection drops it)
+  local replied = false
+  local function reply(r, c, m, d)
+    if replied then return end
+    replied = true
+    if r == nil then return self:reply_error(rid, c, m, d) end
+    self:send_json({ id = rid, result = r })
   end
-  if res == nil then return self:reply_error(id, code, msg, edata) end
-  self:send_json({ id = id == nil and cjson.null or id, result = res })
+  local okc, res, code, msg, edata = pcall(fn, self, p, reply)
+  if not okc then
+    return reply(nil, M.E.INTERNAL, 'internal error: ' .. tostring(res))
+  end
+  if res == M.LATER then return end
+  reply(res, code, msg, edata)
 end
 
 -- Line mode: each line is Lua; an unfinished chunk waits for the next line.

@@ -1,81 +1,291 @@
 -- orch.engine: one live run. It feeds the scheduler's ready tasks to their
--- backends, records every step in the store before acting on it, turns
--- results into scheduler outcomes through the failure policy, hands finished
--- work to the workspace (worktrees and merges), and checkpoints on Ctrl+C.
+-- backends, turns results into scheduler outcomes through the failure
+-- policy, hands finished work to the workspace (worktrees and merges), and
+-- checkpoints on Ctrl+C.
 --
 --   local e = engine.new{store=, run=, plan=, workspace=, concurrency=, done=}
+--   e:subscribe(fn(ev))          -- every event, in seq order (docs/api/events.md)
 --   e:start(function(exit_code) ... end)
+--
+-- Every state change goes through one path, Engine:record(ev, change):
+-- change() writes the store (one transaction with the event's own row),
+-- then the subscribers are told. Nothing here prints: progress lines, the
+-- terminal prompt and the TUI are subscribers (orch.progress, orch.prompt,
+-- orch.tui). Every wait (a workspace step, a gate, a question) is a
+-- suspension of a coroutine (orch.async), never a nested run of the loop.
 local core = require('orch.core')
+local async = require('orch.async')
+local cjson = require('cjson')
 local plan_mod = require('orch.plan')
 local policy = require('orch.policy')
-local progress = require('orch.progress')
 
 local M = {}
 
 local Engine = {}
 Engine.__index = Engine
+M.Engine = Engine
 
-M.backends = { exec = 'orch.backends.exec' }
+M.OUTPUT_MS = 20      -- output lines wait at most this long to become an event
+M.OUTPUT_BATCH = 256  -- or until this many are buffered for one task
+M.NO_ANSWER = 'No one can answer now; use your best judgement and say what you assumed.'
+M.RESUME_PROMPT = 'You were interrupted; carry on with the task where you left off.'
 
--- The backend module for a task: its `backend`, else exec for a `cmd`.
-function M.backend_for(task)
-  local name = task.backend or (task.cmd and 'exec') or nil
-  if not name then return nil, 'task ' .. task.id .. ' names no backend and has no cmd' end
-  local modname = M.backends[name]
-  if not modname then
-    return nil, ("task %s: backend '%s' is not available in this build yet " ..
-      "(tasks with a cmd run with the exec backend)"):format(task.id, name)
+-- ---------------------------------------------------------------- roles and backends
+
+local roles_missing = false
+
+-- orch.roles, or nil when this build has none (a module that fails to load
+-- raises: a broken roles file must not be skipped silently).
+local function roles_module()
+  if roles_missing then return nil end
+  local ok, mod = pcall(require, 'orch.roles')
+  if ok then return mod end
+  if tostring(mod):find("module 'orch.roles' not found", 1, true) then
+    roles_missing = true
+    return nil
   end
-  return require(modname)
+  error(mod, 0)
 end
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t or {}) do out[k] = v end
+  return out
+end
+
+-- The role a task runs as: {name=, backend=, model=, tools=, system_prompt=,
+-- env=, ...}, or nil, err. A task with a cmd and no backend runs it (exec);
+-- otherwise orch.roles decides (the task's backend and model override the
+-- role's); without orch.roles, the task's own backend and model.
+function M.role_for(task, run)
+  if task.cmd and not task.backend then
+    return { name = task.role or 'exec', backend = 'exec', tools = 'full' }
+  end
+  local roles = roles_module()
+  local role
+  if roles then
+    local r, err = roles.for_task(task, { repo = run and run.repo })
+    if not r then return nil, tostring(err) end
+    role = copy(r)
+  else
+    role = { name = task.role, tools = 'edit' }
+  end
+  role.backend = task.backend or role.backend
+  role.model = task.model or role.model
+  if not role.backend then
+    return nil, ("its role %s names no backend"):format(tostring(task.role))
+  end
+  return role
+end
+
+-- The backend module orch.backends.NAME, or nil, err.
+function M.backend_module(name)
+  local modname = 'orch.backends.' .. name
+  local ok, mod = pcall(require, modname)
+  if not ok then
+    if tostring(mod):find("module '" .. modname .. "' not found", 1, true) then
+      return nil, ("backend '%s' is not available (no module %s; a backend is a " ..
+        "file lua/orch/backends/%s.lua, see docs/api/backends.md)"):format(name, modname, name)
+    end
+    return nil, ("backend '%s' does not load: %s"):format(name, tostring(mod))
+  end
+  if type(mod) ~= 'table' or type(mod.start) ~= 'function' then
+    return nil, ("backend '%s': %s has no start(ctx)"):format(name, modname)
+  end
+  return mod
+end
+
+-- The backend module and role for a task, or nil, err.
+function M.backend_for(task, run)
+  local role, err = M.role_for(task, run)
+  if not role then return nil, ('task %s: %s'):format(task.id, err) end
+  local b, berr = M.backend_module(role.backend)
+  if not b then return nil, ('task %s: %s'):format(task.id, berr) end
+  return b, role
+end
+
+-- ---------------------------------------------------------------- new
 
 function M.new(o)
   local self = setmetatable({
     store = o.store, run = o.run, plan = o.plan, ws = o.workspace,
-    concurrency = o.concurrency or 4, quiet = o.quiet,
-    tasks = {}, running = {}, stopping = false, ended = false, pumping = false,
-    sched_ns = 0, soft_failed = o.soft_failed or {},
+    concurrency = o.concurrency or 4, yes = o.yes or false,
+    tasks = {}, running = {}, status = {}, stopping = false, ended = false,
+    pumping = false, sched_ns = 0, holds = 0,
+    subscribers = {}, outq = {}, notifying = false,
+    end_hooks = {}, gates = {}, questions = {}, usage = {},
+    out_dirty = {}, out_armed = false, waiting_lock = {},
+    interactive = false, resuming = o.resume or false, resume_checked = {},
+    exited = o.exited or {}, scratch = {},
   }, Engine)
-  for _, t in ipairs(o.plan.tasks) do self.tasks[t.id] = t end
+  self.seq = self.store:last_seq(self.run.id)
+  for _, t in ipairs(o.plan.tasks) do
+    self.tasks[t.id] = t
+    if t.files and #t.files > 0 then self.has_files = true end
+  end
+  for _, t in ipairs(self.store:tasks(self.run.id)) do self.status[t.id] = t.status end
   self.sched = plan_mod.scheduler(o.plan, { concurrency = self.concurrency, done = o.done })
+  self.answerer = function(task, question, reply) return self:default_answer(task, question, reply) end
   return self
 end
 
-function Engine:say(fmt, ...)
-  if not self.quiet then progress.say(fmt, ...) end
-end
-
 -- ---------------------------------------------------------------- events
--- Subscribers see every state change and output line of the run as tables:
---   {kind='task', task=, status=, ...fields}   {kind='output', task=,
---   attempt=, stream=, data=}   {kind='run', status=}
--- (the control socket and the TUI are fed from here).
 
+-- fn(ev) gets every event recorded from now on, in seq order, each once.
+-- Returns the function that unsubscribes. A subscriber that raises is
+-- removed (and said so on stderr).
 function Engine:subscribe(fn)
-  self.subscribers = self.subscribers or {}
-  self.subscribers[fn] = true
-  return function() self.subscribers[fn] = nil end
+  local sub = { fn = fn, after = self.seq }
+  local list = {}
+  for i, s in ipairs(self.subscribers) do list[i] = s end
+  list[#list + 1] = sub
+  self.subscribers = list -- copied on change: a delivery in progress keeps its list
+  return function() self:unsubscribe(sub) end
 end
 
-function Engine:emit(ev)
-  if not self.subscribers then return end
-  for fn in pairs(self.subscribers) do
-    local ok, e = pcall(fn, ev)
-    if not ok then
-      self.subscribers[fn] = nil
-      io.stderr:write('orch: event subscriber failed and was removed: ', tostring(e), '\n')
+function Engine:unsubscribe(sub)
+  local list = {}
+  for _, s in ipairs(self.subscribers) do
+    if s ~= sub then list[#list + 1] = s end
+  end
+  sub.gone = true
+  self.subscribers = list
+end
+
+local function deliver(self, sub, ev)
+  if sub.gone or ev.seq <= sub.after then return end
+  local ok, err = pcall(sub.fn, ev)
+  if not ok then
+    self:unsubscribe(sub)
+    io.stderr:write('orch: event subscriber failed and was removed: ', tostring(err), '\n')
+  end
+end
+
+-- Tells subscribers, in seq order even when one of them records an event
+-- while being told (it is queued and delivered after the current one).
+function Engine:notify(ev)
+  local q = self.outq
+  q[#q + 1] = ev
+  if self.notifying then return end
+  self.notifying = true
+  while #self.outq > 0 do
+    local batch = self.outq
+    self.outq = {}
+    for _, e in ipairs(batch) do
+      local subs = self.subscribers
+      for i = 1, #subs do deliver(self, subs[i], e) end
+    end
+  end
+  self.notifying = false
+end
+
+-- The one path of every state change: ev gets the next seq (and, when it
+-- names a task, that task's status); change() writes the state it describes
+-- to the store in the same transaction as the event row; then the
+-- subscribers are told. Buffered output is recorded first, so that events
+-- keep the order things happened in. Returns ev.
+function Engine:record(ev, change)
+  if self.closed then return ev end
+  if ev.kind ~= 'output' then self:flush_output() end
+  ev.seq = self.seq + 1
+  ev.t = core.time()
+  if ev.task and ev.status == nil then ev.status = self.status[ev.task] end
+  if ev.kind == 'output' then
+    self.store:output(self.run.id, ev.task, ev.attempt, ev.stream, ev.lines, ev.seq)
+  else
+    self.store:record(self.run.id, ev, change)
+  end
+  self.seq = ev.seq
+  if ev.kind == 'task' and ev.status then self.status[ev.task] = ev.status end
+  self:notify(ev)
+  return ev
+end
+
+-- A task event that changes the task's status (status in fields).
+function Engine:task_event(id, fields, change)
+  local ev = { kind = 'task', task = id }
+  for k, v in pairs(fields) do ev[k] = v end
+  return self:record(ev, change)
+end
+
+-- The state of the run after the last event: {seq=, run=, tasks=} (see
+-- orch.status.view; tasks carry paused, attempt and pid while live).
+-- Subscribing and taking a snapshot in the same turn of the loop gives
+-- every later event exactly once.
+function Engine:snapshot()
+  local v = require('orch.status').view(self.store, self.run.id, self)
+  v.seq = self.seq
+  v.counts = self:counts()
+  return v
+end
+
+-- What only the live engine knows of a task: {paused=, attempt=, pid=}.
+function Engine:live(id)
+  local rec = self.running[id]
+  local paused = (rec and rec.paused) or self.sched:state(id) == 'paused'
+  return { paused = paused or false, attempt = rec and rec.attempt or nil,
+           pid = rec and rec.handle and rec.handle.pid or nil }
+end
+
+-- ---------------------------------------------------------------- output
+
+-- A task's output lines are buffered per stream and become one
+-- {kind='output', lines={...}} event every OUTPUT_MS (or OUTPUT_BATCH
+-- lines): per-line work is a table insert.
+function Engine:output_sink(rec)
+  local bufs, order = {}, {}
+  rec.out, rec.out_order, rec.nout = bufs, order, 0
+  return function(stream, line)
+    local b = bufs[stream]
+    if not b then
+      b = {}
+      bufs[stream] = b
+      order[#order + 1] = stream
+    end
+    b[#b + 1] = line
+    local n = rec.nout + 1
+    rec.nout = n
+    if n == 1 then self.out_dirty[rec] = true end
+    if n >= M.OUTPUT_BATCH then
+      self:flush_rec(rec)
+    elseif not self.out_armed then
+      self:arm_output()
     end
   end
 end
 
-function Engine:set_task(id, fields)
-  self.store:set_task(self.run.id, id, fields)
-  if fields.status then
-    local ev = { kind = 'task', task = id }
-    for k, v in pairs(fields) do ev[k] = v end
-    self:emit(ev)
+function Engine:arm_output()
+  self.out_armed = true
+  if self.out_timer then
+    self.out_timer:start(M.OUTPUT_MS)
+  else
+    self.out_timer = core.timer(M.OUTPUT_MS, function()
+      self.out_armed = false
+      self:flush_output()
+    end)
   end
 end
+
+function Engine:flush_rec(rec)
+  if rec.nout == 0 then return end
+  self.out_dirty[rec] = nil
+  rec.nout = 0
+  -- the sink keeps its tables: the lines are handed over, the tables emptied
+  local bufs, order = rec.out, rec.out_order
+  for i, stream in ipairs(order) do
+    local lines = bufs[stream]
+    bufs[stream], order[i] = nil, nil
+    self:record({ kind = 'output', task = rec.id, attempt = rec.attempt, stream = stream,
+                  lines = lines })
+  end
+end
+
+function Engine:flush_output()
+  if next(self.out_dirty) == nil then return end
+  for rec in pairs(self.out_dirty) do self:flush_rec(rec) end
+end
+
+-- ---------------------------------------------------------------- tasks
 
 -- The ids of a task's deps that are done (their work is merged in).
 function Engine:done_deps(task)
@@ -86,48 +296,143 @@ function Engine:done_deps(task)
   return deps
 end
 
-function Engine:task_env(task, attempt, place)
+local orch_exe
+local function orch_binary()
+  if not orch_exe then orch_exe = core.realpath('/proc/self/exe') or 'orch' end
+  return orch_exe
+end
+
+function Engine:task_env(task, attempt, place, role)
   local env = {}
+  for k, v in pairs(role and role.env or {}) do env[k] = v end
   for k, v in pairs(task.env or {}) do env[k] = v end
   env.ORCH_RUN = self.run.id
   env.ORCH_TASK = task.id
   env.ORCH_ATTEMPT = tostring(attempt)
   env.ORCH_REPO = self.run.repo
   env.ORCH_WORKTREE = place.cwd
+  if self.control and self.control.path then env.ORCH_CONTROL = self.control.path end
   return env
 end
 
--- Starts one task the scheduler handed out.
+-- How a CLI backend starts the ask_orchestrator MCP server for a task.
+function Engine:mcp_spec(id)
+  return {
+    argv = { orch_binary(), 'mcp' },
+    env = { ORCH_CONTROL = self.control and self.control.path or nil,
+            ORCH_RUN = self.run.id, ORCH_TASK = id },
+  }
+end
+
+-- A private directory for a task outside its worktree (removed at the
+-- run's end), under the per-user socket directory so that paths stay
+-- short (Claude Code makes unix sockets under its TMPDIR).
+function Engine:scratch_dir(id)
+  if self.scratch[id] then return self.scratch[id] end
+  local base = os.getenv('ORCH_SCRATCH_DIR')
+  if not base then
+    local dir, err = core.ctl.socket_dir()
+    if not dir then return nil, err end
+    base = dir
+  end
+  local path = ('%s/%s.scratch/%s'):format(base, self.run.id, id)
+  local ok, err = core.mkdir_p(path, tonumber('700', 8))
+  if not ok then return nil, err end
+  self.scratch[id] = path
+  self.scratch_root = ('%s/%s.scratch'):format(base, self.run.id)
+  return path
+end
+
+local function remove_tree(path)
+  if os.remove(path) then return end
+  for _, name in ipairs(core.readdir(path) or {}) do remove_tree(path .. '/' .. name) end
+  os.remove(path)
+end
+
+function Engine:remove_scratch()
+  if self.scratch_root then remove_tree(self.scratch_root) end
+  self.scratch, self.scratch_root = {}, nil
+end
+
+-- The session a task's turn continues, and whether it resumes a turn an
+-- orch crash (or Ctrl+C) cut short: {id=, backend=, data=}, resume.
+function Engine:session_for(task, role)
+  local function load(tid)
+    local s = self.store:session(self.run.id, tid)
+    if s and s.session_id and (s.backend == nil or s.backend == role.backend) then
+      return { id = s.session_id, backend = s.backend, data = s.data }
+    end
+  end
+  if self.resuming and not self.resume_checked[task.id] then
+    self.resume_checked[task.id] = true
+    local attempts = self.store:attempts(self.run.id, task.id)
+    local last = attempts[#attempts]
+    if last and last.status == 'interrupted' then
+      local own = load(task.id)
+      if own then return own, true end
+    end
+  end
+  if task.continues then return load(task.continues), false end
+  return nil, false
+end
+
+-- Starts one task the scheduler handed out, in a coroutine of its own (a
+-- workspace step may suspend it).
 function Engine:launch(id)
+  local rec = { id = id }
+  self.running[id] = rec
+  if self.waiting_lock[id] then
+    self.waiting_lock[id] = nil
+    self:record({ kind = 'lock', task = id, waiting = false, files = self.tasks[id].files })
+  end
+  async.run(function()
+    local ok, err = xpcall(self.run_task, debug.traceback, self, id, rec)
+    if not ok and not rec.settled then
+      if rec.handle and rec.handle.cancel then pcall(rec.handle.cancel, 0) end
+      self:settle(id, rec, { ok = false, error = 'could not start: ' .. tostring(err) })
+    end
+  end)
+end
+
+function Engine:run_task(id, rec)
   local task = self.tasks[id]
-  if self.exited and self.exited[id] then
+  if self.exited[id] then
     -- resume: the task's process had succeeded (or its merge conflicted and
     -- the user resolved it): its worktree is reused and only the merge redone
     self.exited[id] = nil
     local place, perr = self.ws:prepare(task, self:done_deps(task))
     if not place then
-      return self:settle(id, nil, { ok = false, error = 'workspace: ' .. tostring(perr) })
+      return self:settle(id, rec, { ok = false, error = 'workspace: ' .. tostring(perr) })
     end
-    self:say('%s: finished before; merging its work', id)
-    return self:settle(id, nil, { ok = true, exit_code = 0 })
+    self:record({ kind = 'task', task = id, message = 'finished before; merging its work' })
+    return self:settle(id, rec, { ok = true, exit_code = 0 })
   end
   local place, err = self.ws:prepare(task, self:done_deps(task))
   if not place then
-    return self:settle(id, nil, { ok = false, error = 'workspace: ' .. tostring(err) })
+    return self:settle(id, rec, { ok = false, error = 'workspace: ' .. tostring(err) })
   end
-  local backend, berr = M.backend_for(task)
-  if not backend then
-    return self:settle(id, nil, { ok = false, error = berr })
-  end
-  local attempt = self.store:start_attempt(self.run.id, id, {})
-  local rec = { attempt = attempt, started = core.hrtime(), place = place }
-  self.running[id] = rec
+  if self.stopping or rec.settled then return end
+  if rec.cancelled then return self:settle(id, rec, { ok = false, error = 'cancelled' }) end
+  local backend, role = M.backend_for(task, self.run)
+  if not backend then return self:settle(id, rec, { ok = false, error = role }) end
+  rec.place, rec.role, rec.backend = place, role, backend
+  -- (before this attempt is recorded: the last one tells whether to resume)
+  rec.session, rec.resume = self:session_for(task, role)
+  local ev = { kind = 'task', task = id, status = 'running', role = role.name,
+               backend = role.backend, model = role.model, branch = place.branch,
+               worktree = place.worktree }
+  self:record(ev, function()
+    ev.attempt = self.store:start_attempt(self.run.id, id, {})
+    self.store:set_task(self.run.id, id, { branch = place.branch, worktree = place.worktree,
+      backend = role.backend, model = role.model })
+  end)
+  rec.attempt, rec.started = ev.attempt, core.hrtime()
   -- from here on the task is recorded running: whatever raises (a user's
   -- launcher, a backend) must end it, or the run would wait for it forever
-  local ok, err2 = xpcall(self.start_backend, debug.traceback, self, id, task, backend, rec)
+  local ok, err2 = xpcall(self.start_backend, debug.traceback, self, id, task, rec)
   if not ok then
     if rec.handle and rec.handle.cancel then pcall(rec.handle.cancel, 0) end
-    if self.running[id] == rec then
+    if not rec.settled then
       self:settle(id, rec, { ok = false, error = 'could not start: ' .. tostring(err2) })
     end
   end
@@ -136,28 +441,46 @@ end
 -- The longest timeout a timer can take (ms in a 32-bit int, ~24 days).
 local MAX_TIMEOUT_S = 2147483
 
-function Engine:start_backend(id, task, backend, rec)
-  local place, attempt = rec.place, rec.attempt
-  self:emit({ kind = 'task', task = id, status = 'running', attempt = attempt })
-  if place.branch or place.worktree then
-    self:set_task(id, { branch = place.branch, worktree = place.worktree })
+-- What a backend gets for one turn (docs/api/backends.md).
+function Engine:context(id, task, rec)
+  local role, place = rec.role, rec.place
+  local session, resume = rec.session, rec.resume
+  local scratch
+  if role.backend ~= 'exec' then
+    local serr
+    scratch, serr = self:scratch_dir(id)
+    if not scratch then error('scratch directory: ' .. tostring(serr), 0) end
   end
-  local handle, serr = backend.start({
-    task = task, cwd = place.cwd, env = self:task_env(task, attempt, place),
-    run = self.run,
-    on_line = function(stream, line)
-      self.store:event(self.run.id, id, attempt, stream, line)
-      if self.subscribers then
-        self:emit({ kind = 'output', task = id, attempt = attempt, stream = stream, data = line })
-      end
-    end,
+  return {
+    run = { id = self.run.id, repo = self.run.repo }, task = task, attempt = rec.attempt,
+    role = role, prompt = resume and M.RESUME_PROMPT or (task.prompt or task.title),
+    system_prompt = role.system_prompt, model = role.model, tools = role.tools or 'edit',
+    cwd = place.cwd, env = self:task_env(task, rec.attempt, place, role),
+    session = session, resume = resume, scratch = scratch, mcp = self:mcp_spec(id),
+    emit = function(ev) self:agent_event(id, rec, ev) end,
+    on_line = self:output_sink(rec),
     on_done = function(result) self:settle(id, rec, result) end,
-  })
+    ask = function(question, cb) return self:ask(id, question, cb) end,
+  }
+end
+
+function Engine:start_backend(id, task, rec)
+  local backend = rec.backend
+  local ctx = self:context(id, task, rec)
+  rec.ctx = ctx
+  local start = backend.start
+  if ctx.resume then
+    start = backend.resume or backend.send or backend.start
+  elseif ctx.session then
+    start = backend.send or backend.start
+  end
+  local handle, serr = start(ctx)
   if not handle then
-    return self:settle(id, rec, { ok = false, error = tostring(serr) })
+    if not rec.settled then self:settle(id, rec, { ok = false, error = tostring(serr) }) end
+    return
   end
   rec.handle = handle
-  if self.running[id] ~= rec then return end -- it ended already (a synchronous on_done)
+  if rec.settled then return end -- it ended already (a synchronous on_done)
   if task.timeout then
     local ms = math.floor(math.min(task.timeout, MAX_TIMEOUT_S) * 1000)
     rec.timer = core.timer(ms, function()
@@ -166,98 +489,168 @@ function Engine:start_backend(id, task, backend, rec)
     end)
   end
   if handle.pid then
-    self.store:note_pid(self.run.id, id, attempt, handle.pid)
+    self.store:note_pid(self.run.id, id, rec.attempt, handle.pid)
   end
-  self:say('%s: started (attempt %d)%s', id, attempt,
-    place.worktree and (' in ' .. place.worktree) or '')
 end
 
--- Records a task's end and tells the scheduler; rec is nil when the task
--- never started (no attempt recorded).
-function Engine:settle(id, rec, result)
-  local task = self.tasks[id]
-  if rec then
-    if rec.settled then return end -- its process ended after a failed start
-    rec.settled = true
-    self.running[id] = nil
-    if rec.timer then rec.timer:close() rec.timer = nil end
-    if rec.timed_out then
-      result = { ok = false, exit_code = result.exit_code, signal = result.signal,
-                 error = ('timed out after %gs'):format(task.timeout) }
-    end
+local function add_usage(sum, u)
+  for k, v in pairs(u or {}) do
+    if type(v) == 'number' then sum[k] = (sum[k] or 0) + v end
   end
-  if rec and rec.cancelled and not self.stopping then
-    self:end_attempt(id, rec, { status = 'cancelled', exit_code = result.exit_code,
-      signal = result.signal, error = 'cancelled', task_status = 'cancelled' })
-    self:say('%s: cancelled', id)
+end
+
+-- The usage and cost summed over every turn of a task (loaded once from
+-- the store, so a resumed run goes on counting).
+function Engine:task_usage(id)
+  local u = self.usage[id]
+  if not u then
+    local t = self.store:task(self.run.id, id) or {}
+    local ok, usage = pcall(cjson.decode, t.usage_json or '{}')
+    u = { cost = t.cost_usd, usage = ok and type(usage) == 'table' and usage or {} }
+    self.usage[id] = u
+  end
+  return u
+end
+
+-- A backend's normalised event becomes {kind='agent', type=...}; a session
+-- is stored (sessions row and tasks.session_id) in the event's transaction,
+-- before anything acts on it; usage is summed into the task's columns.
+function Engine:agent_event(id, rec, bev)
+  if type(bev) ~= 'table' or type(bev.type) ~= 'string' then return end
+  local ev = { kind = 'agent', task = id, attempt = rec.attempt }
+  for k, v in pairs(bev) do
+    if k ~= 'kind' and k ~= 'task' and k ~= 'attempt' and k ~= 'seq' and k ~= 'status' then ev[k] = v end
+  end
+  local change
+  if bev.type == 'session' and bev.session_id then
+    rec.session_id = bev.session_id
+    change = function()
+      self.store:set_session(self.run.id, id, rec.role and rec.role.backend, bev.session_id, bev.data)
+    end
+  elseif bev.type == 'usage' then
+    local u = self:task_usage(id)
+    add_usage(u.usage, bev.usage)
+    if type(bev.cost_usd) == 'number' then u.cost = (u.cost or 0) + bev.cost_usd end
+    local fields = { usage_json = cjson.encode(u.usage) }
+    if u.cost then fields.cost_usd = u.cost end
+    change = function() self.store:set_task(self.run.id, id, fields) end
+  elseif bev.type == 'result' then
+    rec.text = bev.text
+  end
+  self:record(ev, change)
+end
+
+-- Records a task's end (settle may be called from a process callback: the
+-- rest runs in a coroutine, as a workspace's merge may suspend).
+function Engine:settle(id, rec, result)
+  if rec.settled then return end -- its process ended after a failed start
+  rec.settled = true
+  self.running[id] = nil
+  if rec.timer then rec.timer:close() rec.timer = nil end
+  if rec.nout and rec.nout > 0 then self:flush_rec(rec) end
+  result = result or {}
+  if rec.timed_out then
+    result = { ok = false, exit_code = result.exit_code, signal = result.signal,
+               error = ('timed out after %gs'):format(self.tasks[id].timeout) }
+  end
+  result.text = result.text or rec.text
+  result.session_id = result.session_id or rec.session_id
+  async.run(function() self:conclude(id, rec, result) end)
+end
+
+function Engine:conclude(id, rec, result)
+  if rec.cancelled and not self.stopping then
+    if rec.attempt then
+      self:end_attempt(id, rec, { status = 'cancelled', exit_code = result.exit_code,
+        signal = result.signal, error = 'cancelled', task_status = 'cancelled' })
+    else
+      self:task_event(id, { status = 'cancelled' }, function()
+        self.store:set_task(self.run.id, id, { status = 'cancelled', finished_at = core.time() })
+      end)
+    end
     return self:pump()
   end
   if self.stopping then
-    if rec then self:record_interrupted(id, rec, result) end
+    if rec.attempt then self:record_interrupted(id, rec, result) end
     return
   end
-  local secs = rec and (core.hrtime() - rec.started) / 1e9 or 0
+  local secs = rec.started and (core.hrtime() - rec.started) / 1e9 or 0
   if result.ok then
     self:complete_task(id, rec, result, secs)
   else
-    self:fail_task(id, task, rec, result, secs)
+    self:fail_task(id, rec, result, secs)
   end
+  result.status = self.status[id]
+  self:task_ended(id, result)
   self:pump()
 end
 
--- Ends an attempt in the store (and tells subscribers of a status change).
-function Engine:end_attempt(id, rec, fields)
-  self.store:finish_attempt(self.run.id, id, rec.attempt, fields)
-  if fields.task_status then
-    self:emit({ kind = 'task', task = id, status = fields.task_status,
-                attempt = rec.attempt, exit_code = fields.exit_code, error = fields.error })
+-- Ends an attempt in the store; a task event when the task's status changes.
+function Engine:end_attempt(id, rec, fields, extra)
+  local function change()
+    self.store:finish_attempt(self.run.id, id, rec.attempt, fields)
   end
+  local ev = { kind = 'task', task = id, attempt = rec.attempt, exit_code = fields.exit_code,
+               error = fields.error, status = fields.task_status }
+  for k, v in pairs(extra or {}) do ev[k] = v end
+  self:record(ev, change)
 end
 
 function Engine:complete_task(id, rec, result, secs)
+  local task = self.tasks[id]
   -- The exit is recorded first, so a crash during the merge never runs the
   -- task again: resume only redoes the merge. (Not needed when finishing is
   -- a no-op, as for the in-place workspace.)
-  if rec and not self.ws.trivial_finish then
-    self:end_attempt(id, rec, { status = 'exited', exit_code = result.exit_code })
+  if rec.attempt and not self.ws.trivial_finish then
+    self:end_attempt(id, rec, { status = 'exited', exit_code = result.exit_code },
+                     { exited = true })
   end
-  local ok, out = pcall(self.ws.finish, self.ws, self.tasks[id], result)
+  local ok, out = pcall(self.ws.finish, self.ws, task, result)
   if not ok or not out then
     out = { status = 'failed', message = 'workspace: ' .. tostring(out) }
   end
+  if not self.ws.trivial_finish then
+    self:record({ kind = 'merge', task = id, result = out.status == 'done' and 'merged' or out.status,
+                  message = out.message, files = out.files })
+  end
   if out.status == 'done' then
-    if rec then
+    if rec.attempt then
       self:end_attempt(id, rec, { status = 'done', exit_code = result.exit_code,
-                                  task_status = 'done' })
+                                  task_status = 'done' }, { duration = secs })
     else
-      self:set_task(id, { status = 'done', finished_at = core.time() })
+      self:task_event(id, { status = 'done', duration = secs }, function()
+        self.store:set_task(self.run.id, id, { status = 'done', finished_at = core.time() })
+      end)
     end
     self:blocked(self:sched_finish(id, 'done'))
-    self:say('%s: done in %.1fs', id, secs)
     return
   end
   -- A conflict (or a failed merge) fails the task hard: its branch stays.
-  self:set_task(id, { status = out.status == 'conflict' and 'conflict' or 'failed',
-                      error = out.message, finished_at = core.time() })
-  self:say('%s: %s%s', id, out.status == 'conflict' and 'merge conflict' or 'failed',
-    out.message and (': ' .. out.message) or '')
+  local status = out.status == 'conflict' and 'conflict' or 'failed'
+  self:task_event(id, { status = status, error = out.message, duration = secs }, function()
+    self.store:set_task(self.run.id, id, { status = status, error = out.message,
+                                           finished_at = core.time() })
+  end)
   self:blocked(self:sched_finish(id, 'failed'))
 end
 
-function Engine:fail_task(id, task, rec, result, secs)
-  local class = policy.classify(task, result)
+function Engine:fail_task(id, rec, result, secs)
+  local class = policy.classify(self.tasks[id], result)
   local status = class == 'skip' and 'skipped' or 'failed'
   local why = result.error or 'failed'
-  if rec then
+  if rec.attempt then
     self:end_attempt(id, rec, {
       status = class == 'soft' and 'failed-soft' or 'failed', exit_code = result.exit_code,
-      signal = result.signal, error = why, task_status = status })
+      signal = result.signal, error = why, task_status = status },
+      { failure = class, duration = secs })
   else
-    self:set_task(id, { status = status, error = why, finished_at = core.time() })
+    self:task_event(id, { status = status, error = why, failure = class, duration = secs },
+      function()
+        self.store:set_task(self.run.id, id, { status = status, error = why,
+                                               finished_at = core.time() })
+      end)
   end
   local outcome = class == 'hard' and 'failed' or (class == 'soft' and 'soft' or 'skipped')
-  if class == 'soft' then self.soft_failed[id] = true end
-  self:say('%s: %s (%s, %s) after %.1fs', id, status, why, class, secs)
   self:blocked(self:sched_finish(id, outcome))
 end
 
@@ -272,14 +665,211 @@ end
 -- Records the tasks a hard failure blocked.
 function Engine:blocked(ids)
   for _, b in ipairs(ids or {}) do
-    self:set_task(b, { status = 'blocked' })
-    self:say('%s: blocked', b)
+    self:task_event(b, { status = 'blocked' }, function()
+      self.store:set_task(self.run.id, b, { status = 'blocked' })
+    end)
   end
 end
 
 function Engine:counts()
   return self.sched:counts()
 end
+
+-- ---------------------------------------------------------------- workflows
+
+-- fn(task, result) after each task ends (result: the backend's, with
+-- status = the task's final status and text = the agent's final reply).
+-- It runs in a coroutine and may wait (orch.async); the run does not end
+-- until it returns, so it can add follow-up tasks with add_task.
+function Engine:on_task_end(fn)
+  self.end_hooks[#self.end_hooks + 1] = fn
+end
+
+-- Keeps the run from ending until the returned function is called.
+function Engine:hold()
+  self.holds = self.holds + 1
+  local released = false
+  return function()
+    if released then return end
+    released = true
+    self.holds = self.holds - 1
+    if self.holds == 0 then self:pump() end
+  end
+end
+
+function Engine:task_ended(id, result)
+  for _, fn in ipairs(self.end_hooks) do
+    local release = self:hold()
+    async.run(function()
+      local ok, err = xpcall(fn, debug.traceback, self.tasks[id], result)
+      if not ok then io.stderr:write('orch: on_task_end hook failed: ', tostring(err), '\n') end
+      release()
+    end)
+  end
+end
+
+-- A task as a plan has it, checked by orch.plan's own rules (fields, types,
+-- paths, ids), with deps that name tasks of this run. Returns task or nil, err.
+function M.check_task(raw, known)
+  if type(raw) ~= 'table' then return nil, 'add_task: a task is a table' end
+  local doc = {}
+  for k, v in pairs(raw) do
+    if k ~= 'deps' and not (type(v) == 'table' and next(v) == nil) then doc[k] = v end
+  end
+  local ok, text = pcall(cjson.encode, { tasks = { doc } })
+  if not ok then return nil, 'add_task: ' .. tostring(text) end
+  local plan, errs = plan_mod.parse(text, 'add_task', 'json')
+  if not plan then
+    local msgs = {}
+    for _, e in ipairs(errs) do msgs[#msgs + 1] = e.msg end
+    return nil, 'add_task: ' .. table.concat(msgs, '; ')
+  end
+  local t = plan.tasks[1]
+  t.line = nil
+  if known[t.id] then return nil, ('add_task: duplicate task id %q'):format(t.id) end
+  local deps, seen = {}, {}
+  if raw.deps ~= nil and type(raw.deps) ~= 'table' then
+    return nil, ("add_task: task %q: 'deps' must be a list of task ids"):format(t.id)
+  end
+  for _, d in ipairs(raw.deps or {}) do
+    if type(d) ~= 'string' then
+      return nil, ("add_task: task %q: 'deps' must be a list of task ids"):format(t.id)
+    elseif d == t.id then
+      return nil, ('add_task: task %q depends on itself'):format(t.id)
+    elseif not known[d] then
+      return nil, ('add_task: task %q depends on unknown task %q'):format(t.id, d)
+    elseif not seen[d] then
+      seen[d] = true
+      deps[#deps + 1] = d
+    end
+  end
+  t.deps = deps
+  return t
+end
+
+-- Adds a task to the live run (a workflow's follow-up: a review, a fix).
+-- Checked like a plan's task; its deps must be tasks of this run. It is
+-- stored (and added to the run's plan, so resume knows it), recorded
+-- ({kind='task', status='pending', added=true}) and handed out when ready.
+-- Returns the task or nil, err.
+function Engine:add_task(raw)
+  if self.ended then return nil, 'add_task: the run has ended' end
+  local task, err = M.check_task(raw, self.tasks)
+  if not task then return nil, err end
+  self.over = nil
+  local ok, aerr, code = self.sched:add(task.id, { deps = task.deps, files = task.files,
+                                                  weight = task.weight })
+  if not ok then return nil, ('add_task: %s (%s)'):format(tostring(aerr), tostring(code)) end
+  local cok, cerrs = self.sched:check()
+  if not cok then
+    local msgs = {}
+    for _, e in ipairs(cerrs or {}) do msgs[#msgs + 1] = e.msg end
+    error('add_task: the scheduler refused a checked task: ' .. table.concat(msgs, '; '))
+  end
+  self.plan.tasks[#self.plan.tasks + 1] = task
+  if self.plan.by_id then self.plan.by_id[task.id] = task end
+  self.tasks[task.id] = task
+  if #task.files > 0 then self.has_files = true end
+  self:task_event(task.id, { status = 'pending', added = true, title = task.title,
+                             deps = task.deps }, function()
+    self.store:add_tasks(self.run.id, { task })
+    self.store:set_run(self.run.id, { plan_json = cjson.encode(self.plan) })
+  end)
+  if self.sched:state(task.id) == 'blocked' then self:blocked({ task.id }) end
+  self:pump()
+  return task
+end
+
+-- ---------------------------------------------------------------- questions
+
+-- An agent's question to the orchestrator (the control socket's `ask`, or
+-- ctx.ask of an in-process backend). Records {kind='question', id=,
+-- question=}, calls engine.answerer(task, question, reply) (a workflow sets
+-- it), and on reply(answer, by) records the answer and calls cb(answer).
+-- A person can answer any open question with answer_question(id, text);
+-- the first answer wins. Returns the question's id, or nil, err.
+function Engine:ask(task_id, question, cb)
+  if type(question) ~= 'string' or question == '' then
+    return nil, 'a question must be a non-empty string'
+  end
+  if task_id ~= nil and not self.tasks[task_id] then return nil, 'no task ' .. tostring(task_id) end
+  self:flush_output()
+  local id = self.seq + 1 -- the question event's own seq: unique in the run
+  local answered = false
+  local function reply(answer, by)
+    if answered then return false end
+    answered = true
+    self.questions[id] = nil
+    answer = tostring(answer)
+    self:record({ kind = 'question', task = task_id, id = id, question = question,
+                  answer = answer, by = by or 'orchestrator' })
+    if cb then cb(answer) end
+    return true
+  end
+  self.questions[id] = reply
+  self:record({ kind = 'question', task = task_id, id = id, question = question })
+  local ok, err = xpcall(self.answerer, debug.traceback,
+                         task_id and self.tasks[task_id], question, reply, id)
+  if not ok then
+    io.stderr:write('orch: the answerer failed: ', tostring(err), '\n')
+    reply(M.NO_ANSWER, 'orch')
+  end
+  return id
+end
+
+-- The default answerer: a person at the terminal (or the TUI) answers the
+-- open question event; with nobody there, the agent is told to go on.
+function Engine:default_answer(_task, _question, reply)
+  if self.interactive then return end
+  reply(M.NO_ANSWER, 'orch')
+end
+
+-- A person's (or a UI's) answer to open question id.
+function Engine:answer_question(id, text, by)
+  local reply = self.questions[tonumber(id) or id]
+  if not reply then return nil, 'no open question ' .. tostring(id) end
+  reply(text, by or 'person')
+  return true
+end
+
+-- The open questions: {id=, ...} list.
+function Engine:open_questions()
+  local out = {}
+  for id in pairs(self.questions) do out[#out + 1] = id end
+  table.sort(out)
+  return out
+end
+
+-- ---------------------------------------------------------------- gates
+
+-- A gate a person must pass ('apply': the run's work goes into the user's
+-- branch; 'plan': a planned DAG runs). --yes passes every gate; with
+-- nobody at a terminal (engine.interactive false) it stays shut. Otherwise
+-- {kind='gate', gate=, status='open', message=} is recorded and the
+-- calling coroutine waits for answer_gate(gate, true|false). Returns bool.
+function Engine:gate(name, message)
+  if self.yes then
+    self:record({ kind = 'gate', gate = name, status = 'approved', by = '--yes', message = message })
+    return true
+  end
+  if not self.interactive then return false end
+  local yes = async.wait(function(cb)
+    self.gates[name] = cb
+    self:record({ kind = 'gate', gate = name, status = 'open', message = message })
+  end)
+  return yes
+end
+
+function Engine:answer_gate(name, yes)
+  local cb = self.gates[name]
+  if not cb then return nil, 'no open gate ' .. tostring(name) end
+  self.gates[name] = nil
+  self:record({ kind = 'gate', gate = name, status = yes and 'approved' or 'refused', by = 'person' })
+  cb(yes and true or false)
+  return true
+end
+
+-- ---------------------------------------------------------------- the run
 
 -- Hands out every task that can start now; ends the run when none is left.
 function Engine:pump()
@@ -290,12 +880,13 @@ function Engine:pump()
   local ok, err = xpcall(self.pump_ready, debug.traceback, self)
   self.pumping = false
   if not ok then error(err, 0) end
-  if self.ended then return end
+  if self.ended or self.stopping then return end
+  if self.has_files then self:note_lock_waits() end
   -- the run can only be over when nothing runs (counts() walks every task)
-  if next(self.running) ~= nil then return end
+  if next(self.running) ~= nil or self.holds > 0 then return end
   local c = self.sched:counts()
   if c.pending + c.ready + c.running + c.paused == 0 then
-    self:finish_run()
+    self:tasks_over()
   end
 end
 
@@ -310,67 +901,98 @@ function Engine:pump_ready()
   end
 end
 
-function Engine:exit_code()
-  local bad = 0
-  for _, t in ipairs(self.store:tasks(self.run.id)) do
-    if t.status == 'failed' and not self.soft_failed[t.id] then
-      bad = bad + 1
-    elseif t.status == 'blocked' or t.status == 'conflict' or t.status == 'cancelled' then
-      bad = bad + 1
+-- Ready tasks that wait for another task's files: one lock event each
+-- when the wait begins (and one when it ends, at launch).
+function Engine:note_lock_waits()
+  for _, id in ipairs(self.sched:tasks('ready')) do
+    if not self.waiting_lock[id] then
+      local info = self.sched:info(id)
+      if info and info.waiting then
+        self.waiting_lock[id] = true
+        self:record({ kind = 'lock', task = id, waiting = true, files = self.tasks[id].files })
+      end
     end
   end
-  return bad == 0 and 0 or 1
 end
 
-function Engine:finish_run()
+-- The run's exit code from the scheduler's own account: 1 when a task
+-- failed hard (a conflict counts), was blocked or was cancelled.
+function Engine:exit_code()
+  local c = self.sched:counts()
+  local hard = c.failed - (c.soft or 0) + c.blocked + c.cancelled
+  return hard == 0 and 0 or 1
+end
+
+-- Every task has ended (e.over is the exit code they give, until a task is
+-- added): the run applies its work and ends (finish), unless a workflow
+-- holds that stage (engine.on_tasks_over = fn(code): it calls finish(code)
+-- itself, after adding tasks or not).
+function Engine:tasks_over()
+  local code = self:exit_code()
+  self.over = code -- until a task is added
+  if self.on_tasks_over then
+    local fn = self.on_tasks_over
+    return fn(code)
+  end
+  return self:finish(code)
+end
+
+-- The run's last stage: the apply gate and the workspace's complete (only
+-- when every task succeeded), then the run's end event and on_end(code).
+function Engine:finish(code)
   if self.ended then return end
   self.ended = true
-  local code = self:exit_code()
+  code = code or self:exit_code()
+  async.run(function()
+    local ok, err = xpcall(self.finish_steps, debug.traceback, self, code)
+    if not ok then
+      io.stderr:write('orch: finishing the run failed: ', tostring(err), '\n')
+      if not self.recorded_end and not self.closed and not self.stopping then
+        self:end_run(1, 'finishing the run failed')
+      end
+    end
+  end)
+end
+
+function Engine:finish_steps(code)
   local msg
   if code == 0 then
+    local yes = false
+    if not self.ws.trivial_finish then
+      yes = self:gate('apply', ('run %s finished; apply its work to your branch?'):format(self.run.id))
+    end
+    if self.stopping or self.closed then return end -- interrupted at the gate
     -- a workspace answers nil/message, and false as a second value when the
     -- approved work could not be applied (a dirty tree, a conflict): exit 1
-    local ok, m, applied = pcall(self.ws.complete, self.ws, self.run, { yes = self:approve() })
+    local ok, m, applied = pcall(self.ws.complete, self.ws, self.run, { yes = yes })
     msg = ok and m or ('applying the result failed: ' .. tostring(m))
     if not ok or applied == false then code = 1 end
   end
+  if self.stopping or self.closed then return end
+  self:end_run(code, msg)
+end
+
+function Engine:end_run(code, msg)
   if self.ws.close then self.ws:close() end
-  self.store:set_run(self.run.id, {
-    status = code == 0 and 'done' or 'failed', finished_at = core.time(),
-    exit_code = code, pid = require('orch.store').NULL })
+  local c = self.sched:counts()
+  self:record({ kind = 'run', status = code == 0 and 'done' or 'failed', exit_code = code,
+                message = msg, counts = { done = c.done, failed = c.failed, skipped = c.skipped,
+                                          blocked = c.blocked, cancelled = c.cancelled } },
+    function()
+      self.store:set_run(self.run.id, { status = code == 0 and 'done' or 'failed',
+        finished_at = core.time(), exit_code = code, pid = require('orch.store').NULL })
+    end)
   self.store:flush()
   self.recorded_end = true
-  local c = self.sched:counts()
-  self:say('run %s %s: %d done, %d failed, %d skipped, %d blocked', self.run.id,
-    code == 0 and 'finished' or 'failed', c.done, c.failed, c.skipped, c.blocked)
-  -- where the work went matters even with --quiet
-  if msg then
-    if self.quiet then io.stderr:write('orch: ', msg, '\n') else self:say('%s', msg) end
-  end
+  self.exit = code
+  self:close_timers()
+  self:remove_scratch()
   if self.on_end then self.on_end(code) end
 end
 
--- The gate before the run's work goes into the user's branch: --yes, or a
--- "y" at the prompt when stdin is a terminal. Without either, nothing is
--- applied and the workspace says how to apply it by hand.
-function Engine:approve()
-  if self.yes then return true end
-  if not (self.ws.name ~= 'in-place' and core.isatty(0) and core.isatty(2)) then return false end
-  io.stderr:write(("orch: run %s finished; apply its work to your branch? [y/N] "):format(self.run.id))
-  io.stderr:flush()
-  -- read on the loop, so that Ctrl+C at the prompt still stops orch (130)
-  local buf, answer = '', nil
-  local reader = core.ctl.stdin({
-    on_data = function(d)
-      buf = buf .. d
-      if buf:find('\n') then answer = buf end
-    end,
-    on_eof = function() answer = answer or buf end,
-  })
-  if not reader then return false end
-  while answer == nil do core.run('once') end
-  reader:close()
-  return answer:lower():match('^%s*y') ~= nil
+function Engine:close_timers()
+  if self.out_timer then self.out_timer:close() self.out_timer = nil end
+  self.out_armed = false
 end
 
 -- The end of an attempt cut short by Ctrl+C: the task goes back to pending
@@ -380,23 +1002,29 @@ function Engine:record_interrupted(id, rec, result)
   if rec.recorded then return end
   rec.recorded = true
   if rec.finished_before then
-    self.store:finish_attempt(self.run.id, id, rec.attempt, {
-      status = 'exited', exit_code = 0, task_status = 'pending' })
+    self:end_attempt(id, rec, { status = 'exited', exit_code = 0, task_status = 'pending' },
+                     { interrupted = true })
   else
-    self.store:finish_attempt(self.run.id, id, rec.attempt, {
-      status = 'interrupted', exit_code = result.exit_code, signal = result.signal,
-      error = 'interrupted', task_status = 'pending' })
+    self:end_attempt(id, rec, { status = 'interrupted', exit_code = result.exit_code,
+      signal = result.signal, error = 'interrupted', task_status = 'pending' },
+      { interrupted = true })
   end
 end
 
 -- Ctrl+C / SIGTERM: 'begin' checkpoints before orch kills the processes;
 -- their exits are then recorded as interrupted; 'end' flushes and closes.
-function Engine:on_shutdown(phase)
+function Engine:on_shutdown(phase, signame)
+  if self.closed then return end
+  if self.recorded_end then return end
   if self.ended then
     -- interrupted at the approval prompt: every task is done, the run is not
-    if phase == 'begin' and not self.recorded_end then
-      self.store:set_run(self.run.id, { status = 'interrupted' })
+    if phase == 'begin' then
+      self.stopping = true
+      self:record({ kind = 'run', status = 'interrupted', signal = signame, running = 0 },
+        function() self.store:set_run(self.run.id, { status = 'interrupted' }) end)
       self.store:flush()
+    else
+      self:close()
     end
     return
   end
@@ -410,13 +1038,24 @@ function Engine:on_shutdown(phase)
       if rec.paused and rec.handle.kill then rec.handle.kill('SIGCONT') end
     end
     self.stopping = true
-    self.store:set_run(self.run.id, { status = 'interrupted' })
-    self:say('interrupted: %d running task(s) stopped; `orch resume %s` carries on',
-      self:running_count(), self.run.id)
+    self:record({ kind = 'run', status = 'interrupted', signal = signame,
+                  running = self:running_count() },
+      function() self.store:set_run(self.run.id, { status = 'interrupted' }) end)
   else
-    for id, rec in pairs(self.running) do self:record_interrupted(id, rec, {}) end
-    self.store:close()
+    for id, rec in pairs(self.running) do
+      if rec.attempt then self:record_interrupted(id, rec, {}) end
+    end
+    self:close()
   end
+end
+
+function Engine:close()
+  if self.closed then return end
+  self:flush_output()
+  self:close_timers()
+  self:remove_scratch()
+  self.closed = true
+  self.store:close()
 end
 
 -- ---------------------------------------------------------------- control
@@ -446,8 +1085,7 @@ function Engine:pause(id)
     end
     self.sched:pause(id)
   end
-  self:emit({ kind = 'task', task = id, paused = true })
-  self:say('%s: paused', id)
+  self:record({ kind = 'task', task = id, paused = true })
   return true
 end
 
@@ -460,8 +1098,7 @@ function Engine:resume_task(id)
   else
     self.sched:resume(id)
   end
-  self:emit({ kind = 'task', task = id, paused = false })
-  self:say('%s: resumed', id)
+  self:record({ kind = 'task', task = id, paused = false })
   self:pump()
   return true
 end
@@ -478,12 +1115,14 @@ function Engine:cancel(id)
   local rec = self.running[id]
   local blocked = self.sched:cancel(id)
   if rec then
+    -- a task still being prepared ends cancelled once its workspace step returns
     rec.cancelled = true
-    if rec.paused and rec.handle.kill then rec.handle.kill('SIGCONT') end
+    if rec.paused and rec.handle and rec.handle.kill then rec.handle.kill('SIGCONT') end
     if rec.handle then rec.handle.cancel(2000) end
   else
-    self:set_task(id, { status = 'cancelled', finished_at = core.time() })
-    self:say('%s: cancelled', id)
+    self:task_event(id, { status = 'cancelled' }, function()
+      self.store:set_task(self.run.id, id, { status = 'cancelled', finished_at = core.time() })
+    end)
   end
   self:blocked(blocked)
   self:pump()
@@ -495,26 +1134,11 @@ function Engine:set_concurrency(n)
   if not n or n < 1 or n ~= math.floor(n) then return nil, 'concurrency must be a whole number >= 1' end
   self.sched:set_concurrency(n)
   self.concurrency = n
-  self.store:set_run(self.run.id, { concurrency = n })
-  self:say('concurrency set to %d', n)
+  self:record({ kind = 'run', status = 'running', concurrency = n }, function()
+    self.store:set_run(self.run.id, { concurrency = n })
+  end)
   self:pump()
   return true
-end
-
--- Every task's state, in plan order: {id=, status=, paused=, attempt=, pid=}.
-function Engine:snapshot()
-  local out = {}
-  for _, t in ipairs(self.plan.tasks) do
-    local rec = self.running[t.id]
-    local st = self.sched:state(t.id)
-    out[#out + 1] = {
-      id = t.id, status = st == 'paused' and 'pending' or st,
-      paused = (st == 'paused') or (rec and rec.paused) or false,
-      attempt = rec and rec.attempt or nil,
-      pid = rec and rec.handle and rec.handle.pid or nil,
-    }
-  end
-  return out
 end
 
 function Engine:running_count()
@@ -523,11 +1147,16 @@ function Engine:running_count()
   return n
 end
 
+-- Starts the run: records {kind='run', status='running'} and hands out the
+-- first tasks. on_end(exit_code) is called once the run has ended.
 function Engine:start(on_end)
   self.on_end = on_end
-  self.store:set_run(self.run.id, { status = 'running', started_at = self.run.started_at
-    or core.time(), pid = core.getpid() })
-  core.on_shutdown(function(phase) self:on_shutdown(phase) end)
+  self:record({ kind = 'run', status = 'running', id = self.run.id, goal = self.run.goal,
+                concurrency = self.concurrency }, function()
+    self.store:set_run(self.run.id, { status = 'running', started_at = self.run.started_at
+      or core.time(), pid = core.getpid() })
+  end)
+  core.on_shutdown(function(phase, signame) self:on_shutdown(phase, signame) end)
   self:pump()
 end
 

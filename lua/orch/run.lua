@@ -41,26 +41,6 @@ function M.workspace_for(loc, run, o)
   return workspace.in_place(loc.root)
 end
 
--- Runs the engine until the run ends; returns the exit code.
-local function drive(e)
-  local code
-  e.yes = e.yes or false
-  -- the control socket (orch repl, orch mcp): refused in an unsafe place
-  local ctl, cerr = require('orch.control').start(e, e.run.repo)
-  if not ctl then err('control socket: %s', tostring(cerr)) return EXIT_USAGE end
-  e:start(function(c) code = c end)
-  while code == nil do
-    if not core.run('once') and code == nil then
-      -- nothing is left on the loop (not even the control socket) and the
-      -- run is not over: nothing can wake it, so say so instead of spinning
-      err('run %s cannot go on: nothing is running and nothing can resume it', e.run.id)
-      code = EXIT_FAIL
-    end
-  end
-  ctl:stop()
-  return code
-end
-
 local function open_store(loc)
   local st, serr = store_mod.open(loc.db)
   if not st then err('%s', serr) return nil end
@@ -69,10 +49,10 @@ end
 
 -- Every task must have a backend this build can run; otherwise nothing
 -- runs (exit 2), with the plan's file and line.
-function M.check_backends(plan, file)
+function M.check_backends(plan, file, run)
   local ok = true
   for _, t in ipairs(plan.tasks) do
-    local b, berr = engine.backend_for(t)
+    local b, berr = engine.backend_for(t, run)
     if not b then
       io.stderr:write(('%s:%d: %s\n'):format(file, t.line or 0, berr))
       ok = false
@@ -81,24 +61,43 @@ function M.check_backends(plan, file)
   return ok
 end
 
--- Runs a plan: o = {plan=FILE, repo=, db=, concurrency=, yes=, merge=, keep=}.
-function M.execute(o)
+-- ================================================================ stages
+-- run.execute is these steps in order; a workflow script can call them
+-- itself and do more between them (docs/api/core.md, "Workflows"). Each
+-- returns its result, or nil and the exit code to return (the error said).
+
+-- 1. The repository, the config and the plan (checked, backends too).
+-- Returns {loc=, plan=, o=} or nil, code.
+function M.load_plan(o)
   local loc, lerr = M.locate(o)
-  if not loc then err('%s', lerr) return EXIT_USAGE end
+  if not loc then err('%s', lerr) return nil, EXIT_USAGE end
   local plan, errs = plan_mod.load(o.plan)
-  if not plan then io.stderr:write(plan_mod.format_errors(errs)) return EXIT_USAGE end
+  if not plan then io.stderr:write(plan_mod.format_errors(errs)) return nil, EXIT_USAGE end
   local cok, cerr = require('orch.config').load(loc.root)
-  if not cok then err('config: %s', cerr) return EXIT_USAGE end
-  if not M.check_backends(plan, o.plan) then return EXIT_USAGE end
-  if loc.root then repo_mod.prepare_state_dir(loc.root) end
-  local st = open_store(loc)
-  if not st then return EXIT_USAGE end
+  if not cok then err('config: %s', cerr) return nil, EXIT_USAGE end
+  if not M.check_backends(plan, o.plan, { repo = loc.root }) then return nil, EXIT_USAGE end
+  return { loc = loc, plan = plan, o = o }
+end
+
+-- 2. The store (REPO/.orch/orch.db unless --db). Sets s.store.
+function M.open_store(s)
+  if s.loc.root then repo_mod.prepare_state_dir(s.loc.root) end
+  local st = open_store(s.loc)
+  if not st then return nil, EXIT_USAGE end
+  s.store = st
+  return st
+end
+
+-- 3. The run record and its workspace (worktrees, or --in-place). Sets
+-- s.run and s.ws.
+function M.prepare_workspace(s)
+  local o, plan, loc, st = s.o, s.plan, s.loc, s.store
   local run = { id = M.new_run_id(), goal = plan.goal, plan_file = repo_mod.abspath(o.plan),
                 plan_json = cjson.encode(plan), repo = loc.root,
                 workflow = o.workflow or 'default', concurrency = o.concurrency or 4 }
   local ws = M.workspace_for(loc, run, o)
   local ok, berr = ws:begin(run)
-  if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
+  if not ok then err('%s', tostring(berr)) st:close() return nil, EXIT_USAGE end
   -- one transaction: a crash leaves no run without its tasks
   st.h:transaction(function()
     st:create_run(run)
@@ -106,13 +105,105 @@ function M.execute(o)
   end)
   io.stderr:write(('orch: run %s: %d tasks, concurrency %d, state in %s\n')
     :format(run.id, #plan.tasks, run.concurrency, loc.db))
-  local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
-                         concurrency = run.concurrency, quiet = o.quiet })
-  e.yes = o.yes
+  s.run, s.ws = run, ws
+  return run
+end
+
+-- The UI of a run: the TUI when stderr and stdin are terminals (and not
+-- --no-tui, and orch.tui loads), else progress lines on stderr and, on a
+-- terminal, the prompt that answers gates and questions. Returns {stop=fn}.
+function M.attach_ui(e, o)
+  local tty = core.isatty(0) and core.isatty(2)
+  if tty and not o['no-tui'] and not o.quiet then
+    local ok, tui = pcall(require, 'orch.tui')
+    if ok and type(tui) == 'table' and tui.start then
+      local ui = tui.start(e, o)
+      if ui then return ui end
+    elseif not ok and not tostring(tui):find("module 'orch.tui' not found", 1, true) then
+      err('the TUI does not load (%s): progress lines instead', tostring(tui))
+    end
+  end
+  local unsub = require('orch.progress').attach(e, { quiet = o.quiet })
+  local p = tty and require('orch.prompt').attach(e) or nil
+  return { stop = function()
+    unsub()
+    if p then p:stop() end
+  end }
+end
+
+-- 4. The engine, its control socket (orch repl, orch mcp) and its UI, and
+-- the run started. Returns the engine or nil, code. opts (default s.o):
+-- yes, quiet, no-tui. The engine ends its tasks, then waits at
+-- e.on_tasks_over for the workflow (await_end and apply below).
+function M.start_engine(s, extra)
+  local o = s.o
+  local e = s.engine or engine.new({ store = s.store, run = s.run, plan = s.plan,
+    workspace = s.ws, concurrency = s.run.concurrency, done = s.done, exited = s.exited,
+    resume = s.resume, yes = o.yes })
+  for k, v in pairs(extra or {}) do e[k] = v end
+  s.engine = e
   M.last_engine = e
-  local code = drive(e)
-  st:close()
-  return code
+  -- the control socket: refused in an unsafe place
+  local ctl, cerr = require('orch.control').start(e, s.run.repo)
+  if not ctl then err('control socket: %s', tostring(cerr)) return nil, EXIT_USAGE end
+  s.control = ctl
+  s.ui = M.attach_ui(e, o)
+  e.on_tasks_over = function() end -- held: await_end, then apply
+  e:start(function(code) s.code = code end)
+  return e
+end
+
+-- Runs the loop until pred() or the run's end; says so when nothing is left
+-- that could ever wake the run.
+local function loop_until(s, pred)
+  while not pred() and s.code == nil do
+    if not core.run('once') and not pred() and s.code == nil then
+      -- nothing is left on the loop (not even the control socket) and the
+      -- run is not over: nothing can wake it, so say so instead of spinning
+      err('run %s cannot go on: nothing is running and nothing can resume it', s.run.id)
+      s.code = EXIT_FAIL
+    end
+  end
+end
+
+-- 5. Runs the loop until every task has ended (tasks added meanwhile
+-- included). Returns the exit code the tasks give (0, or 1). Call it again
+-- after adding tasks (e:add_task) to wait for those.
+function M.await_end(s)
+  local e = s.engine
+  if e.ended then return s.code end
+  loop_until(s, function() return e.over ~= nil end)
+  return e.over or s.code
+end
+
+-- 6. The last stage: the apply gate and the workspace's complete (when
+-- code is 0), the run's end recorded, the socket and UI stopped, the store
+-- closed. Returns the run's exit code.
+function M.apply(s, code)
+  local e = s.engine
+  if not e.ended then e:finish(code) end
+  loop_until(s, function() return s.code ~= nil end)
+  M.close(s)
+  return s.code
+end
+
+function M.close(s)
+  if s.ui then s.ui.stop() s.ui = nil end
+  if s.control then s.control:stop() s.control = nil end
+  if s.store then s.store:close() end
+end
+
+-- Runs a plan: o = {plan=FILE, repo=, db=, concurrency=, yes=, merge=, keep=,
+-- quiet=, no-tui=}. Returns the exit code.
+function M.execute(o)
+  local s, code = M.load_plan(o)
+  if not s then return code end
+  if not M.open_store(s) then return EXIT_USAGE end
+  local run, rcode = M.prepare_workspace(s)
+  if not run then return rcode end
+  local e, ecode = M.start_engine(s)
+  if not e then M.close(s) return ecode end
+  return M.apply(s, M.await_end(s))
 end
 
 -- ---------------------------------------------------------------- resume
@@ -281,7 +372,7 @@ function M.cli_resume(o)
   if not plan then err('%s', perr) st:close() return EXIT_USAGE end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
-  local done, exited, soft, reclaimed = resume_sets(st, run, plan)
+  local done, exited, _, reclaimed = resume_sets(st, run, plan)
   lost_work(st, loc, run, o, done, exited)
   local ndone = 0
   for _ in pairs(done) do ndone = ndone + 1 end
@@ -292,13 +383,11 @@ function M.cli_resume(o)
   local ws = M.workspace_for(loc, run, o)
   local ok, berr = ws:begin(run, { resume = true })
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
-  local e = engine.new({ store = st, run = run, plan = plan, workspace = ws,
-                         concurrency = run.concurrency, done = done, soft_failed = soft })
-  e.exited = exited
-  e.yes = o.yes
-  local code = drive(e)
-  st:close()
-  return code
+  local s = { o = o, loc = loc, plan = plan, store = st, run = run, ws = ws, done = done,
+              exited = exited, resume = true }
+  local e, ecode = M.start_engine(s)
+  if not e then M.close(s) return ecode end
+  return M.apply(s, M.await_end(s))
 end
 
 -- ---------------------------------------------------------------- reading

@@ -1,5 +1,7 @@
--- orch.status: what `orch status [--json]` and `orch logs` print, as pure
--- functions of an open store (orch.store) that return strings.
+-- orch.status: the one view of a run (M.view: what `orch status`, the
+-- control socket's `status` and the REPL's orch.tasks() show), and what
+-- `orch status [--json]` and `orch logs` print, as functions of an open
+-- store (orch.store) that return strings.
 local cjson = require('cjson')
 
 local M = {}
@@ -64,15 +66,61 @@ local function printable(text)
   return (text:gsub('[%z\1-\31\127]', function(c) return ('\\x%02X'):format(c:byte()) end))
 end
 
+local function decode_json(s)
+  if type(s) ~= 'string' then return nil end
+  local ok, v = pcall(cjson.decode, s)
+  return ok and type(v) == 'table' and v or nil
+end
+
+local function nonnull(v)
+  if v == cjson.null then return nil end
+  return v
+end
+
+-- The one view of a run (default: the latest): {run={id, status, goal,
+-- repo, concurrency, pid, started_at, finished_at, exit_code, error},
+-- tasks={{id, title, role, backend, model, status, attempts, branch,
+-- worktree, session_id, started_at, finished_at, exit_code, error,
+-- cost_usd, usage}, ...}} in plan order, times as unix seconds. live (a
+-- live engine, optional) adds each task's paused, attempt and pid (see
+-- Engine:live). Returns view or nil, err.
+function M.view(st, run_id, live)
+  local run
+  if run_id then run = st:run(run_id) else run = st:latest_run() end
+  if not run then return nil, run_id and ('no run ' .. run_id) or 'no run recorded yet' end
+  local tasks = {}
+  for _, t in ipairs(st:tasks(run.id)) do
+    local row = {
+      id = t.id, title = t.title, role = t.role, status = t.status, attempts = t.attempts,
+      backend = t.backend or (t.cmd and 'exec') or nil, model = t.model,
+      branch = t.branch, worktree = t.worktree, session_id = t.session_id,
+      started_at = t.started_at, finished_at = t.finished_at, exit_code = t.exit_code,
+      error = t.error, cost_usd = t.cost_usd, usage = decode_json(t.usage_json),
+      cmd = t.cmd, deps = t.deps,
+    }
+    if live then
+      local l = live:live(t.id)
+      if l then row.paused, row.attempt, row.pid = l.paused, l.attempt, l.pid end
+    end
+    tasks[#tasks + 1] = row
+  end
+  return {
+    run = { id = run.id, status = run.status, goal = run.goal, repo = run.repo,
+            concurrency = run.concurrency, pid = nonnull(run.pid), started_at = run.started_at,
+            finished_at = run.finished_at, exit_code = run.exit_code, error = run.error,
+            workflow = run.workflow },
+    tasks = tasks,
+  }
+end
+
 -- The readable `orch status [RUN]`: a run header and one line per task.
 -- opts.now overrides the clock (for running tasks). Returns text or nil, err.
 function M.text(st, run_id, opts)
   opts = opts or {}
-  local run
-  if run_id then run = st:run(run_id) else run = st:latest_run() end
-  if not run then return nil, run_id and ('no run ' .. run_id) or 'no run recorded yet' end
+  local v, err = M.view(st, run_id)
+  if not v then return nil, err end
+  local run, tasks = v.run, v.tasks
   local now = opts.now or os.time()
-  local tasks = st:tasks(run.id)
   local lines = {
     string.format('run %s  %s  %s', run.id, run.status, M.duration(run, now)),
   }
@@ -82,12 +130,15 @@ function M.text(st, run_id, opts)
   if run.error then lines[#lines + 1] = 'error: ' .. printable(run.error) end
   if #tasks > 0 then
     local rows = {{'TASK', 'ROLE', 'STATUS', 'ATTEMPTS', 'TIME'}}
+    local cost = 0
     for _, t in ipairs(tasks) do
       rows[#rows + 1] = {t.id, t.role or (t.cmd and 'exec') or '-', t.status,
                          tostring(t.attempts), M.duration(t, now)}
+      cost = cost + (t.cost_usd or 0)
     end
     lines[#lines + 1] = ''
     for _, l in ipairs(columns(rows)) do lines[#lines + 1] = l end
+    if cost > 0 then lines[#lines + 1] = ('\ncost: $%.4f'):format(cost) end
   end
   return table.concat(lines, '\n') .. '\n'
 end
@@ -111,11 +162,44 @@ local function encode(v)
 end
 M.encode = encode
 
+local function null(v)
+  if v == nil then return cjson.null end
+  return v
+end
+
+-- "2026-11-25T19:35:12.123Z" for unix seconds t, cjson.null for nil.
+function M.iso(t)
+  if t == nil or t == cjson.null then return cjson.null end
+  local ms = math.floor(t * 1000 + 0.5)
+  local sec = math.floor(ms / 1000)
+  return os.date('!%Y-%m-%dT%H:%M:%S', sec) .. string.format('.%03dZ', ms - sec * 1000)
+end
+
+M.array_mt = {__jsontype = 'array'} -- kept an array by M.encode
+
+-- The `orch status --json` object (DESIGN.md's fields, plus backend,
+-- model, cost_usd and usage per task) from M.view, or nil, err.
+function M.object(st, run_id)
+  local v, err = M.view(st, run_id)
+  if not v then return nil, err end
+  local tasks = setmetatable({}, M.array_mt)
+  for _, t in ipairs(v.tasks) do
+    tasks[#tasks + 1] = {
+      id = t.id, role = null(t.role), status = t.status, attempts = t.attempts,
+      branch = null(t.branch), worktree = null(t.worktree),
+      session_id = null(t.session_id), started_at = M.iso(t.started_at),
+      finished_at = M.iso(t.finished_at), backend = null(t.backend), model = null(t.model),
+      cost_usd = null(t.cost_usd), usage = null(t.usage),
+    }
+  end
+  return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal) }, tasks = tasks }
+end
+
 -- `orch status --json`: one JSON object (DESIGN.md), or nil, err.
 function M.json(st, run_id)
-  local s, err = st:status(run_id)
-  if not s then return nil, err end
-  return encode(s) .. '\n'
+  local o, err = M.object(st, run_id)
+  if not o then return nil, err end
+  return encode(o) .. '\n'
 end
 
 local PLAIN = {stdout = true, text = true}
@@ -135,7 +219,7 @@ end
 function M.logs(st, run_id, task_id, opts)
   opts = opts or {}
   local out, last, attempt = {}, opts.after, opts.last_attempt
-  local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit}
+  local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit, output = true}
   for ev in st:events(run_id, task_id, q) do
     if ev.attempt and ev.attempt ~= attempt then
       if attempt or ev.attempt > 1 then

@@ -113,6 +113,19 @@ M.migrations = {
     FOREIGN KEY (run_id, task_id) REFERENCES tasks(run_id, id) ON DELETE CASCADE
   ) WITHOUT ROWID;
   ]],
+  -- 2: the engine's event stream (docs/api/events.md). Every event has a
+  -- run-wide seq; state events keep their JSON in payload; an output batch
+  -- is one row per line (kind 'output', or NULL in rows written before),
+  -- all rows of a batch sharing its seq, so `orch logs` still reads lines.
+  -- Tasks gain what their agents cost.
+  [[
+  ALTER TABLE events ADD COLUMN kind TEXT;
+  ALTER TABLE events ADD COLUMN seq INTEGER;
+  ALTER TABLE events ADD COLUMN payload TEXT;
+  CREATE INDEX events_seq ON events(run_id, seq);
+  ALTER TABLE tasks ADD COLUMN cost_usd REAL;
+  ALTER TABLE tasks ADD COLUMN usage_json TEXT;
+  ]],
 }
 
 M.VERSION = #M.migrations
@@ -128,6 +141,7 @@ local TASK_FIELDS = {
   prompt = true, files_json = true, on_failure = true, status = true,
   attempts = true, branch = true, worktree = true, session_id = true,
   started_at = true, finished_at = true, exit_code = true, error = true,
+  cost_usd = true, usage_json = true,
 }
 local ATTEMPT_FIELDS = {
   started_at = true, finished_at = true, status = true, exit_code = true,
@@ -480,17 +494,40 @@ function Store:_arm_timer()
   self.timer = ok and t or false
 end
 
--- Buffers one output line (or agent event); written by the next flush.
-function Store:event(run_id, task_id, attempt, stream, data)
+local STRIDE = 7 -- buffered row: run, task, attempt, t, stream, data, seq
+
+-- Buffers one output line; written by the next flush. seq: the engine's
+-- event number of the batch it belongs to (nil for a line outside one).
+function Store:event(run_id, task_id, attempt, stream, data, seq)
   self:_writable()
   local b, n = self.buf, self.nbuf
   b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
-  b[n + 4], b[n + 5], b[n + 6] = M.now(), stream, data or false
-  n = n + 6
+  b[n + 4], b[n + 5], b[n + 6], b[n + 7] = M.now(), stream, data or false, seq or false
+  n = n + STRIDE
   self.nbuf = n
-  if n >= M.BATCH * 6 then
+  if n >= M.BATCH * STRIDE then
     self:flush()
-  elseif n == 6 then
+  elseif n == STRIDE then
+    self:_arm_timer()
+  end
+end
+
+-- Buffers an output batch (the engine's {kind='output'} event): one row per
+-- line, all with the batch's seq. Written by the next flush, or with the
+-- next state change, whichever comes first.
+function Store:output(run_id, task_id, attempt, stream, lines, seq)
+  self:_writable()
+  local b, n, t = self.buf, self.nbuf, M.now()
+  local was = n
+  for i = 1, #lines do
+    b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
+    b[n + 4], b[n + 5], b[n + 6], b[n + 7] = t, stream, lines[i], seq or false
+    n = n + STRIDE
+  end
+  self.nbuf = n
+  if n >= M.BATCH * STRIDE then
+    self:flush()
+  elseif was == 0 and n > 0 then
     self:_arm_timer()
   end
 end
@@ -505,13 +542,89 @@ function Store:_write_events()
   local n = self.nbuf
   if n == 0 then return end
   local b, h = self.buf, self.h
-  local sql = 'INSERT INTO events (run_id, task_id, attempt, t, stream, data) VALUES (?, ?, ?, ?, ?, ?)'
-  for i = 1, n, 6 do
-    local task, att, data = b[i + 1], b[i + 2], b[i + 5]
-    h:run(sql, b[i], task or nil, att or nil, b[i + 3], b[i + 4], data or nil)
+  local sql = [[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq)
+                VALUES (?, ?, ?, ?, ?, ?, 'output', ?)]]
+  for i = 1, n, STRIDE do
+    local task, att, data, seq = b[i + 1], b[i + 2], b[i + 5], b[i + 6]
+    h:run(sql, b[i], task or nil, att or nil, b[i + 3], b[i + 4], data or nil, seq or nil)
   end
   self.buf, self.nbuf = {}, 0
   if self.timer then pcall(self.timer.stop, self.timer) end
+end
+
+local function pack(...) return { n = select('#', ...), ... } end
+
+M.MAX_PAYLOAD = 1024 * 1024 -- bytes of an event's JSON kept in the store
+
+-- A copy of ev with long strings cut (cjson must never see a huge string,
+-- see DESIGN.md's pitfalls), nested at most a few levels.
+local function bounded(v, depth)
+  local t = type(v)
+  if t == 'string' then
+    if #v > M.MAX_PAYLOAD / 4 then return v:sub(1, M.MAX_PAYLOAD / 4) .. '...(cut)' end
+    return v
+  end
+  if t == 'number' or t == 'boolean' or v == cjson.null then return v end
+  if t ~= 'table' or depth > 6 then return nil end
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) == 'string' or type(k) == 'number' then out[k] = bounded(x, depth + 1) end
+  end
+  return out
+end
+M.bounded = bounded
+
+local ejson = cjson.new()
+ejson.encode_sparse_array(true)
+ejson.encode_invalid_numbers('null')
+ejson.encode_max_depth(16)
+
+-- The JSON of an event as stored (long strings cut; '{}' when it cannot
+-- be encoded).
+function M.encode_event(ev)
+  local ok, s = pcall(ejson.encode, bounded(ev, 0))
+  if not ok then return '{}' end
+  if #s > M.MAX_PAYLOAD then
+    s = ejson.encode({ kind = ev.kind, seq = ev.seq, task = ev.task, cut = true })
+  end
+  return s
+end
+
+-- Records one state event of the engine: in one transaction, the buffered
+-- output first, then change() (the state the event describes: set_task,
+-- finish_attempt, ... as nested calls), then the event row itself (kind,
+-- seq, the event as JSON). Returns change's results. ev must have kind and
+-- seq; its task and attempt go in their columns too.
+function Store:record(run_id, ev, change)
+  return self:_change(function()
+    local r = change and pack(change()) or { n = 0 }
+    self.h:run([[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq, payload)
+                 VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)]],
+      run_id, ev.task, ev.attempt, ev.t or M.now(), ev.kind, ev.kind, ev.seq,
+      M.encode_event(ev))
+    return unpack(r, 1, r.n)
+  end)
+end
+
+-- The highest seq stored for a run (0 when none): where its engine goes on.
+function Store:last_seq(run_id)
+  self:flush()
+  local r = self.h:first('SELECT max(seq) AS s FROM events WHERE run_id = ?', run_id)
+  return r and r.s or 0
+end
+
+-- Iterator over a run's stored state events (not output lines) after seq
+-- `after`, in order, decoded: the record of what subscribers were told.
+function Store:recorded(run_id, after)
+  self:flush()
+  local it = self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND seq > ?
+                             AND payload IS NOT NULL ORDER BY seq]], run_id, after or 0)
+  return function()
+    local row = it()
+    if not row then return nil end
+    local ok, ev = pcall(cjson.decode, row.payload)
+    return ok and ev or { cut = true }
+  end
 end
 
 -- Records attempt n's pid with the next write (not a state change of its
@@ -530,8 +643,9 @@ function Store:flush()
   self.h:transaction(function() self:_write_events() end)
 end
 
--- Iterator over events in order: opts.after (an event id: only later ones),
--- opts.attempt, opts.limit. task_id nil: every event of the run.
+-- Iterator over event rows in order: opts.after (an event id: only later
+-- ones), opts.attempt, opts.limit, opts.output (only output lines, as `orch
+-- logs` shows them). task_id nil: every event of the run.
 function Store:events(run_id, task_id, opts)
   if not self.readonly then self:flush() end
   opts = opts or {}
@@ -539,7 +653,8 @@ function Store:events(run_id, task_id, opts)
   if task_id ~= nil then where[#where + 1] = 'task_id = ?'; args[#args + 1] = task_id end
   if opts.after then where[#where + 1] = 'id > ?'; args[#args + 1] = opts.after end
   if opts.attempt then where[#where + 1] = 'attempt = ?'; args[#args + 1] = opts.attempt end
-  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data FROM events WHERE '
+  if opts.output then where[#where + 1] = "(kind IS NULL OR kind = 'output')" end
+  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data, kind, seq FROM events WHERE '
     .. table.concat(where, ' AND ') .. ' ORDER BY id'
   if opts.limit then sql = sql .. ' LIMIT ' .. math.floor(tonumber(opts.limit)) end
   return self.h:rows(sql, unpack(args, 1, #args))
@@ -575,38 +690,14 @@ end
 -- ---------------------------------------------------------------- status
 
 -- "2026-11-25T19:35:12.123Z" for unix seconds t, cjson.null for nil.
-function M.iso(t)
-  if t == nil or t == cjson.null then return cjson.null end
-  local ms = math.floor(t * 1000 + 0.5)
-  local s = math.floor(ms / 1000)
-  return os.date('!%Y-%m-%dT%H:%M:%S', s) .. string.format('.%03dZ', ms - s * 1000)
-end
+function M.iso(t) return require('orch.status').iso(t) end
 
-local function null(v)
-  if v == nil then return cjson.null end
-  return v
-end
-
-M.array_mt = {__jsontype = 'array'} -- kept an array by orch.status.encode
+M.array_mt = require('orch.status').array_mt
 
 -- The `orch status --json` object of DESIGN.md for run_id (default: the
--- latest run), or nil, err.
+-- latest run), or nil, err: orch.status.object, the one view.
 function Store:status(run_id)
-  local run
-  if run_id then run = self:run(run_id) else run = self:latest_run() end
-  if not run then
-    return nil, run_id and ('no run ' .. run_id) or 'no run recorded yet'
-  end
-  local tasks = setmetatable({}, M.array_mt)
-  for _, t in ipairs(self:tasks(run.id)) do
-    tasks[#tasks + 1] = {
-      id = t.id, role = null(t.role), status = t.status, attempts = t.attempts,
-      branch = null(t.branch), worktree = null(t.worktree),
-      session_id = null(t.session_id), started_at = M.iso(t.started_at),
-      finished_at = M.iso(t.finished_at),
-    }
-  end
-  return {run = {id = run.id, status = run.status, goal = null(run.goal)}, tasks = tasks}
+  return require('orch.status').object(self, run_id)
 end
 
 return M
