@@ -215,11 +215,13 @@ describe('orch run --plan', function()
 
   it('refuses, before running anything, a task whose backend this build lacks', function()
     local path = dir .. '/agents.yaml'
+    H.sh('mkdir -p ' .. dir .. '/.orch/roles')
+    H.write(dir .. '/.orch/roles/ghost.yaml', 'backend: nosuchbackend\n')
     H.write(path, 'tasks:\n  - id: a\n    cmd: touch ' .. dir .. '/ran\n' ..
-      '  - id: b\n    role: coder\n    backend: claude\n    prompt: hi\n')
+      '  - id: b\n    role: ghost\n    prompt: hi\n')
     local r = H.orch({ 'run', '--plan', path, '--repo', dir, '--yes' })
-    assert.equal(2, r.code)
-    assert.matches("agents%.yaml:4: task b: backend 'claude' is not available", r.err)
+    assert.equal(2, r.code, r.err)
+    assert.matches("agents%.yaml:4: task b: backend 'nosuchbackend' is not available", r.err)
     assert.is_nil(H.read(dir .. '/ran'))
   end)
 

@@ -98,7 +98,12 @@ end
 -- The backend module and role for a task, or nil, err.
 function M.backend_for(task, run)
   local role, err = M.role_for(task, run)
-  if not role then return nil, ('task %s: %s'):format(task.id, err) end
+  if not role then
+    err = tostring(err)
+    local head = err:sub(1, #task.id + 6)
+    if head == 'task ' .. task.id .. ' ' or head == 'task ' .. task.id .. ':' then return nil, err end
+    return nil, ('task %s: %s'):format(task.id, err)
+  end
   local b, berr = M.backend_module(role.backend)
   if not b then return nil, ('task %s: %s'):format(task.id, berr) end
   return b, role
