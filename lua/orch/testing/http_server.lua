@@ -119,6 +119,7 @@ function Res:send(status, headers, body)
   self.done = true
   local extra = { 'Content-Length: ' .. #body }
   if not self.keep then extra[#extra + 1] = 'Connection: close' end
+  if self.req.method == 'HEAD' then body = '' end
   self:_write(head_lines(status, headers, extra) .. body)
   self.conn:response_done(self)
 end

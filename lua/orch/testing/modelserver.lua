@@ -7,6 +7,7 @@
 --   srv.url          -- 'http://127.0.0.1:PORT' (ANTHROPIC_BASE_URL; OPENAI_BASE_URL = srv.url .. '/v1')
 --   srv:requests()   -- the model requests so far, in order ('all': every request)
 --   srv:dump(path)   -- writes them all as a JSON array
+--   srv:set_scenario(S)  srv:clear()   -- a new scenario; forget the requests
 --   srv:stop()
 --
 -- Scenarios and records are described in docs/api/modelserver.md.
@@ -299,6 +300,19 @@ function Server:dump(path)
   f:write(json.encode(json.array(self.log)), '\n')
   f:close()
   return true
+end
+
+-- Replaces the scenario (rules, uses counted afresh); nil, err if bad.
+function Server:set_scenario(spec)
+  local sc, err = scenario.load(spec)
+  if not sc then return nil, err end
+  self.scenario = sc
+  return true
+end
+
+-- Forgets the requests recorded so far (the log file is left alone).
+function Server:clear()
+  self.log = {}
 end
 
 -- Errors raised while answering (each answered 500 or cut); 0 normally.
