@@ -73,6 +73,10 @@ describe('codex backend', function()
       assert.equals('/s/codex-home', env.CODEX_HOME)
       assert.equals('/s/tmp-1', env.TMPDIR)
       assert.is_nil(env.CODEX_HOME:find(env.TMPDIR, 1, true))
+      -- codex hands orch mcp only the variables env_vars names, from its own env
+      env = codex.build_env({ env = {}, mcp = { argv = { 'orch', 'mcp' },
+        env = { ORCH_CONTROL = '/s.sock', ORCH_TASK = 't' } } }, '/h', '/t')
+      assert.equals('/s.sock', env.ORCH_CONTROL)
     end)
   end)
 

@@ -215,7 +215,10 @@ end
 function M.build_env(ctx, home, tmpdir)
   -- TMPDIR must not hold CODEX_HOME: codex refuses to set up its sandbox
   -- helper under a temporary directory ("bwrap: execvp codex-linux-sandbox")
-  return cli.env(ctx.env, { CODEX_HOME = home, TMPDIR = tmpdir })
+  local env = cli.env(ctx.env, { CODEX_HOME = home, TMPDIR = tmpdir })
+  -- what orch mcp needs reaches it through env_vars, from codex's own env
+  for k, v in pairs(ctx.mcp and ctx.mcp.env or {}) do env[k] = v end
+  return env
 end
 
 -- ---------------------------------------------------------------- events

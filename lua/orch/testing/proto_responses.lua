@@ -106,8 +106,12 @@ local function items(out)
         call_id = c.id or util.id('call_'), name = c.name,
         input = type(c.input) == 'string' and c.input or util.args_json(c.input) }
     else
+      -- codex offers MCP tools as a namespace: a call of mcp__SERVER__TOOL is
+      -- the function TOOL in namespace mcp__SERVER
+      local ns, fn = tostring(c.name):match('^(mcp__[%w%-]+)__(.+)$')
       list[#list + 1] = { id = util.id('fc_'), type = 'function_call', status = 'completed',
-        call_id = c.id or util.id('call_'), name = c.name, arguments = util.args_json(c.input) }
+        call_id = c.id or util.id('call_'), name = fn or c.name, namespace = ns,
+        arguments = util.args_json(c.input) }
     end
   end
   return list
