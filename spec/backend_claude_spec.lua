@@ -6,8 +6,11 @@ local cjson = require('cjson')
 local H = require('spec.helpers')
 local claude = require('orch.backends.claude')
 local cli = require('orch.backends.cli')
+local A = require('spec.cli_agents')
+local ms = require('orch.testing.modelserver')
 
-local FIX = require('orch.core').realpath(H.SRC) .. '/spec/fixtures/backends/'
+local core = require('orch.core')
+local FIX = core.realpath(H.SRC) .. '/spec/fixtures/backends/'
 
 local function lines_of(path)
   local out = {}
@@ -323,6 +326,109 @@ describe('claude backend', function()
       local argv = H.read(dir .. '/argv')
       assert.truthy(argv:find('--session-id\naaaaaaaa-2222-4333-8444-555555555555', 1, true))
       assert.truthy(argv:find('the task itself', 1, true))
+    end)
+  end)
+
+  A.e2e({ describe = describe, it = it, pending = pending }, 'claude',
+        'end to end: the real claude against the scripted model server', function(bin)
+    local dir, srv, repo, ctl
+    local SCENARIO = {
+      { when = { tool_error = '.' }, reply = 'Refused: {{1}}' },
+      { when = { tool_result = '.' }, reply = 'Done: {{1}}' },
+      { when = { user = 'ask the orchestrator' },
+        reply = { tool_calls = { { name = 'mcp__orch__ask_orchestrator',
+                                   input = { question = 'which colour?' } } } } },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'hello\n' } } },
+    }
+    before_each(function()
+      dir = H.tmpdir()
+      repo = A.repo(dir, { ['keep.txt'] = 'original\n' })
+      srv = assert(ms.start({ scenario = SCENARIO }))
+      ctl = A.control_server(dir, function(p) return 'blue, for ' .. p.task end)
+    end)
+    after_each(function()
+      srv:stop()
+      ctl.stop()
+      H.rm(dir)
+    end)
+
+    local function ctx(o)
+      local env = require('orch.testing.agents').claude_env(srv, dir .. '/home', dir .. '/tmp')
+      env.ANTHROPIC_API_KEY = A.KEY
+      env.ORCH_CLAUDE_BIN = bin
+      env.ORCH_TASK = 't1'
+      local c = { task = { id = 't1', prompt = o.prompt }, attempt = 1, run = { id = 'r1', repo = repo },
+                  role = { name = o.role or 'coder', tools = o.tools or 'edit' }, prompt = o.prompt,
+                  cwd = repo, env = env, scratch = dir .. '/scratch', session = o.session,
+                  mcp = { argv = { core.realpath(H.ORCH), 'mcp' },
+                          env = { ORCH_CONTROL = ctl.path, ORCH_TASK = 't1' } } }
+      return c
+    end
+
+    it('a turn writes a file through claude\'s Write; session, usage and cost come back', function()
+      local res, evs = A.drive(claude.start, ctx({ prompt = 'create hello.txt' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('hello\n', H.read(repo .. '/hello.txt'))
+      assert.equals('session', evs[1].type)
+      assert.equals(evs[1].session_id, res.session_id)
+      assert.truthy(res.session_id:match('^%x+%-%x+%-4%x+%-%x+%-%x+$'))
+      assert.is_true(res.usage.input_tokens > 0)
+      assert.is_true(res.cost_usd > 0)
+      assert.equals('Write', A.of_type(evs, 'tool_call')[1].tool)
+      assert.truthy(res.text:find('Done', 1, true))
+      -- the per-turn TMPDIR is gone; nothing anywhere holds the key
+      assert.equals('', (H.sh("ls -A '" .. dir .. "/scratch'"):gsub('%s+$', '')))
+      assert.equals('', A.files_with(A.KEY, { dir }))
+    end)
+
+    it('a follow-up continues the conversation: the first turn is in the request, its write happens', function()
+      local res1 = A.drive(claude.start, ctx({ prompt = 'create one.txt' }))
+      assert.is_true(res1.ok, res1.error)
+      local before = #srv:requests()
+      local res2 = A.drive(claude.send, ctx({ prompt = 'now create two.txt',
+                                              session = { id = res1.session_id } }))
+      assert.is_true(res2.ok, res2.error)
+      assert.equals(res1.session_id, res2.session_id)
+      assert.equals('hello\n', H.read(repo .. '/two.txt'))
+      local req = srv:requests()[before + 1]
+      local saw_first = false
+      for _, m in ipairs(req.messages) do
+        for _, c in ipairs(m.tool_calls or {}) do
+          if c.name == 'Write' and tostring(c.input.file_path):find('one.txt', 1, true) then saw_first = true end
+        end
+      end
+      assert.is_true(saw_first, 'the second turn\'s request carries the first turn')
+      assert.truthy(req.all_text:find('create one.txt', 1, true))
+    end)
+
+    it('a read-only reviewer cannot write: plan mode refuses it, the file is unchanged', function()
+      local res, evs = A.drive(claude.start, ctx({ prompt = 'create keep.txt', tools = 'read-only',
+                                                    role = 'reviewer' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('original\n', H.read(repo .. '/keep.txt'))
+      local d = A.of_type(evs, 'denied')
+      assert.equals(1, #d)
+      assert.equals('Write', d[1].tool)
+      local last = srv:last()
+      assert.equals('tool', last.last)
+      assert.is_true(last.tool_results[1].is_error)
+    end)
+
+    it('ask_orchestrator goes through orch mcp to the run and the answer to the model', function()
+      local res, evs = A.drive(claude.start, ctx({ prompt = 'ask the orchestrator' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('which colour?', A.of_type(evs, 'question')[1].question)
+      assert.same({ task = 't1', question = 'which colour?' }, ctl.asks[1])
+      local last = srv:last()
+      assert.equals('blue, for t1', last.tool_results[1].output)
+      assert.is_false(last.tool_results[1].is_error)
+    end)
+
+    it('a read-only reviewer may still ask (the tool says it is read-only)', function()
+      local res, evs = A.drive(claude.start, ctx({ prompt = 'ask the orchestrator', tools = 'read-only' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals(0, #A.of_type(evs, 'denied'))
+      assert.equals('blue, for t1', srv:last().tool_results[1].output)
     end)
   end)
 end)

@@ -6,6 +6,8 @@ local cjson = require('cjson')
 local core = require('orch.core')
 local H = require('spec.helpers')
 local codex = require('orch.backends.codex')
+local A = require('spec.cli_agents')
+local ms = require('orch.testing.modelserver')
 
 local FIX = core.realpath(H.SRC) .. '/spec/fixtures/backends/'
 
@@ -262,6 +264,90 @@ describe('codex backend', function()
         PATH = dir .. '/nothing-here', XDG_CACHE_HOME = dir } }))
       assert.truthy(err:find('codex not found', 1, true), err)
       assert.truthy(err:find('npm i -g @openai/codex', 1, true))
+    end)
+  end)
+
+  A.e2e({ describe = describe, it = it, pending = pending }, 'codex',
+        'end to end: the real codex against the scripted model server', function(bin)
+    local dir, srv, repo, ctl
+    local SCENARIO = {
+      { when = { tool_error = '.' }, reply = 'Refused: {{1}}' },
+      { when = { tool_result = '.' }, reply = 'Done: {{1}}' },
+      { when = { user = 'ask the orchestrator' },
+        reply = { tool_calls = { { name = 'mcp__orch__ask_orchestrator',
+                                   input = { question = 'which colour?' } } } } },
+      { when = { user = 'shell (.+)' }, reply = { shell = '{{1}}' } },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'hello\n' } } },
+    }
+    before_each(function()
+      dir = H.tmpdir()
+      repo = A.repo(dir, { ['keep.txt'] = 'original\n' })
+      srv = assert(ms.start({ scenario = SCENARIO }))
+      ctl = A.control_server(dir, function(p) return 'blue, for ' .. p.task end)
+    end)
+    after_each(function()
+      srv:stop()
+      ctl.stop()
+      H.rm(dir)
+    end)
+
+    local function ctx(o)
+      core.mkdir_p(dir .. '/home')
+      local env = { HOME = dir .. '/home', CODEX_HOME = dir .. '/home/.codex', ORCH_CODEX_BIN = bin,
+                    ORCH_TASK = 't1', ORCH_E2E_KEY = A.KEY, OPENAI_API_KEY = false, OPENAI_BASE_URL = false }
+      return { task = { id = 't1', prompt = o.prompt }, attempt = 1, run = { id = 'r1', repo = repo },
+               role = { name = o.role or 'coder', tools = o.tools or 'edit', model = o.model or 'gpt-5.5',
+                        endpoint = { base_url = srv.url .. '/v1', api_key_env = 'ORCH_E2E_KEY' } },
+               prompt = o.prompt, cwd = repo, env = env, scratch = dir .. '/scratch', session = o.session,
+               mcp = { argv = { core.realpath(H.ORCH), 'mcp' },
+                       env = { ORCH_CONTROL = ctl.path, ORCH_TASK = 't1' } } }
+    end
+
+    it('a turn writes a file through apply_patch; the thread and its usage come back', function()
+      local res, evs = A.drive(codex.start, ctx({ prompt = 'create hello.txt' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('hello\n', H.read(repo .. '/hello.txt'))
+      assert.equals(A.of_type(evs, 'session')[1].session_id, res.session_id)
+      assert.is_true(res.usage.input_tokens > 0)
+      assert.equals('apply_patch', A.of_type(evs, 'tool_call')[1].tool)
+      -- the key went as a bearer token only; nothing left behind holds it
+      assert.equals('', A.files_with(A.KEY, { dir }))
+    end)
+
+    it('a follow-up resumes the thread: the first turn is in the request, its write happens', function()
+      local res1, evs1 = A.drive(codex.start, ctx({ prompt = 'create one.txt' }))
+      assert.is_true(res1.ok, res1.error)
+      local s1 = A.of_type(evs1, 'session')
+      local data = s1[#s1].data -- as the engine stores it: the latest
+      local before = #srv:requests()
+      local res2, evs2 = A.drive(codex.send, ctx({ prompt = 'now create two.txt',
+        session = { id = res1.session_id, data = data } }))
+      assert.is_true(res2.ok, res2.error)
+      assert.equals(res1.session_id, res2.session_id)
+      assert.equals('hello\n', H.read(repo .. '/two.txt'))
+      local req = srv:requests()[before + 1]
+      assert.truthy(req.all_text:find('create one.txt', 1, true))
+      assert.truthy(req.all_text:find('Add File: one.txt', 1, true))
+      -- this turn's usage, not the thread's running total
+      local u = A.of_type(evs2, 'usage')[1].usage
+      assert.is_true(u.input_tokens > 0 and u.input_tokens < data.usage_total.input_tokens * 2)
+    end)
+
+    it('a read-only reviewer cannot write: the sandbox refuses, the file is unchanged', function()
+      local res = A.drive(codex.start, ctx({ prompt = 'shell printf x > keep.txt', tools = 'read-only',
+                                             role = 'reviewer' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('original\n', H.read(repo .. '/keep.txt'))
+      local out = srv:last().tool_results[1].output
+      assert.truthy(out:find('Read%-only file system'), out)
+    end)
+
+    it('ask_orchestrator goes through orch mcp to the run and the answer to the model', function()
+      local res, evs = A.drive(codex.start, ctx({ prompt = 'ask the orchestrator' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('which colour?', A.of_type(evs, 'question')[1].question)
+      assert.same({ task = 't1', question = 'which colour?' }, ctl.asks[1])
+      assert.truthy(srv:last().tool_results[1].output:find('blue, for t1', 1, true))
     end)
   end)
 end)
