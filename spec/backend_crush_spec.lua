@@ -8,6 +8,8 @@ local cjson = require('cjson')
 local core = require('orch.core')
 local H = require('spec.helpers')
 local crush = require('orch.backends.crush')
+local A = require('spec.cli_agents')
+local ms = require('orch.testing.modelserver')
 
 local FIX = core.realpath(H.SRC) .. '/spec/fixtures/backends/'
 
@@ -260,6 +262,70 @@ describe('crush backend', function()
         XDG_CACHE_HOME = dir } }))
       assert.truthy(err:find('crush not found', 1, true), err)
       assert.truthy(err:find('github.com/charmbracelet/crush', 1, true))
+    end)
+  end)
+
+  -- Only where a crush is installed (none can be here): then the same
+  -- checks as for claude and codex, against the scripted model server.
+  local bin = A.binary('crush')
+  if not bin then
+    io.stderr:write('SKIPPED: crush end to end (no crush on PATH; no registry reachable here has ' ..
+      'it, so CI cannot install it)\n')
+    pending('crush end to end: no crush on PATH (no registry reachable here has it)')
+    return
+  end
+  describe('end to end: the real crush against the scripted model server', function()
+    local dir, srv, repo, ctl
+    local SCENARIO = {
+      { when = { tool_error = '.' }, reply = 'Refused: {{1}}' },
+      { when = { tool_result = '.' }, reply = 'Done: {{1}}' },
+      { when = { user = 'ask the orchestrator' },
+        reply = { tool_calls = { { name = 'mcp_orch_ask_orchestrator', input = { question = 'which colour?' } } } } },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'hello\n' } } },
+    }
+    before_each(function()
+      dir = H.tmpdir()
+      repo = A.repo(dir, { ['keep.txt'] = 'original\n' })
+      srv = assert(ms.start({ scenario = SCENARIO }))
+      ctl = A.control_server(dir, function(p) return 'blue, for ' .. p.task end)
+    end)
+    after_each(function() srv:stop() ctl.stop() H.rm(dir) end)
+
+    local function ctx(o)
+      core.mkdir_p(dir .. '/home')
+      return { task = { id = 't1', prompt = o.prompt }, attempt = 1, run = { id = 'r1', repo = repo },
+               role = { name = 'coder', tools = o.tools or 'edit', model = 'scripted',
+                        endpoint = { base_url = srv.url .. '/v1', api_key_env = 'ORCH_E2E_KEY' } },
+               prompt = o.prompt, cwd = repo, session = o.session, scratch = dir .. '/scratch',
+               env = { HOME = dir .. '/home', XDG_CONFIG_HOME = dir .. '/home/.config',
+                       XDG_DATA_HOME = dir .. '/home/.local/share', ORCH_CRUSH_BIN = bin,
+                       ORCH_E2E_KEY = A.KEY, ORCH_TASK = 't1' },
+               mcp = { argv = { core.realpath(H.ORCH), 'mcp' },
+                       env = { ORCH_CONTROL = ctl.path, ORCH_TASK = 't1' } } }
+    end
+
+    it('writes a file, continues the session, and a read-only turn cannot write', function()
+      local res1, evs1 = A.drive(crush.start, ctx({ prompt = 'create one.txt' }))
+      assert.is_true(res1.ok, res1.error)
+      assert.equals('hello\n', H.read(repo .. '/one.txt'))
+      local s = A.of_type(evs1, 'session')
+      local before = #srv:requests()
+      local res2 = A.drive(crush.send, ctx({ prompt = 'now create two.txt',
+        session = { id = res1.session_id, data = s[#s].data } }))
+      assert.is_true(res2.ok, res2.error)
+      assert.equals('hello\n', H.read(repo .. '/two.txt'))
+      assert.truthy(srv:requests()[before + 1].all_text:find('create one.txt', 1, true))
+      local res3 = A.drive(crush.start, ctx({ prompt = 'create keep.txt', tools = 'read-only' }))
+      assert.is_true(res3.ok, res3.error)
+      assert.equals('original\n', H.read(repo .. '/keep.txt'))
+      assert.equals('', A.files_with(A.KEY, { dir }))
+    end)
+
+    it('ask_orchestrator goes through orch mcp', function()
+      local res, evs = A.drive(crush.start, ctx({ prompt = 'ask the orchestrator' }))
+      assert.is_true(res.ok, res.error)
+      assert.equals('which colour?', A.of_type(evs, 'question')[1].question)
+      assert.same({ task = 't1', question = 'which colour?' }, ctl.asks[1])
     end)
   end)
 end)

@@ -39,42 +39,7 @@ local function start(env)
   return c
 end
 
--- A control socket that answers `ask` after a short while (as the run's
--- orchestrator would), in a 0700 directory.
-local function control_server(dir, answer_for)
-  local s = { asks = {}, conns = {} }
-  local path = dir .. '/ctl/run.sock'
-  core.mkdir_p(dir .. '/ctl', tonumber('700', 8))
-  s.path = path
-  s.srv = assert(core.ctl.listen(path, function(conn)
-    s.conns[#s.conns + 1] = conn
-    local first = true
-    conn:start(function(data)
-      if not data then return end
-      if first then
-        first = false
-        if data:match('^\27%s*json') then
-          conn:write(cjson.encode({ hello = { protocol = 'orch-control', version = 1, run = 'r' } }) .. '\n')
-          return
-        end
-      end
-      local req = cjson.decode(data)
-      if req.method == 'ask' then
-        s.asks[#s.asks + 1] = req.params
-        local a = answer_for(req.params, conn)
-        if a then
-          core.timer(50, function()
-            if not conn:closed() then conn:write(cjson.encode({ id = req.id, result = { answer = a } }) .. '\n') end
-          end)
-        end
-      else
-        conn:write(cjson.encode({ id = req.id, error = { code = -32601, message = 'unknown' } }) .. '\n')
-      end
-    end, function() end)
-  end))
-  function s.stop() s.srv:close() end
-  return s
-end
+local control_server = require('spec.cli_agents').control_server
 
 describe('orch mcp', function()
   describe('the protocol over a pipe', function()
