@@ -340,12 +340,10 @@ function METHODS.ask(sess, p, reply)
   if type(p.question) ~= 'string' or p.question == '' then
     return nil, M.E.PARAMS, 'params.question must be a non-empty string'
   end
-  local qid
-  local id, err = sess.engine:ask(p.task, p.question, function(answer)
+  local id, err = sess.engine:ask(p.task, p.question, function(answer, qid)
     reply({ answer = answer, id = qid })
   end)
   if not id then return nil, M.E.TASK, tostring(err) end
-  qid = id
   return M.LATER
 end
 

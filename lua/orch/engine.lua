@@ -790,7 +790,7 @@ end
 -- An agent's question to the orchestrator (the control socket's `ask`, or
 -- ctx.ask of an in-process backend). Records {kind='question', id=,
 -- question=}, calls engine.answerer(task, question, reply) (a workflow sets
--- it), and on reply(answer, by) records the answer and calls cb(answer).
+-- it), and on reply(answer, by) records the answer and calls cb(answer, id).
 -- A person can answer any open question with answer_question(id, text);
 -- the first answer wins. Returns the question's id, or nil, err.
 function Engine:ask(task_id, question, cb)
@@ -808,7 +808,7 @@ function Engine:ask(task_id, question, cb)
     answer = tostring(answer)
     self:record({ kind = 'question', task = task_id, id = id, question = question,
                   answer = answer, by = by or 'orchestrator' })
-    if cb then cb(answer) end
+    if cb then cb(answer, id) end
     return true
   end
   self.questions[id] = reply

@@ -1,0 +1,78 @@
+-- The approval prompt from a real terminal (tmux): orch run waits at the
+-- apply gate without running the loop inside a callback, a "y" applies the
+-- run's work, and Ctrl+C at the prompt still ends orch with 130.
+local cjson = require('cjson')
+local H = require('spec.helpers')
+
+local TMUX = H.sh('command -v tmux'):gsub('%s+$', '')
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- A tmux server of its own with one window running cmd in a shell.
+local function tmux(sock)
+  local t = {}
+  local function run(args) return H.sh(TMUX .. ' -S ' .. sh_quote(sock) .. ' ' .. args) end
+  function t.start(cmd)
+    local _, code = run('-f /dev/null new-session -d -x 120 -y 30 ' .. sh_quote('sh -c ' .. sh_quote(cmd)))
+    assert.equal(0, code)
+  end
+  function t.screen() return (run('capture-pane -p -J -S -200')) end
+  function t.keys(k) run('send-keys ' .. k) end
+  function t.wait_for(text, ms)
+    return H.run_until(function() return t.screen():find(text, 1, true) ~= nil end, ms or 20000)
+  end
+  function t.kill() run('kill-server') end
+  return t
+end
+
+describe('the approval prompt on a terminal', function()
+  local dir, t
+  before_each(function()
+    dir = H.tmpdir()
+    H.sh(('cd %s && git init -q && git config user.email t@t && git config user.name t' ..
+          ' && echo x > README && git add README && git commit -qm init'):format(dir))
+    H.write(dir .. '/plan.json', cjson.encode({ tasks = {
+      { id = 'w', cmd = 'echo work > made.txt' } } }))
+    t = tmux(dir .. '/tmux.sock')
+  end)
+  after_each(function()
+    if t then t.kill() end
+    H.rm(dir)
+  end)
+
+  local function start()
+    local bin = H.sh('cd ' .. sh_quote(H.SRC) .. ' && realpath ' .. sh_quote(H.ORCH)):gsub('%s+$', '')
+    -- the shell keeps going after Ctrl+C (a trap, which orch does not inherit)
+    t.start(("trap : INT; cd %s && ORCH_SOCKET_DIR=%s/s %s run --plan plan.json --no-tui; echo \"EXIT=$?\"; sleep 30")
+      :format(sh_quote(dir), sh_quote(dir), sh_quote(bin)))
+    assert.is_true(t.wait_for('apply its work to your branch? [y/N]'), t.screen())
+  end
+
+  it('applies the work on "y"', function()
+    assert.truthy(TMUX ~= '', 'tmux is needed for this spec')
+    start()
+    t.keys('y Enter')
+    assert.is_true(t.wait_for('EXIT='), t.screen())
+    assert.matches('EXIT=0', t.screen())
+    assert.matches('applied orch/', t.screen())
+    assert.equal('work\n', H.read(dir .. '/made.txt'))
+  end)
+
+  it('leaves the work on its branch on "n"', function()
+    start()
+    t.keys('n Enter')
+    assert.is_true(t.wait_for('EXIT='), t.screen())
+    assert.matches('EXIT=0', t.screen())
+    assert.matches('git merge orch/', t.screen())
+    assert.is_nil(H.read(dir .. '/made.txt'))
+  end)
+
+  it('still ends with 130 on Ctrl+C at the prompt, and the run is resumable', function()
+    start()
+    t.keys('C-c')
+    assert.is_true(t.wait_for('EXIT='), t.screen())
+    assert.matches('EXIT=130', t.screen())
+    local st = H.orch({ 'status', '--repo', dir, '--json' })
+    assert.equal('interrupted', cjson.decode(st.out).run.status)
+  end)
+end)
