@@ -38,14 +38,35 @@ int orch_git_merge_into(orch_git *g, const char *into, const char *from,
  * checkout. Untracked and ignored files do not count. */
 int orch_git_dirty(orch_git *g, orch_strlist *paths);
 
+/* How orch_git_apply_to_head() applies. */
+typedef struct orch_apply_opts {
+    int allow_merge;     /* a merge commit if not a fast-forward */
+    const char *msg;     /* its message */
+    /* The branch (short name) that must be checked out: the one the run
+     * started from. NULL: whatever is checked out (or a detached HEAD). */
+    const char *branch;
+    /* The journal: a ref prefix ("refs/orch/R/apply") under which the apply
+     * records HEAD's commit (-head) and the commit it brings HEAD to (-tip)
+     * before it writes a file, and deletes both once HEAD moved. NULL: no
+     * journal (an interrupted apply is then not recognised). */
+    const char *journal;
+} orch_apply_opts;
+
 /* Brings the user's checked-out branch (or detached HEAD) up to `from`: a
- * fast-forward, or with `allow_merge` a merge commit with message `msg`;
- * updates the working tree and index. Refused (-EBUSY, the paths in
- * `conflicts`) if a tracked file has uncommitted changes; -EAGAIN if it is
- * not a fast-forward and merges are not allowed. Returns 0 with `tip`,
+ * fast-forward, or with `allow_merge` a merge commit; updates the working
+ * tree and index. Refused (-EBUSY, the paths in `conflicts`) if a tracked file
+ * has uncommitted changes; -EXDEV if `branch` is set and not checked out;
+ * -EAGAIN if it is not a fast-forward and merges are not allowed.
+ *
+ * With a journal, an apply interrupted (kill -9) while it wrote the working
+ * tree is recognised by the next call: HEAD still at the recorded commit,
+ * every changed path either as it was or as the recorded tip has it. It is
+ * then completed (the remaining paths written, the branch moved) before
+ * anything else; a path changed since in any other way is the user's work:
+ * refused (-EBUSY), nothing touched. Returns 0 with `tip`,
  * ORCH_GIT_UPTODATE, ORCH_GIT_CONFLICT, or < 0. */
-int orch_git_apply_to_head(orch_git *g, const char *from, int allow_merge,
-                           const char *msg, git_oid *tip,
+int orch_git_apply_to_head(orch_git *g, const char *from,
+                           const orch_apply_opts *o, git_oid *tip,
                            orch_strlist *conflicts);
 
 #endif

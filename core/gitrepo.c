@@ -201,6 +201,32 @@ int orch_git_update_ref(orch_git *g, const char *name, const git_oid *oid,
     return grc < 0 ? orch_git_fail(grc, full) : 0;
 }
 
+int orch_git_symref_set(orch_git *g, const char *name, const char *target,
+                        const char *log)
+{
+    git_reference *ref = NULL;
+    int grc = git_reference_symbolic_create(&ref, g->repo, name, target, 1,
+                                            log);
+    git_reference_free(ref);
+    return grc < 0 ? orch_git_fail(grc, name) : 0;
+}
+
+int orch_git_symref_get(orch_git *g, const char *name, char *buf, size_t n)
+{
+    git_reference *ref = NULL;
+    int rc = 0, grc = git_reference_lookup(&ref, g->repo, name);
+    if (grc == GIT_ENOTFOUND)
+        return orch_err_set(-ENOENT, "no ref %s", name);
+    if (grc < 0)
+        return orch_git_fail(grc, name);
+    if (git_reference_type(ref) != GIT_REFERENCE_SYMBOLIC)
+        rc = orch_err_set(-EINVAL, "%s is not a symbolic ref", name);
+    else
+        snprintf(buf, n, "%s", git_reference_symbolic_target(ref));
+    git_reference_free(ref);
+    return rc;
+}
+
 int orch_git_delete_ref(orch_git *g, const char *name)
 {
     char full[1024];

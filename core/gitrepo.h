@@ -57,6 +57,15 @@ int orch_git_resolve(orch_git *g, const char *rev, git_oid *oid);
 int orch_git_update_ref(orch_git *g, const char *name, const git_oid *oid,
                         const git_oid *expect, const char *log);
 
+/* Points the full ref `name` ("refs/orch/R/onto") at the ref `target`
+ * ("refs/heads/main") as a symbolic ref, created or replaced. */
+int orch_git_symref_set(orch_git *g, const char *name, const char *target,
+                        const char *log);
+
+/* The target of the symbolic ref `name` into buf (size n); -ENOENT if there
+ * is no such ref, -EINVAL if it is not symbolic. */
+int orch_git_symref_get(orch_git *g, const char *name, char *buf, size_t n);
+
 /* Deletes a branch (or full ref name); 0 also if it did not exist. */
 int orch_git_delete_ref(orch_git *g, const char *name);
 

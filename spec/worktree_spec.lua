@@ -366,6 +366,127 @@ describe('orch.worktrees', function()
     assert.matches('^160000 commit 1234567890', sh(dir, 'git ls-tree orch/r9/integration sub'))
   end)
 
+  it('applies to the branch the run started from, or refuses when another is checked out', function()
+    local dir = new_repo(root, 'onto')
+    local ws = new_ws({ repo = dir })
+    assert.is_true(ws:begin('r10'))
+    local a = assert(ws:prepare(task('a'), {}))
+    H.write(a.cwd .. '/a.txt', 'a\n')
+    assert.equals('done', ws:finish(task('a'), {}).status)
+    sh(dir, 'git checkout -q -b other')
+    local main, other = sh(dir, 'git rev-parse main'), sh(dir, 'git rev-parse other')
+    local msg, applied = ws:complete('r10', { yes = true })
+    assert.is_false(applied)
+    assert.matches('started from branch main', msg, 1, true)
+    assert.matches('git checkout main', msg, 1, true)
+    assert.equals(main, sh(dir, 'git rev-parse main'))
+    assert.equals(other, sh(dir, 'git rev-parse other'))
+    assert.is_nil(H.read(dir .. '/a.txt'))
+    sh(dir, 'git checkout -q main')
+    assert.matches('applied', ws:complete('r10', { yes = true }))
+    assert.equals('a', sh(dir, 'git show main:a.txt'))
+    assert.equals(other, sh(dir, 'git rev-parse other'))
+  end)
+
+  it('runs a task that continues another in its worktree, on its branch', function()
+    local dir = new_repo(root, 'continues')
+    local ws = new_ws({ repo = dir })
+    local plan = { tasks = { { id = 'a' }, { id = 'b', continues = 'a', deps = { 'a' } },
+                             { id = 'c', continues = 'b', deps = { 'b' } }, { id = 'x' } } }
+    assert.is_true(ws:begin({ id = 'r11', plan_json = cjson.encode(plan) }))
+    local a = assert(ws:prepare(plan.tasks[1], {}))
+    H.write(a.cwd .. '/a.txt', 'a\n')
+    H.write(a.cwd .. '/scratch.txt', 'ignored by nobody\n')
+    assert.equals('done', ws:finish(plan.tasks[1], {}).status)
+    assert.is_not_nil(H.read(a.cwd .. '/a.txt'))             -- kept: b continues a
+    local b = assert(ws:prepare(plan.tasks[2], { 'a' }))
+    assert.equals(a.cwd, b.cwd)
+    assert.equals('orch/r11/a', b.branch)
+    assert.equals('a', b.continues)
+    H.write(b.cwd .. '/b.txt', 'b\n')
+    assert.equals('done', ws:finish(plan.tasks[2], {}).status)
+    local c = assert(ws:prepare(plan.tasks[3], { 'b' }))     -- b continues a: so does c
+    assert.equals(a.cwd, c.cwd)
+    H.write(c.cwd .. '/c.txt', 'c\n')
+    assert.equals('done', ws:finish(plan.tasks[3], {}).status)
+    for _, f in ipairs({ 'a', 'b', 'c' }) do
+      assert.equals(f, sh(dir, 'git show orch/r11/integration:' .. f .. '.txt'))
+      assert.equals(f, sh(dir, 'git show orch/r11/a:' .. f .. '.txt'))
+    end
+    assert.equals('', sh(dir, 'git branch --list orch/r11/b'))
+    assert.matches('continues a', sh(dir, 'git log --format=%B orch/r11/a'), 1, true)
+    assert.matches('applied', ws:complete({ id = 'r11' }, { yes = true }))
+    assert.is_nil(io.open(a.cwd .. '/a.txt'))                -- gone at the run's end
+  end)
+
+  it('prepares and finishes on the thread pool, four at once, merges one after the other', function()
+    local dir = new_repo(root, 'async')
+    local ws = new_ws({ repo = dir })
+    assert.is_true(ws:begin('r12'))
+    local places, outs = {}, {}
+    for i = 1, 4 do
+      ws:prepare_async(task('t' .. i), {}, function(p, e) places[i] = p or e end)
+    end
+    assert.is_true(H.run_until(function() return #places == 4 end, 30000))
+    for i = 1, 4 do
+      assert.is_table(places[i], tostring(places[i]))
+      H.write(places[i].cwd .. '/t' .. i .. '.txt', i .. '\n')
+    end
+    for i = 1, 4 do ws:finish_async(task('t' .. i), {}, function(o) outs[i] = o end) end
+    assert.is_true(H.run_until(function() return #outs == 4 end, 30000))
+    for i = 1, 4 do
+      assert.equals('done', outs[i].status, outs[i].message)
+      assert.equals(tostring(i), sh(dir, 'git show orch/r12/integration:t' .. i .. '.txt'))
+    end
+    local msg
+    ws:complete_async('r12', { yes = true }, function(m) msg = m end)
+    assert.is_true(H.run_until(function() return msg ~= nil end, 30000))
+    assert.matches('applied', msg)
+    assert.equals('4', sh(dir, 'cat t4.txt'))
+    -- a failure arrives as (nil, message), like the sync call's
+    local perr
+    ws:prepare_async(task('integration'), {}, function(p, e) perr = { p, e } end)
+    assert.is_true(H.run_until(function() return perr ~= nil end, 10000))
+    assert.is_nil(perr[1])
+    assert.matches('reserved', perr[2])
+  end)
+
+  it('keeps timers and the control socket going while a 20,000-file worktree is created', function()
+    local dir = root .. '/big'
+    assert.equals(0, select(2, H.sh(('luajit %s/bench/gen_repo.lua %s 20000 64 && cd %s && git init -q -b main '
+      .. '&& git add -A && git -c user.name=t -c user.email=t@t commit -qm big'):format(H.SRC, q(dir), q(dir)))))
+    local repo = assert(git.open(dir))
+    local base = assert(repo:head())
+    -- a control socket in this process, answered by the loop
+    local ctl_dir = root .. '/ctl'
+    H.sh('mkdir -m 700 ' .. q(ctl_dir))
+    local server = assert(core.ctl.listen(ctl_dir .. '/s', function(conn)
+      conn:start(function(line) if line then conn:write('pong ' .. line .. '\n') end end, function() end)
+    end))
+    local ticks, ticks_at_done, answered_before = 0, nil, nil
+    local timer = core.timer(5, 5, function() ticks = ticks + 1 end)
+    local created
+    assert.is_true(repo:worktree_create_async('r13', 'big', base, {}, {}, function(wt, e)
+      created = wt or e
+      ticks_at_done = ticks
+    end))
+    -- a client of the socket, asking now: answered before the worktree is there
+    local client = assert(core.ctl.connect(ctl_dir .. '/s'))
+    client:start(function(line)
+      if line == 'pong ping' and answered_before == nil then answered_before = (created == nil) end
+    end, function() end)
+    client:write('ping\n')
+    assert.is_true(H.run_until(function() return created ~= nil and answered_before ~= nil end, 120000))
+    timer:close()
+    client:close()
+    server:close()
+    assert.is_table(created, tostring(created))
+    assert.equals('f19999', H.sh('ls ' .. q(created.path .. '/d19/s9') .. ' | tail -1'):match('f%d+'))
+    assert.is_true(ticks_at_done >= 3, 'timer ticks before the worktree: ' .. tostring(ticks_at_done))
+    assert.is_true(answered_before, 'the socket answered only after the worktree was made')
+    repo:close()
+  end)
+
   it('exposes merge.resolve and a conflict message naming the commands', function()
     assert.is_function(merge.resolve('rebase'))
     assert.is_nil((merge.resolve('nope')))

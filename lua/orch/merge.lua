@@ -8,6 +8,9 @@
 --   from      the task branch, e.g. "orch/RUN/T"
 --   worktree  the task's worktree path (it may be gone on a resume)
 --   message   a default commit message naming the run and task
+--   git       git(name, ...) calls a repository method: on libuv's thread
+--             pool (waiting in a coroutine) when the workspace finishes
+--             asynchronously, directly otherwise; e.g. ctx.git('merge', ...)
 -- and returns {status = 'merged' | 'uptodate', tip = OID} or
 -- {conflict = true, files = {...}, message = '...'} (message optional: a
 -- default one saying how to resolve is filled in). Raising an error, or
@@ -26,9 +29,16 @@ local function from_merge(tip, how, code, files)
   return nil, how
 end
 
+-- ctx.git(name, ...) calls a repository method (on the thread pool when
+-- the workspace finishes asynchronously); without it, ctx.repo directly.
 local function builtin(kind)
   return function(ctx)
-    local tip, how, code, files = ctx.repo:merge(ctx.into, ctx.from, kind, ctx.message)
+    local tip, how, code, files
+    if ctx.git then
+      tip, how, code, files = ctx.git('merge', ctx.into, ctx.from, kind, ctx.message)
+    else
+      tip, how, code, files = ctx.repo:merge(ctx.into, ctx.from, kind, ctx.message)
+    end
     return from_merge(tip, how, code, files)
   end
 end

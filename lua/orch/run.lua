@@ -289,9 +289,10 @@ local RESOLVED = { done = true, skipped = true }
 
 -- Sorts the run's tasks into: done (never run again), exited (the process
 -- succeeded but its merge did not finish: only the merge is redone), and
--- the rest, which go back to pending.
+-- the rest, which go back to pending; of those, fresh: the ones that run
+-- again (their next attempt starts from a clean base, see worktrees.md).
 local function resume_sets(st, run, plan)
-  local done, exited, soft, reclaimed = {}, {}, {}, 0
+  local done, exited, soft, reclaimed, fresh = {}, {}, {}, 0, {}
   local declared_soft = {}
   for _, t in ipairs(plan.tasks) do declared_soft[t.id] = t.on_failure == 'soft' end
   local leftovers = leftover_processes(run.id)
@@ -315,16 +316,17 @@ local function resume_sets(st, run, plan)
           finished_at = core.time(), error = 'orch stopped' })
       end
       st:set_task(run.id, t.id, { status = 'pending' })
+      fresh[t.id] = not exited[t.id] or nil
     end
   end
-  return done, exited, soft, reclaimed
+  return done, exited, soft, reclaimed, fresh
 end
 
 -- Finished tasks whose work is gone (the run was cleaned with --force, its
 -- branches deleted): never counted done with the work lost. A task whose
 -- branch survived is only merged again; one without runs again. Returns how
 -- many were affected.
-local function lost_work(st, loc, run, o, done, exited)
+local function lost_work(st, loc, run, o, done, exited, fresh)
   if o.worktrees == false or o['in-place'] or not loc.root then return 0 end
   local ids = {}
   for _, t in ipairs(st:tasks(run.id)) do
@@ -337,6 +339,7 @@ local function lost_work(st, loc, run, o, done, exited)
       n = n + 1
       done[id] = nil
       exited[id] = remerge[id] or nil
+      fresh[id] = rerun[id] or nil
       st:set_task(run.id, id, { status = 'pending' })
     end
   end
@@ -372,8 +375,8 @@ function M.cli_resume(o)
   if not plan then err('%s', perr) st:close() return EXIT_USAGE end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
-  local done, exited, _, reclaimed = resume_sets(st, run, plan)
-  lost_work(st, loc, run, o, done, exited)
+  local done, exited, _, reclaimed, fresh = resume_sets(st, run, plan)
+  lost_work(st, loc, run, o, done, exited, fresh)
   local ndone = 0
   for _ in pairs(done) do ndone = ndone + 1 end
   io.stderr:write(('orch: resuming run %s: %d of %d tasks already done%s\n'):format(
@@ -381,6 +384,7 @@ function M.cli_resume(o)
     reclaimed > 0 and (', stopped ' .. reclaimed .. ' left-over task process(es)') or ''))
   run.concurrency = o.concurrency or run.concurrency or 4
   local ws = M.workspace_for(loc, run, o)
+  if ws.fresh then ws.fresh = fresh end
   local ok, berr = ws:begin(run, { resume = true })
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
   local s = { o = o, loc = loc, plan = plan, store = st, run = run, ws = ws, done = done,

@@ -245,7 +245,7 @@ static void test_conflict_and_user_changes(void)
     T_CHECK(git_oid_equal(&tip, &base));
     T_EQ_STR(out("%s", p), before);
     /* applying is refused while the user's tree is dirty */
-    T_EQ_INT(orch_git_apply_to_head(g, "orch/r2/integration", 1, "apply",
+    T_EQ_INT(orch_git_apply_to_head(g, "orch/r2/integration", &(const orch_apply_opts){1, "apply", NULL, NULL},
                                     &tip, &c), -EBUSY);
     T_CHECK(strstr(orch_err_msg(), "uncommitted") != NULL);
     T_EQ_INT(c.n, 2);
@@ -256,7 +256,7 @@ static void test_conflict_and_user_changes(void)
     /* once clean (the untracked file stays): fast-forward */
     sh("cd '%s' && git checkout -q -- shared.txt && git reset -q && "
        "git checkout -q -- src/a.c", dir);
-    T_EQ_INT(orch_git_apply_to_head(g, "orch/r2/integration", 0, "apply",
+    T_EQ_INT(orch_git_apply_to_head(g, "orch/r2/integration", &(const orch_apply_opts){0, "apply", NULL, NULL},
                                     &tip, &c), 0);
     T_EQ_INT(orch_git_resolve(g, "orch/r2/integration", &integ), 0);
     T_CHECK(git_oid_equal(&tip, &integ));
@@ -265,7 +265,7 @@ static void test_conflict_and_user_changes(void)
     T_EQ_STR(out("cd '%s' && sed -n 2p shared.txt && cat notes.txt", dir),
              "A and B\nscratch");
     T_EQ_STR(out("cd '%s' && git status --porcelain", dir), "?? notes.txt");
-    T_EQ_INT(orch_git_apply_to_head(g, "orch/r2/integration", 0, "apply",
+    T_EQ_INT(orch_git_apply_to_head(g, "orch/r2/integration", &(const orch_apply_opts){0, "apply", NULL, NULL},
                                     &tip, &c), ORCH_GIT_UPTODATE);
     free(before);
     orch_git_close(g);
@@ -304,10 +304,11 @@ static void test_squash_rebase_apply_merge(void)
     /* the user committed meanwhile: applying needs a merge commit */
     sh("cd '%s' && echo user > user.txt && git add user.txt && "
        "git commit -qm user", dir);
-    T_EQ_INT(orch_git_apply_to_head(g, "orch/r3/integration", 0, "apply",
+    T_EQ_INT(orch_git_apply_to_head(g, "orch/r3/integration", &(const orch_apply_opts){0, "apply", NULL, NULL},
                                     &tip, &c), -EAGAIN);
-    T_EQ_INT(orch_git_apply_to_head(g, "orch/r3/integration", 1,
-                                    "orch: apply run r3", &tip, &c), 0);
+    T_EQ_INT(orch_git_apply_to_head(g, "orch/r3/integration",
+                                    &(const orch_apply_opts){1, "orch: apply run r3", NULL, NULL},
+                                    &tip, &c), 0);
     T_EQ_STR(out("cd '%s' && git rev-list --parents -1 main | wc -w", dir),
              "3");
     T_EQ_STR(out("cd '%s' && ls a.txt b.txt b2.txt user.txt | wc -l && "
@@ -340,7 +341,7 @@ static void test_detached_and_dep_conflict(void)
     orch_strlist_free(&c);
     T_EQ_INT(orch_git_merge_into(g, "orch/r4/integration", a.branch,
                                  ORCH_MERGE_COMMIT, "m", &tip, &c), 0);
-    T_EQ_INT(orch_git_apply_to_head(g, "orch/r4/integration", 0, "apply",
+    T_EQ_INT(orch_git_apply_to_head(g, "orch/r4/integration", &(const orch_apply_opts){0, "apply", NULL, NULL},
                                     &tip, &c), 0);
     T_EQ_STR(out("cd '%s' && git rev-parse HEAD", dir),
              out("cd '%s' && git rev-parse orch/r4/integration", dir));
