@@ -82,4 +82,50 @@ describe('recovery', function()
     assert.matches('lost their branches', r.err)
     for i = 1, 6 do assert.equals(tostring(i) .. '\n', H.read(repo .. '/c' .. i .. '.txt'), 'c' .. i) end
   end)
+
+  it('completes an apply killed -9 half-way, never touching the user\'s own changes', function()
+    -- a task that writes 2,000 files and changes a tracked one
+    local pf = plan_file(root, { { id = 'many', files = { 'gen' },
+      cmd = 'mkdir gen && for i in $(seq 1 2000); do echo "$i" > gen/f$i; done; echo changed > README' } })
+    H.write(repo .. '/mine.txt', 'untracked, the user\'s\n')
+    sh(repo, 'echo notes > notes.txt && git add notes.txt && git commit -qm notes')
+    local head = sh(repo, 'git rev-parse HEAD')
+    local r = H.orch({ 'run', '--plan', pf, '--repo', repo, '--yes', '--no-tui' },
+      { cwd = repo, timeout = 60000, env = { ORCH_TEST_APPLY_KILL = '700' } })
+    assert.equals('SIGKILL', r.sig, r.err)
+    -- half-written: some files there, HEAD not moved
+    local n = tonumber((sh(repo, 'ls gen 2>/dev/null | wc -l')))
+    assert.is_true(n > 0 and n < 2000, 'files written before the kill: ' .. n)
+    assert.equals(head, sh(repo, 'git rev-parse HEAD'))
+    -- the user edits a tracked file in the meantime: refused, nothing touched
+    sh(repo, 'echo edit >> notes.txt')
+    r = H.orch({ 'resume', '--repo', repo, '--yes', '--no-tui' }, { cwd = repo, timeout = 60000 })
+    assert.equals(1, r.code, r.err)
+    assert.matches('uncommitted changes (notes.txt) since', r.err, 1, true)
+    assert.equals(n, tonumber((sh(repo, 'ls gen | wc -l'))))
+    assert.equals('notes\nedit\n', H.read(repo .. '/notes.txt'))
+    -- once the user's change is gone, resume completes the apply
+    sh(repo, 'git checkout -q notes.txt')
+    r = H.orch({ 'resume', '--repo', repo, '--yes', '--no-tui' }, { cwd = repo, timeout = 60000 })
+    assert.equals(0, r.code, r.err)
+    assert.equals('2000', sh(repo, 'ls gen | wc -l'))
+    assert.equals('changed\n', H.read(repo .. '/README'))
+    assert.equals('?? mine.txt', sh(repo, 'git status --porcelain'))
+    assert.equals("untracked, the user's\n", H.read(repo .. '/mine.txt'))
+    assert.equals('', sh(repo, 'git for-each-ref refs/orch/*/apply-head refs/orch/*/apply-tip'))
+  end)
+
+  it('starts a re-run after kill -9 from a clean base, the interrupted attempt kept in a ref', function()
+    local pf = plan_file(root, { { id = 'a', files = { 'log' },
+      cmd = 'echo line >> log.txt; if [ ! -e ' .. root .. '/go ]; then touch ' .. root
+        .. '/started; sleep 60; fi' } })
+    local run = run_and_kill(repo, { 'run', '--plan', pf, '--repo', repo, '--yes', '--no-tui' },
+      function() return H.read(root .. '/started') ~= nil end)
+    H.write(root .. '/go', '')
+    local r = H.orch({ 'resume', run, '--repo', repo, '--yes', '--no-tui' }, { cwd = repo, timeout = 60000 })
+    assert.equals(0, r.code, r.err)
+    assert.equals('line\n', H.read(repo .. '/log.txt'))    -- once, not twice
+    local kept = 'refs/orch/' .. run .. '/attempts/a/attempt-1'
+    assert.equals('line', sh(repo, 'git show ' .. kept .. ':log.txt'))
+  end)
 end)

@@ -419,21 +419,37 @@ describe('orch.worktrees', function()
     assert.is_nil(io.open(a.cwd .. '/a.txt'))                -- gone at the run's end
   end)
 
+  it('plan check: continues must name a task among the deps, directly or through others', function()
+    local plan = require('orch.plan')
+    H.write(root .. '/p.json', cjson.encode({ tasks = {
+      { id = 'a', cmd = 'true' }, { id = 'b', cmd = 'true', deps = { 'a' } },
+      { id = 'c', cmd = 'true', deps = { 'b' }, continues = 'a' } } }))
+    assert.is_table((plan.load(root .. '/p.json')))
+    for _, bad in ipairs({ { 'zz', 'unknown task' }, { 'c2', 'continues itself' }, { 'b', 'not among its deps' } }) do
+      H.write(root .. '/p.json', cjson.encode({ tasks = {
+        { id = 'a', cmd = 'true' }, { id = 'b', cmd = 'true' },
+        { id = 'c2', cmd = 'true', deps = { 'a' }, continues = bad[1] } } }))
+      local p, errs = plan.load(root .. '/p.json')
+      assert.is_nil(p)
+      assert.matches(bad[2], plan.format_errors(errs), 1, true)
+    end
+  end)
+
   it('prepares and finishes on the thread pool, four at once, merges one after the other', function()
     local dir = new_repo(root, 'async')
     local ws = new_ws({ repo = dir })
     assert.is_true(ws:begin('r12'))
-    local places, outs = {}, {}
+    local places, outs, np, no = {}, {}, 0, 0
     for i = 1, 4 do
-      ws:prepare_async(task('t' .. i), {}, function(p, e) places[i] = p or e end)
+      ws:prepare_async(task('t' .. i), {}, function(p, e) places[i], np = p or e, np + 1 end)
     end
-    assert.is_true(H.run_until(function() return #places == 4 end, 30000))
+    assert.is_true(H.run_until(function() return np == 4 end, 30000))
     for i = 1, 4 do
       assert.is_table(places[i], tostring(places[i]))
       H.write(places[i].cwd .. '/t' .. i .. '.txt', i .. '\n')
     end
-    for i = 1, 4 do ws:finish_async(task('t' .. i), {}, function(o) outs[i] = o end) end
-    assert.is_true(H.run_until(function() return #outs == 4 end, 30000))
+    for i = 1, 4 do ws:finish_async(task('t' .. i), {}, function(o) outs[i], no = o, no + 1 end) end
+    assert.is_true(H.run_until(function() return no == 4 end, 30000))
     for i = 1, 4 do
       assert.equals('done', outs[i].status, outs[i].message)
       assert.equals(tostring(i), sh(dir, 'git show orch/r12/integration:t' .. i .. '.txt'))

@@ -25,7 +25,7 @@ M.TASK_FIELDS = {
   id = 'string', title = 'string', role = 'string', prompt = 'string',
   files = 'strings', deps = 'strings', on_failure = 'enum', cmd = 'string',
   backend = 'enum', model = 'string', timeout = 'number', env = 'env',
-  weight = 'number',
+  weight = 'number', continues = 'string',
 }
 
 M.ENUMS = {
@@ -315,6 +315,35 @@ function Check:ids(tasks, metas)
   return by_id
 end
 
+-- `continues`: the task carries on another task's agent conversation, in
+-- its worktree (docs/worktrees.md), so that task must exist and finish
+-- before it: it must be among its deps, directly or through others.
+function Check:continues(tasks, metas, by_id)
+  for i, t in ipairs(tasks) do
+    local c = t.continues
+    if c ~= nil then
+      local line = metas[i].raw and self:key_line(metas[i].raw, 'continues') or t.line
+      if c == t.id then
+        self:err(line, 'task %s continues itself', show(t.id))
+      elseif not by_id[c] then
+        self:err(line, 'task %s continues unknown task %s', show(t.id), show(c))
+      else
+        local seen, stack, found = { [t.id] = true }, { t }, false
+        while #stack > 0 and not found do
+          for _, d in ipairs(table.remove(stack).deps or {}) do
+            if d == c then found = true break end
+            if not seen[d] and by_id[d] then seen[d] = true stack[#stack + 1] = by_id[d] end
+          end
+        end
+        if not found then
+          self:err(line, 'task %s continues %s, which is not among its deps (add %s to deps)',
+            show(t.id), show(c), show(c))
+        end
+      end
+    end
+  end
+end
+
 function Check:deps(tasks, metas, by_id)
   local names = {}
   for _, t in ipairs(tasks) do if t.id then names[#names + 1] = t.id end end
@@ -511,6 +540,7 @@ function Check:plan(doc)
   end
   out.by_id = self:ids(out.tasks, metas)
   self:deps(out.tasks, metas, out.by_id)
+  self:continues(out.tasks, metas, out.by_id)
   self:cycles(out.tasks, out.by_id)
   return out
 end
