@@ -146,7 +146,11 @@ function Res:write(data)
   if self.done then return nil, 'response ended' end
   if not self.chunked then return self:_write(data) end
   if #data == 0 then return true end
-  return self:_write(('%x\r\n'):format(#data) .. data .. '\r\n')
+  if #data < 65536 then return self:_write(('%x\r\n'):format(#data) .. data .. '\r\n') end
+  -- a big chunk goes out as it is, without a copy into a framed string
+  self:_write(('%x\r\n'):format(#data))
+  self:_write(data)
+  return self:_write('\r\n')
 end
 
 function Res:finish()
