@@ -104,6 +104,7 @@ end
 -- ---------------------------------------------------------------- replies
 
 local FAULT_KEYS = { 'status', 'retry_after', 'message', 'error_type', 'hang', 'stall', 'cut',
+                     'stream_error',
                      'delay', 'interval', 'headers', 'stop_reason' }
 
 -- The reply of a rule, templated and turned into {text, calls, usage, ...}.
@@ -130,7 +131,8 @@ local function summary(out)
   local calls = json.array()
   for i, c in ipairs(out.calls) do calls[i] = { name = c.name, input = c.input } end
   return { text = out.text, tool_calls = calls, usage = out.usage, status = out.status,
-           hang = out.hang, stall = out.stall, cut = out.cut, delay = out.delay }
+           hang = out.hang, stall = out.stall, cut = out.cut, delay = out.delay,
+           stream_error = out.stream_error }
 end
 
 -- ---------------------------------------------------------------- server
@@ -169,9 +171,9 @@ end
 
 -- Writes the events one after another (interval ms apart), cutting or
 -- stalling half way when asked.
-function Server:stream(res, out, events)
+function Server:stream(res, out, events, proto)
   local stop_at = #events
-  if out.cut or out.stall then stop_at = math.max(1, math.floor(#events / 2)) end
+  if out.cut or out.stall or out.stream_error then stop_at = math.max(1, math.floor(#events / 2)) end
   local headers = { ['Content-Type'] = 'text/event-stream', ['Cache-Control'] = 'no-cache',
                     ['request-id'] = util.id('req_') }
   for k, v in pairs(out.headers or {}) do headers[k] = v end
@@ -184,7 +186,13 @@ function Server:stream(res, out, events)
       if out.cut == 'reset' then res:abort()
       elseif out.cut then res:cut()
       elseif out.stall then res:hang()
-      else res:finish() end
+      else
+        if out.stream_error then
+          local status = type(out.stream_error) == 'number' and out.stream_error or 529
+          res:write(proto.stream_error(status, out.message or 'Overloaded', out.error_type))
+        end
+        res:finish()
+      end
       return
     end
     res:write(events[i])
@@ -195,6 +203,9 @@ end
 
 function Server:answer(res, proto, req, out)
   if out.hang then return res:hang() end
+  if out.stream_error and not req.stream then
+    out.status = type(out.stream_error) == 'number' and out.stream_error or 529
+  end
   if out.status and out.status >= 400 then
     local headers = {}
     if out.retry_after then headers['retry-after'] = tostring(out.retry_after) end
@@ -202,7 +213,7 @@ function Server:answer(res, proto, req, out)
     local msg = out.message or ('scripted error %d'):format(out.status)
     return send_json(res, out.status, proto.error(out.status, msg, out.error_type), headers)
   end
-  if req.stream then return self:stream(res, out, proto.events(req, out)) end
+  if req.stream then return self:stream(res, out, proto.events(req, out), proto) end
   local body = json.encode(proto.json(req, out))
   if out.cut or out.stall then
     res:send_head(200, { ['Content-Type'] = 'application/json' }, #body)

@@ -130,6 +130,11 @@ function M.error(status, message, etype)
                                      message = message } }
 end
 
+-- The SSE event of an error in the middle of a stream (e.g. overloaded).
+function M.stream_error(status, message, etype)
+  return util.sse('error', M.error(status, message, etype))
+end
+
 -- /v1/messages/count_tokens
 function M.count_tokens(raw)
   return { input_tokens = util.tokens(raw) }

@@ -120,4 +120,9 @@ function M.error(status, message, etype)
                      code = ERROR_TYPES[status] or json.null, param = json.null } }
 end
 
+-- An error in the middle of a stream: a data line with an error object.
+function M.stream_error(status, message, etype)
+  return util.sse(nil, M.error(status, message, etype))
+end
+
 return M

@@ -199,4 +199,13 @@ function M.error(status, message, etype)
                      code = CODES[status] or json.null, param = json.null } }
 end
 
+-- An error in the middle of a stream: response.failed with the error.
+function M.stream_error(status, message, etype)
+  local e = M.error(status, message, etype).error
+  return util.sse('response.failed', { type = 'response.failed', response = {
+    id = util.id('resp_'), object = 'response', status = 'failed',
+    error = { code = e.code ~= json.null and e.code or e.type, message = message },
+    output = json.array() } })
+end
+
 return M
