@@ -64,6 +64,26 @@ describe('anthropic backend', function()
   end)
 
   describe('stream decoding', function()
+    it('malformed events do not raise', function()
+      for _, sse in ipairs({
+        'event: message_start\ndata: {"type": "message_start", "message": 5}\n\n',
+        'data: {"type": "content_block_start", "index": "x", "content_block": "y"}\n\n',
+        'data: {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": 1,' ..
+          '"name": {}}}\n\n',
+        'data: {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta",' ..
+          '"partial_json": {}}}\n\n',
+        'data: {"type": "content_block_delta", "index": 9, "delta": {"type": "text_delta", "text": []}}\n\n',
+        'data: {"type": "content_block_stop", "index": 0}\n\n',
+        'data: {"type": "message_delta", "usage": 3, "delta": 4}\n\n',
+        'data: {"type": "error", "error": "x"}\n\n',
+        'data: garbage\n\n',
+        'data: {"type": "message_stop"}\n\n',
+      }) do
+        local ok, err = pcall(decode, sse)
+        assert.is_true(ok, err)
+      end
+    end)
+
     it('assembles text and tool_use blocks, and the usage of the reply', function()
       local d = decode(
         ev('message_start', { message = { id = 'msg_1', usage = { input_tokens = 50,

@@ -67,6 +67,24 @@ describe('openai backend', function()
   end)
 
   describe('stream decoding', function()
+    it('malformed events do not raise', function()
+      for _, sse in ipairs({
+        'data: {"choices": 5}\n\n',
+        'data: {"choices": [7, {"delta": "x"}, {"delta": {"content": 3, "tool_calls": [1, {"index": "a",' ..
+          '"function": 4}]}}]}\n\n',
+        'data: {"usage": "many"}\n\n',
+        'data: not json\n\n',
+        'data: [1,2]\n\n',
+        'data: null\n\n',
+        'data: {"error": 5}\n\n',
+        'data: {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": [], "function": {"name": {},' ..
+          '"arguments": 5}}]}}]}\n\n',
+      }) do
+        local ok, err = pcall(decode, sse)
+        assert.is_true(ok, err)
+      end
+    end)
+
     it('assembles text and tool calls from their deltas', function()
       local d = decode(chunk({ role = 'assistant', content = '' })
         .. chunk({ content = 'I will ' }) .. chunk({ content = 'write it.' })

@@ -241,7 +241,8 @@ local function decode_calls(calls)
       if ok and type(v) == 'table' then input = v else bad = 'the arguments are not a JSON object: '
         .. args:sub(1, 200) end
     end
-    out[i] = { id = c.id or gen_id('call_'), name = c.name or '', input = input or {}, bad = bad }
+    local id = (type(c.id) == 'string' and c.id ~= '') and c.id or gen_id('call_')
+    out[i] = { id = id, name = type(c.name) == 'string' and c.name or '', input = input or {}, bad = bad }
   end
   return out
 end

@@ -136,10 +136,10 @@ function D:event(ev)
     local blk = self.blocks[tonumber(field(e, 'index')) or -1]
     local d = field(e, 'delta') or {}
     local dt = field(d, 'type')
-    if dt == 'text_delta' then
-      self:add_text(field(d, 'text') or '')
-    elseif dt == 'input_json_delta' and blk and blk.call then
-      blk.call.parts[#blk.call.parts + 1] = field(d, 'partial_json') or ''
+    if dt == 'text_delta' and type(field(d, 'text')) == 'string' then
+      self:add_text(field(d, 'text'))
+    elseif dt == 'input_json_delta' and blk and blk.call and type(field(d, 'partial_json')) == 'string' then
+      blk.call.parts[#blk.call.parts + 1] = field(d, 'partial_json')
     end
   elseif t == 'content_block_stop' then
     local blk = self.blocks[tonumber(field(e, 'index')) or -1]
