@@ -131,3 +131,7 @@ end)
 
 require('spec.backend_common').cases('anthropic', { describe = describe, it = it, pending = pending,
   before_each = before_each, after_each = after_each })
+
+describe('anthropic in a run', function()
+  require('spec.backend_common').run_case('anthropic', 'claude-haiku-4-5', { it = it, after_each = after_each })
+end)

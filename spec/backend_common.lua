@@ -404,6 +404,7 @@ end
 function C.run_case(name, model, B)
   local T = require('orch.testing')
   local it, after_each = B.it, B.after_each
+
   local repo, srv
   after_each(function()
     if srv then srv:stop() srv = nil end
@@ -434,6 +435,52 @@ function C.run_case(name, model, B)
     local out = T.sh(('grep -rl %s %s'):format(T.quote(T.DUMMY_KEY), T.quote(repo.dir)))
     assert.equals('', out)
     assert.is_nil((r.out .. r.err):find(T.DUMMY_KEY, 1, true))
+  end)
+
+  it('orch killed -9 in the middle of a turn: orch resume continues the same conversation', function()
+    srv = T.server({
+      { when = { tool_result = 'wrote' }, reply = 'Done after the restart.' },
+      { when = { user = 'carry on' }, reply = { write = { path = 'resumed.txt', content = 'after\n' } } },
+      { when = { user = 'create' }, reply = { hang = true } },
+    })
+    repo = T.repo({ ['README.md'] = '# demo\n' })
+    local plan = repo.dir .. '/.git/plan.json'
+    local f = assert(io.open(plan, 'wb'))
+    f:write(cjson.encode({ goal = 'g', tasks = { { id = 'make', role = 'coder', backend = name,
+      model = model, prompt = 'create resumed.txt' } } }))
+    f:close()
+    local env = T.env_for(srv, { ORCH_BACKEND = name })
+    local exited = false
+    local p = assert(core.spawn({ argv = { T.orch_bin(), 'run', '--plan', plan, '--repo', repo.dir,
+      '--no-tui', '--yes' }, cwd = repo.dir, env = env, on_exit = function() exited = true end }))
+    assert.is_true(T.wait(function() return #srv:requests() >= 1 end, 60000), 'no request')
+    p:kill('SIGKILL')
+    assert.is_true(T.wait(function() return exited end, 10000))
+    local first = srv:requests()[1]
+    local r = T.spawn({ T.orch_bin(), 'resume', '--repo', repo.dir, '--no-tui', '--yes' },
+                      { cwd = repo.dir, env = env, timeout = 120000 })
+    assert.equals(0, r.code, r.err)
+    local reqs = srv:requests()
+    assert.matches('create resumed.txt', reqs[2].last_user, 1, true)
+    assert.matches('carry on', reqs[2].last_user)
+    assert.equals(first.model, reqs[2].model)
+    local st = T.spawn({ T.orch_bin(), 'status', '--json', '--repo', repo.dir }, { cwd = repo.dir })
+    local status = cjson.decode(st.out)
+    local task = status.tasks[1]
+    assert.equals('done', task.status)
+    assert.equals('after\n', repo:file('resumed.txt', task.branch))
+    -- the session id of the first (killed) turn is the one that finished
+    assert.matches('^' .. name .. '%-', task.session_id)
+    -- every session event of the task (both runs) names that one id
+    local out = T.sh(('sqlite3 %s "SELECT payload FROM events WHERE kind = \'agent\'"')
+      :format(T.quote(repo.dir .. '/.orch/orch.db')))
+    local ids, n = {}, 0
+    for sid in out:gmatch('"session_id":"(' .. name .. '%-%x+)"') do
+      if not ids[sid] then n = n + 1 end
+      ids[sid] = true
+    end
+    assert.is_true(ids[task.session_id])
+    assert.equals(1, n)
   end)
 end
 

@@ -128,3 +128,7 @@ end)
 
 require('spec.backend_common').cases('openai', { describe = describe, it = it, pending = pending,
   before_each = before_each, after_each = after_each })
+
+describe('openai in a run', function()
+  require('spec.backend_common').run_case('openai', 'gpt-4o-mini', { it = it, after_each = after_each })
+end)

@@ -526,6 +526,9 @@ function Engine:agent_event(id, rec, bev)
   for k, v in pairs(bev) do
     if k ~= 'kind' and k ~= 'task' and k ~= 'attempt' and k ~= 'seq' and k ~= 'status' then ev[k] = v end
   end
+  -- a session's data (for the HTTP backends the whole conversation, sent
+  -- again at every step) lives in its sessions row, not in every event
+  if bev.type == 'session' then ev.data = nil end
   local change
   if bev.type == 'session' and bev.session_id then
     rec.session_id = bev.session_id

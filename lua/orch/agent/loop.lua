@@ -102,6 +102,17 @@ function Turn:log(stream, line)
   if self.ctx.on_line then self.ctx.on_line(stream, self:scrub(line)) end
 end
 
+-- The conversation condensed for `orch logs` (stdout), a line an item.
+local function one_line(s, n)
+  s = tostring(s or ''):gsub('%s+', ' '):gsub('^ ', '')
+  if #s > n then s = s:sub(1, n) .. '...' end
+  return s
+end
+
+function Turn:transcript(kind, text)
+  self:log('stdout', kind .. ': ' .. one_line(text, 300))
+end
+
 function Turn:store()
   self:emit({ type = 'session', session_id = self.session_id,
               data = { backend = self.adapter.name, model = self.model,
@@ -253,6 +264,7 @@ function Turn:reply(d)
   local text = table.concat(d.text or {})
   self.last_text = text
   local calls = decode_calls(d.calls or {})
+  if text ~= '' then self:transcript('assistant', text) end
   local msg = { role = 'assistant', content = text }
   if #calls > 0 then
     msg.tool_calls = {}
@@ -278,10 +290,12 @@ function Turn:run_calls(msg, calls, i, results)
     return self:next_step()
   end
   self:emit({ type = 'tool_call', tool = c.name, input = c.input, id = c.id })
+  self:transcript('tool ' .. c.name, cjson.encode(c.input))
   local function done(output, is_error)
     if self.finished then return end
     output = self:scrub(tools.bound(tostring(output)))
     self:emit({ type = 'tool_result', id = c.id, output = output, is_error = is_error and true or false })
+    self:transcript(is_error and '  error' or '  ok', output)
     results[#results + 1] = { id = c.id, name = c.name, output = output, is_error = is_error and true or false }
     -- the next call runs from the loop, not from inside this callback
     core.timer(0, function() self:run_calls(msg, calls, i + 1, results) end)
@@ -368,6 +382,7 @@ function M.start(adapter, ctx)
   -- everything from the loop, after start returned its handle
   core.timer(0, function()
     if self.finished then return end
+    self:transcript(ctx.resume and 'resume' or 'user', ctx.prompt)
     self:store()
     if self.limits.time then
       self.timer = core.timer(self.limits.time * 1000, function()
