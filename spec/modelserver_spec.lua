@@ -167,6 +167,38 @@ describe('scripted model server', function()
       assert.is_true(usage.prompt_tokens > 0 and usage.completion_tokens > 0)
     end)
 
+    it("maps write, edit and shell to the offered tools' own parameter names", function()
+      srv = assert(ms.start({ scenario = { { reply = {
+        write = { path = 'w.txt', content = 'W' }, edit = { path = 'e.txt', old = 'a', new = 'b' },
+        shell = 'make' } } } }))
+      local function fn(name, props)
+        local p = {}
+        for _, k in ipairs(props) do p[k] = { type = 'string' } end
+        return { type = 'function', ['function'] = { name = name, parameters = { properties = p } } }
+      end
+      local function calls(tools)
+        local r = request(srv.url .. '/v1/chat/completions', { body = { model = 'm',
+          messages = { { role = 'user', content = 'go' } }, tools = tools } })
+        local out = {}
+        for _, c in ipairs(json.decode(r.body).choices[1].message.tool_calls) do
+          out[#out + 1] = { c['function'].name, json.decode(c['function'].arguments) }
+        end
+        return out
+      end
+      -- orch's own tools (lua/orch/agent/tools.lua)
+      assert.are.same({ { 'write', { path = 'w.txt', content = 'W' } },
+                        { 'edit', { path = 'e.txt', old_string = 'a', new_string = 'b' } },
+                        { 'shell', { command = 'make' } } },
+                      calls({ fn('write', { 'path', 'content' }), fn('edit', { 'path', 'old_string', 'new_string' }),
+                              fn('shell', { 'command', 'timeout' }) }))
+      -- Crush's
+      assert.are.same({ { 'write', { file_path = 'w.txt', content = 'W' } },
+                        { 'edit', { file_path = 'e.txt', old_string = 'a', new_string = 'b' } },
+                        { 'bash', { command = 'make' } } },
+                      calls({ fn('bash', { 'command' }), fn('edit', { 'file_path', 'old_string', 'new_string' }),
+                              fn('write', { 'file_path', 'content' }) }))
+    end)
+
     it('records tool results and answers the JSON form', function()
       srv = assert(ms.start({ scenario = {
         { when = { tool_result = 'written (%w+)' }, reply = 'saw {{1}}' } } }))

@@ -21,6 +21,8 @@ function M.main(o)
   end
   io.stdout:write(srv.url, '\n')
   io.stdout:flush()
+  io.stderr:write(('orch model-server: listening; ANTHROPIC_BASE_URL=%s OPENAI_BASE_URL=%s/v1\n')
+    :format(srv.url, srv.url))
   core.on_shutdown(function(phase)
     if phase == 'begin' then srv:stop() end
   end)
