@@ -472,7 +472,8 @@ describe('scripted model server', function()
     end)
 
     it('delay answers later, and stop() drops what is pending', function()
-      srv = assert(ms.start({ scenario = { { when = { user = 'late' }, reply = { text = 'late', delay = 50 } },
+      srv = assert(ms.start({ scenario = { { when = { user = 'late' },
+                                             reply = { text = 'late', delay = 50, interval = 5 } },
                                            { reply = { text = 'never', delay = 60000 } } } }))
       local r = request(srv.url .. '/v1/messages', { body = anthropic_body('late') })
       assert.are.equal('late', deltas(r.events, 'text'))
