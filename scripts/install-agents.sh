@@ -19,8 +19,10 @@ have @anthropic-ai/claude-code "$CLAUDE_VERSION" || want="$want @anthropic-ai/cl
 have @openai/codex "$CODEX_VERSION" || want="$want @openai/codex@$CODEX_VERSION"
 if [ -n "$want" ]; then
     if ! command -v npm >/dev/null 2>&1; then
-        echo "install-agents: npm is missing (apt-get install npm)" >&2
-        exit 1
+        echo "install-agents: installing nodejs and npm with apt-get" >&2
+        SUDO=""
+        if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >&2
     fi
     echo "install-agents: installing$want into $PREFIX" >&2
     # shellcheck disable=SC2086

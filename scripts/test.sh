@@ -7,6 +7,10 @@ set -eu
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
 BUILD_DIR=build ./scripts/build.sh
+# the pinned Claude Code and Codex CLIs the end-to-end tests drive
+AGENTS_BIN=$(./scripts/install-agents.sh)
+PATH="$AGENTS_BIN:$PATH"
+export PATH
 ctest --test-dir build -j "$JOBS" --output-on-failure
 if [ "${ORCH_TEST_QUICK:-0}" != 1 ]; then
     BUILD_DIR=build-asan ./scripts/build.sh -DORCH_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug

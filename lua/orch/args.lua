@@ -79,7 +79,13 @@ function M.parse(args, spec)
         end
         local v, err = convert(name, kind, value)
         if v == nil then return nil, err end
-        opts[name] = v
+        if kind == 'list' then
+          -- repeatable: every value, in order
+          opts[name] = opts[name] or {}
+          table.insert(opts[name], v)
+        else
+          opts[name] = v
+        end
       end
     end
     i = i + 1

@@ -27,25 +27,34 @@ local function command(name, def)
 end
 
 command('run', {
-  usage = 'orch run [WORKFLOW.lua] [--plan FILE | --goal TEXT] [options]',
-  summary = 'run a workflow script, or a plan with the default workflow',
+  usage = 'orch run [WORKFLOW] [--goal TEXT | --plan FILE] [options]',
+  summary = 'plan a goal with agents, or run a plan, with a workflow',
   help = [[
-With --plan FILE and no workflow, runs the plan's tasks with the default
-workflow: each task in its own git worktree and branch, up to --concurrency
-at once, dependencies first, merged into the run's integration branch
-orch/RUN, which is applied to your branch at the end after you approve (or
-with --yes). State is recorded in SQLite as it happens: after a crash or
-Ctrl+C, `orch resume` carries on.
+With --goal TEXT, the orchestrator agent plans the goal, you approve the
+plan (--yes skips), coders work in parallel in their own git worktrees,
+each change is reviewed and tested, agents' questions are answered by the
+orchestrator, and the result lands on your branch after a last approval.
+That is the workflow code_review_test (workflows/code_review_test.lua);
+WORKFLOW names another file or a shipped one (code_only, best_of_n,
+default). See docs/workflows.md and docs/roles.md.
 
-With WORKFLOW.lua, runs that Lua script in orch (it receives the parsed
-options as `...`); the loop runs until the script's work is done.
+With --plan FILE and no workflow, runs the plan's tasks as they are: each
+task in its own git worktree and branch, up to --concurrency at once,
+dependencies first, merged into the run's integration branch
+orch/RUN/integration, which is applied to your branch at the end after you
+approve (or with --yes). State is recorded in SQLite as it happens: after
+a crash or Ctrl+C, `orch resume` carries on.
+
+Exit codes: 0 every task done; 1 a task failed or a merge conflicted; 2 bad
+usage, config, role or plan; 3 stopped at the plan gate with no terminal
+to ask (`orch resume --yes` carries on); 130 interrupted.
 
 Options:
+  --goal TEXT        what to do, planned by the orchestrator agent
   --plan FILE        the plan (JSON or YAML; see docs/plans.md)
-  --goal TEXT        the goal (planning by the orchestrator agent comes with
-                     the agent backends)
+  --set NAME=VALUE   a workflow setting (repeatable), e.g. review_rounds=0
   --concurrency N    tasks at once (default 4)
-  --yes              approve every gate (applying the result to your branch)
+  --yes              approve every gate (the plan, applying the result)
   --merge NAME       merge strategy: merge (default), squash or rebase
   --keep             keep the worktrees of merged tasks
   --in-place         run every task in the repository itself: no worktrees,
@@ -54,7 +63,7 @@ Options:
   --quiet            no progress lines
 ]] .. COMMON,
   options = { plan = 'string', goal = 'string', repo = 'string', db = 'string',
-              concurrency = 'int', yes = 'bool', ['no-tui'] = 'bool',
+              concurrency = 'int', yes = 'bool', ['no-tui'] = 'bool', set = 'list',
               keep = 'bool', merge = 'string', ['in-place'] = 'bool', quiet = 'bool' },
   run = function(o) return require('orch.run').cli_run(o) end,
 })
@@ -69,10 +78,11 @@ Resuming a run that already finished says so and exits 0.
 
 Options:
   --concurrency N    tasks at once (default: as the run was started)
-  --yes              approve every gate
+  --yes              approve every gate (the plan gate of a waiting run too)
+  --set NAME=VALUE   a workflow setting (repeatable)
   --no-tui           plain progress lines on stderr
 ]] .. COMMON,
-  options = { repo = 'string', db = 'string', concurrency = 'int', yes = 'bool',
+  options = { repo = 'string', db = 'string', concurrency = 'int', yes = 'bool', set = 'list',
               ['no-tui'] = 'bool' },
   run = function(o) return require('orch.run').cli_resume(o) end,
 })
@@ -173,6 +183,29 @@ Options:
 ]],
   options = { repo = 'string' },
   run = function(o) return require('orch.repl').cli(o) end,
+})
+
+command('demo', {
+  usage = 'orch demo [options]',
+  summary = 'see orch work: agents on a throwaway repo, scripted models, no API key',
+  help = [[
+Creates a throwaway git repository (a tiny shell calculator) in TMPDIR,
+starts orch's scripted model server on 127.0.0.1 and runs the workflow
+code_review_test on the goal "add add and mul commands, each with a test":
+the orchestrator plans three tasks, two coders work in parallel, one asks
+the orchestrator a question, a reviewer sends one change back once, testers
+pass them, the test gate runs the repository's tests, and the result is
+merged into its main branch. Coders run on Claude Code and Codex too when
+they are installed (ORCH_DEMO_CLI=0 turns that off). Needs no API key and
+no network; the repository is left for you to look at.
+
+Options:
+  --gates            stop at the plan and apply gates and ask (default: pass them)
+  --no-tui           plain progress lines instead of the split-pane view
+  --dir DIR          make the repository in DIR instead of a new temporary one
+]],
+  options = { gates = 'bool', ['no-tui'] = 'bool', dir = 'string' },
+  run = function(o) return require('orch.demo').cli(o) end,
 })
 
 command('test', {

@@ -418,6 +418,14 @@ function Engine:run_task(id, rec)
   end
   if self.stopping or rec.settled then return end
   if rec.cancelled then return self:settle(id, rec, { ok = false, error = 'cancelled' }) end
+  -- a continuation talks to the same agent: the backend (and model) of the
+  -- task it continues, unless it names its own
+  if task.continues and not task.backend then
+    local prev = self.store:task(self.run.id, task.continues)
+    if prev and prev.backend then
+      task.backend, task.model = prev.backend, task.model or prev.model
+    end
+  end
   local backend, role = M.backend_for(task, self.run)
   if not backend then return self:settle(id, rec, { ok = false, error = role }) end
   rec.place, rec.role, rec.backend = place, role, backend
@@ -722,7 +730,9 @@ function M.check_task(raw, known)
   if type(raw) ~= 'table' then return nil, 'add_task: a task is a table' end
   local doc = {}
   for k, v in pairs(raw) do
-    if k ~= 'deps' and not (type(v) == 'table' and next(v) == nil) then doc[k] = v end
+    if k ~= 'deps' and k ~= 'continues' and not (type(v) == 'table' and next(v) == nil) then
+      doc[k] = v
+    end
   end
   local ok, text = pcall(cjson.encode, { tasks = { doc } })
   if not ok then return nil, 'add_task: ' .. tostring(text) end
@@ -750,6 +760,15 @@ function M.check_task(raw, known)
       seen[d] = true
       deps[#deps + 1] = d
     end
+  end
+  -- a continuation runs in the conversation (and worktree) of a task of
+  -- this run, after it
+  if raw.continues ~= nil then
+    if type(raw.continues) ~= 'string' or not known[raw.continues] then
+      return nil, ('add_task: task %q continues unknown task %s'):format(t.id, tostring(raw.continues))
+    end
+    t.continues = raw.continues
+    if not seen[t.continues] then deps[#deps + 1] = t.continues end
   end
   t.deps = deps
   return t

@@ -25,7 +25,7 @@ M.TASK_FIELDS = {
   id = 'string', title = 'string', role = 'string', prompt = 'string',
   files = 'strings', deps = 'strings', on_failure = 'enum', cmd = 'string',
   backend = 'enum', model = 'string', timeout = 'number', env = 'env',
-  weight = 'number', continues = 'string',
+  weight = 'number', continues = 'string', merge = 'merge',
 }
 
 M.ENUMS = {
@@ -234,6 +234,14 @@ function Check:field(task, k, v)
     if not okv then
       self:err(line, "task %s: '%s' must be one of %s, got %s%s", task.name, k,
         table.concat(allowed, ', '), show(v), did_you_mean(v, allowed))
+    else
+      out[k] = v
+    end
+  elseif kind == 'merge' then
+    -- false: the work stays on its branch; a name: the merge strategy
+    if v ~= false and type(v) ~= 'string' then
+      self:err(line, "task %s: 'merge' must be false or a merge strategy name (merge, squash, " ..
+        "rebase), got %s", task.name, show(v))
     else
       out[k] = v
     end

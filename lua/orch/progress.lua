@@ -78,6 +78,8 @@ function M.lines(ev)
       return { ('%s: answered (%s): %s'):format(ev.task or 'run', ev.by or '?', ev.answer) }
     end
     return { ('%s asks: %s'):format(ev.task or 'run', ev.question) }
+  elseif k == 'workflow' then
+    return { (ev.warning and 'warning: ' or '') .. tostring(ev.message) }
   elseif k == 'agent' and ev.type == 'error' then
     return { ('%s: %s'):format(ev.task, ev.message or 'error') }
   end

@@ -350,6 +350,18 @@ local function lost_work(st, loc, run, o, done, exited, fresh)
   return n
 end
 
+-- The workflow definition a run was made by (its file is recorded), or
+-- nil for the default workflow or a plain script.
+function M.workflow_of(run, o)
+  local file = run.workflow
+  if type(file) ~= 'string' or not file:find('/') then return nil end
+  local def, lerr = require('orch.workflow').load(file, o)
+  if not def and lerr then
+    err('the workflow %s does not load (%s); resuming with the default workflow', file, lerr)
+  end
+  return def, file
+end
+
 function M.cli_resume(o)
   local loc, lerr = M.locate(o)
   if not loc then err('%s', lerr) return EXIT_USAGE end
@@ -389,6 +401,8 @@ function M.cli_resume(o)
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
   local s = { o = o, loc = loc, plan = plan, store = st, run = run, ws = ws, done = done,
               exited = exited, resume = true }
+  local wdef, wfile = M.workflow_of(run, o)
+  if wdef then return require('orch.workflow').resume(wdef, s, wfile) end
   local e, ecode = M.start_engine(s)
   if not e then M.close(s) return ecode end
   return M.apply(s, M.await_end(s))
@@ -502,28 +516,27 @@ end
 
 -- ---------------------------------------------------------------- run
 
--- `orch run [WORKFLOW.lua] [--plan FILE] ...`
+-- `orch run [WORKFLOW.lua] [--plan FILE | --goal TEXT] ...`: a workflow
+-- file (orch.workflow); --goal alone runs code_review_test, --plan alone
+-- the default workflow.
 function M.cli_run(o)
   local file = o[1]
-  if not file then
-    if o.goal and not o.plan then
-      err('planning a goal needs the orchestrator agent, which is not available ' ..
-          'in this build yet; write a plan and use --plan FILE')
-      return EXIT_USAGE
-    end
-    if not o.plan then
-      err('nothing to run: give a WORKFLOW.lua or --plan FILE (see orch help run)')
-      return EXIT_USAGE
-    end
-    file = core.runtime_dir() .. '/workflows/default.lua'
-  end
   if o[2] then err("run: unexpected argument '%s'", o[2]) return EXIT_USAGE end
-  local chunk, lerr = loadfile(file)
-  if not chunk then err('%s', lerr) return EXIT_USAGE end
-  local ok, res = xpcall(chunk, debug.traceback, o)
-  if not ok then err('%s', tostring(res)) return EXIT_FAIL end
-  core.run()
-  return type(res) == 'number' and res or EXIT_OK
+  if o.goal and o.plan then err('run: give --goal or --plan, not both') return EXIT_USAGE end
+  if not file then
+    if not o.plan and not o.goal then
+      err('nothing to run: give a WORKFLOW.lua, --goal TEXT or --plan FILE (see orch help run)')
+      return EXIT_USAGE
+    end
+    file = core.runtime_dir() .. '/workflows/' .. (o.goal and 'code_review_test' or 'default') .. '.lua'
+  elseif not file:find('/') and not file:match('%.lua$') then
+    -- a shipped workflow by name: `orch run code_only --goal ...`
+    file = core.runtime_dir() .. '/workflows/' .. file .. '.lua'
+  end
+  local f = io.open(file, 'rb')
+  if not f then err('no workflow file %s', file) return EXIT_USAGE end
+  f:close()
+  return require('orch.workflow').run_file(repo_mod.abspath(file), o)
 end
 
 return M

@@ -339,6 +339,11 @@ function WS:do_finish(git, task, sync)
       ('orch %s/%s\n\nWork of task %s, committed by orch.\n'):format(self.run_id, task.id, what))
     if committed == nil then return { status = 'failed', message = cerr } end
   end
+  -- merge = false (a test gate, one of best_of_n's tries): the work stays
+  -- on the task's branch, and the worktree for a task that may continue it
+  if task.merge == false then
+    return { status = 'done', merged = 'kept', message = 'kept on ' .. names.branch .. ', not merged' }
+  end
   local ctx = {
     repo = repo, run = self.run_id, task = task, worktree = path,
     into = M.integration_branch(self.run_id), from = names.branch,

@@ -248,27 +248,25 @@ local function open_store(self)
   return st
 end
 
--- The run's recorded events, in order (see docs/api/events.md).
+-- The run's recorded state events, in seq order (docs/api/events.md),
+-- optionally only those of one task; output lines are left out (orch logs).
 function Run:events(task)
   local st = open_store(self)
   if not st or not self.run_id then return {} end
-  local evs = st:events(self.run_id, task) or {}
+  local out = {}
+  for ev in st:recorded(self.run_id, 0) do
+    if not task or ev.task == task then out[#out + 1] = ev end
+  end
   st:close()
-  return evs
+  return out
 end
 
--- The questions agents asked, with their answers: {task=, question=, answer=}.
+-- The questions agents asked, answered: {task=, question=, answer=, by=}.
 function Run:questions()
   local out = {}
   for _, ev in ipairs(self:events()) do
-    local kind = ev.kind or ev.stream
-    if kind == 'question' then
-      local data = ev.data
-      if type(data) == 'string' then
-        local ok, d = pcall(cjson.decode, data)
-        if ok then data = d end
-      end
-      if type(data) == 'table' then out[#out + 1] = data end
+    if ev.kind == 'question' and ev.answer then
+      out[#out + 1] = { task = ev.task, question = ev.question, answer = ev.answer, by = ev.by }
     end
   end
   return out

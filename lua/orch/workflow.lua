@@ -1,0 +1,554 @@
+-- orch.workflow: what a workflow script is made of (docs/workflows.md).
+--
+-- A workflow file returns W.define{...}: a table of settings and hooks.
+-- `orch run FILE` runs it with W.run(def, opts); while the run is live an
+-- edit of FILE is reloaded (load, validate, swap; a broken edit keeps the
+-- old hooks and says why) and the new hooks are used from the next task on.
+--
+--   W.define{
+--     name = 'my_flow',
+--     plan = function(w) ... end,                 -- optional: the plan (default:
+--                                                  -- --plan FILE, or the orchestrator
+--                                                  -- plans --goal)
+--     on_plan = function(w, plan) end,            -- optional: adjust the plan
+--     on_task_end = function(w, task, result) end,-- add follow-ups with w:add(...)
+--     on_idle = function(w) end,                  -- nothing left to run: add more, or not
+--     test_cmd = 'make test',                     -- the test gate's command (or false)
+--     review_rounds = 2, ...                      -- any settings the hooks read
+--   }
+--
+-- The object `w` the hooks receive: w.def (the settings), w.opts (command
+-- line), w.run (id, repo), w.engine, w.plan, w.orchestrator, and the
+-- helpers below (w:add, w:kind, w:origin, w:round, w:verdict, w:diff,
+-- w:say, w:warn).
+local core = require('orch.core')
+local verdict = require('orch.verdict')
+
+local W = {}
+
+W.EXIT_GATE = 3 -- stopped at a gate with nobody to answer it
+
+local Flow = {}
+Flow.__index = Flow
+W.Flow = Flow
+
+W.HOOKS = { 'plan', 'on_plan', 'on_task_end', 'on_idle', 'on_start', 'on_end' }
+
+-- Checks a definition: def, or nil and a message.
+function W.validate(def, file)
+  if type(def) ~= 'table' then
+    return nil, ('%s: a workflow returns orch.workflow.define{...}, got %s'):format(file or '?', type(def))
+  end
+  for _, h in ipairs(W.HOOKS) do
+    if def[h] ~= nil and type(def[h]) ~= 'function' then
+      return nil, ('%s: %s must be a function'):format(file or '?', h)
+    end
+  end
+  return def
+end
+
+function W.define(def)
+  def.is_workflow = true
+  return def
+end
+
+-- Loads a workflow file: def, or nil and "FILE:LINE: message". A file that
+-- returns something else (an older script that ran itself) gives the value.
+function W.load(file, opts)
+  local chunk, err = loadfile(file)
+  if not chunk then return nil, err end
+  local ok, def = xpcall(chunk, debug.traceback, opts)
+  if not ok then return nil, tostring(def) end
+  if type(def) ~= 'table' or not def.is_workflow then return nil, nil, def end
+  return W.validate(def, file)
+end
+
+-- ------------------------------------------------------------ task kinds
+-- Follow-up ids name what they follow: ORIGIN.review1, ORIGIN.fix1,
+-- ORIGIN.test1, ORIGIN.verdict1 (asked once more for a verdict). So a
+-- resumed run knows where every task stands from the ids alone.
+
+local KINDS = { review = true, fix = true, test = true, retest = true, ask = true }
+
+function W.parse_id(id)
+  local origin, kind, n = id:match('^(.-)%.(%a+)(%d+)$')
+  if origin and origin ~= '' and KINDS[kind] then return origin, kind, tonumber(n) end
+  return id, nil, 0
+end
+
+function Flow:origin(task) return (W.parse_id(task.id)) end
+
+-- 'code' for a planned task, else the follow-up's kind.
+function Flow:kind(task)
+  if task.id == W.GATE_ID then return 'gate' end
+  local _, kind = W.parse_id(task.id)
+  if kind then return kind end
+  if task.cmd and not task.role then return 'cmd' end
+  return (task.role == 'reviewer' and 'review') or (task.role == 'tester' and 'test') or 'code'
+end
+
+function Flow:round(task)
+  local _, _, n = W.parse_id(task.id)
+  return n
+end
+
+-- The next free round number for origin's follow-ups of a kind.
+function Flow:next_round(origin, kind)
+  local n = 1
+  while self.engine.tasks[('%s.%s%d'):format(origin, kind, n)] do n = n + 1 end
+  return n
+end
+
+function Flow:task(id) return self.engine.tasks[id] end
+
+-- ------------------------------------------------------------ helpers
+
+-- A line for the person: an event ({kind='workflow', message=}) that the
+-- progress lines and the TUI show, and the store keeps.
+function Flow:say(fmt, ...)
+  self:note(fmt:format(...), false)
+end
+
+-- A warning is shown and stored, so the person sees it at the final gate.
+function Flow:warn(fmt, ...)
+  local msg = fmt:format(...)
+  self.warnings[#self.warnings + 1] = msg
+  self:note(msg, true)
+end
+
+function Flow:note(msg, warning)
+  local e = self.engine
+  if e and e.record and not e.closed then
+    e:record({ kind = 'workflow', message = msg, warning = warning or nil })
+  else
+    io.stderr:write('orch: ', warning and 'warning: ' or '', msg, '\n')
+  end
+end
+
+-- Adds a task to the live run (validated as a plan's task): true, or nil, err.
+function Flow:add(task)
+  local ok, err = self.engine:add_task(task)
+  if not ok then self:warn('could not add task %s: %s', tostring(task.id), tostring(err)) end
+  return ok, err
+end
+
+-- The verdict in a result's reply: {verdict=, reason=} or nil.
+function Flow:verdict(result, kind)
+  return verdict.parse(result and result.text, kind)
+end
+
+local function git(repo, args)
+  local f = io.popen(('git -C %q %s 2>/dev/null'):format(repo, args), 'r')
+  if not f then return '' end
+  local out = f:read(W.MAX_DIFF + 1) or ''
+  f:close()
+  return out
+end
+
+W.MAX_DIFF = 48 * 1024
+
+-- The change a task made: its branch against the run's base (bounded).
+function Flow:diff(task_id)
+  local t = self.engine.tasks[task_id]
+  local branch = ('orch/%s/%s'):format(self.run.id, t and t.continues or task_id)
+  local d = git(self.run.repo, ('diff --stat --patch refs/orch/%s/base %s'):format(self.run.id, branch))
+  if #d > W.MAX_DIFF then d = d:sub(1, W.MAX_DIFF) .. '\n... (diff cut at 48 KiB)\n' end
+  return d
+end
+
+-- ------------------------------------------------------------ hooks
+
+function Flow:call(name, ...)
+  local fn = self.def[name]
+  if not fn then return true end
+  local ok, err = xpcall(fn, debug.traceback, self, ...)
+  if not ok then
+    self:warn('workflow hook %s failed: %s', name, tostring(err))
+    return nil, err
+  end
+  return true, err
+end
+
+-- Swaps in a new definition of the same workflow (hot reload).
+function Flow:reload()
+  local def, err = W.load(self.file, self.opts)
+  if not def then
+    self:warn('%s not reloaded, the old version stays: %s', self.file, tostring(err))
+    return nil, err
+  end
+  self.def = def
+  self:say('%s reloaded', self.file)
+  return true
+end
+
+function W.new(def, opts, file)
+  return setmetatable({ def = def, opts = opts or {}, file = file, warnings = {} }, Flow)
+end
+
+-- ------------------------------------------------------------ settings
+
+-- --set NAME=VALUE (repeatable, or comma-free list in one): numbers and
+-- booleans are converted; applied over the definition's own settings.
+function W.apply_sets(def, sets)
+  if sets == nil then return true end
+  if type(sets) == 'string' then sets = { sets } end
+  for _, item in ipairs(sets) do
+    local k, v = item:match('^([%w_]+)=(.*)$')
+    if not k then return nil, ("--set %s: expected NAME=VALUE"):format(item) end
+    if W.HOOKS_SET[k] then return nil, ('--set %s: %s is a hook, not a setting'):format(item, k) end
+    if v == 'true' then v = true elseif v == 'false' then v = false
+    elseif tonumber(v) then v = tonumber(v) end
+    def[k] = v
+  end
+  return true
+end
+W.HOOKS_SET = {}
+for _, h in ipairs(W.HOOKS) do W.HOOKS_SET[h] = true end
+
+-- ------------------------------------------------------------ the test gate
+
+local function exists(path)
+  local f = io.open(path, 'rb')
+  if f then f:close() return true end
+  return false
+end
+
+-- The repository's test command, guessed from what it holds; nil if none.
+function W.detect_test_cmd(root)
+  if not root then return nil end
+  local mk = exists(root .. '/Makefile') and io.open(root .. '/Makefile', 'rb')
+  if mk then
+    local text = mk:read('*a')
+    mk:close()
+    if text:find('\ntest:') or text:find('^test:') then return 'make test' end
+  end
+  local pkg = io.open(root .. '/package.json', 'rb')
+  if pkg then
+    local text = pkg:read('*a')
+    pkg:close()
+    if text:find('"test"%s*:') then return 'npm test' end
+  end
+  if exists(root .. '/Cargo.toml') then return 'cargo test' end
+  if exists(root .. '/go.mod') then return 'go test ./...' end
+  if exists(root .. '/pytest.ini') or exists(root .. '/pyproject.toml') then return 'pytest' end
+  if exists(root .. '/test.sh') then return 'sh test.sh' end
+  return nil
+end
+
+W.GATE_ID = 'gate.test'
+
+-- Adds the test gate: test_cmd on everything that was merged (a worktree
+-- made from the base and every done task, i.e. the integration branch),
+-- not merged back itself. Returns true when it was added.
+function Flow:add_test_gate()
+  if self.def.test_cmd == false or self.engine.tasks[W.GATE_ID] then return false end
+  local cmd = self.def.test_cmd or W.detect_test_cmd(self.run.repo)
+  if not cmd then
+    self:say('no test command found for the test gate (set test_cmd); skipping it')
+    return false
+  end
+  local deps = {}
+  for _, t in ipairs(self.engine.plan.tasks) do
+    if self.engine.sched:state(t.id) == 'done' and t.merge ~= false then deps[#deps + 1] = t.id end
+  end
+  self:say('test gate: %s on the integration branch', cmd)
+  return self:add({ id = W.GATE_ID, title = 'test gate: ' .. cmd, cmd = cmd, deps = deps,
+                    merge = false })
+end
+
+-- ------------------------------------------------------------ running
+
+local function err(fmt, ...) io.stderr:write('orch: ', fmt:format(...), '\n') end
+
+-- The plan: --plan FILE, or the orchestrator's for --goal, or the
+-- definition's own plan hook. Returns plan or nil, exit code.
+function Flow:make_plan(loc)
+  if self.def.plan then
+    local ok, plan = xpcall(self.def.plan, debug.traceback, self)
+    if not ok then err('%s', tostring(plan)) return nil, 2 end
+    return plan
+  end
+  local o = self.opts
+  if o.plan then
+    local plan_mod = require('orch.plan')
+    local plan, errs = plan_mod.load(o.plan)
+    if not plan then io.stderr:write(plan_mod.format_errors(errs)) return nil, 2 end
+    return plan
+  end
+  if not o.goal then err('nothing to run: give --goal TEXT or --plan FILE') return nil, 2 end
+  local orch, oerr = require('orch.orchestrator').new({ repo = loc.root, env = o.env })
+  if not orch then err('%s', oerr) return nil, 2 end
+  self.orchestrator = orch
+  io.stderr:write(('orch: planning "%s" with the orchestrator (%s)\n'):format(o.goal, orch.role.backend))
+  local box = {}
+  orch:plan(o.goal, function(plan, perr) box.plan, box.err, box.done = plan, perr, true end)
+  while not box.done do
+    if not core.run('once') and not box.done then break end
+  end
+  if not box.plan then err('planning failed: %s', tostring(box.err or 'interrupted')) return nil, 1 end
+  box.plan.goal = box.plan.goal or o.goal
+  return box.plan
+end
+
+-- Writes the plan where a person can read and edit it: .orch/plans/NAME.json.
+local function save_plan(root, plan, name)
+  local dir = root .. '/.orch/plans'
+  core.mkdir_p(dir)
+  local path = ('%s/%s.json'):format(dir, name)
+  local tasks = {}
+  for _, t in ipairs(plan.tasks) do
+    local c = {}
+    for k, v in pairs(t) do if k ~= 'line' and k ~= 'index' then c[k] = v end end
+    tasks[#tasks + 1] = c
+  end
+  local f = assert(io.open(path, 'wb'))
+  f:write(require('cjson').encode({ goal = plan.goal, tasks = tasks }), '\n')
+  f:close()
+  return path
+end
+
+-- The plan gate: true to go on, or false and the exit code.
+function Flow:plan_gate(plan, path)
+  local o = self.opts
+  io.stderr:write('\n', require('orch.planner').describe(plan), '\n')
+  if o.yes then return true end
+  if not (core.isatty(0) and core.isatty(2)) then
+    err('the plan is waiting for your approval: read or edit %s, then run ' ..
+        '`orch resume %s --yes` (or `orch resume %s` at a terminal)', path, self.run.id, self.run.id)
+    return false, W.EXIT_GATE
+  end
+  while true do
+    io.stderr:write(('run this plan? [y]es, [e]dit %s first, [a]bort: '):format(path))
+    local answer = W.read_line()
+    if answer == nil or answer:match('^%s*a') or answer:match('^%s*n') then return false, 1 end
+    if answer:match('^%s*y') then return true end
+    if answer:match('^%s*e') then
+      io.stderr:write(('edit %s, save it, then press Enter: '):format(path))
+      W.read_line()
+      return 'reload'
+    end
+  end
+end
+
+-- One line from the terminal, read on the loop (Ctrl+C still works).
+function W.read_line()
+  local box, buf = {}, ''
+  local reader = core.ctl.stdin({
+    on_data = function(d) buf = buf .. d if buf:find('\n') then box.done = true end end,
+    on_eof = function() box.done = true box.eof = buf == '' end,
+  })
+  if not reader then return nil end
+  while not box.done do
+    if not core.run('once') and not box.done then break end
+  end
+  reader:close()
+  if box.eof then return nil end
+  return buf:match('^([^\n]*)')
+end
+
+-- The orchestrator's conversation for this run (made on first use, e.g. on
+-- a resumed run or one from a plan file).
+function Flow:orchestrator_for()
+  if self.orchestrator == false then return nil end
+  if not self.orchestrator then
+    local o, oerr = require('orch.orchestrator').new({ repo = self.run.repo, run = self.run,
+                                                       env = self.opts.env })
+    if not o then
+      self:warn('no orchestrator to answer questions: %s', tostring(oerr))
+      self.orchestrator = false
+      return nil
+    end
+    self.orchestrator = o
+    if self.plan then
+      o:tell(('The goal: %s\nThe plan:\n%s'):format(self.plan.goal or '',
+        require('orch.planner').describe(self.plan)))
+    end
+  end
+  return self.orchestrator
+end
+
+-- Agents' questions go to the orchestrator; what it cannot answer goes to
+-- the person (a terminal prompt or the TUI), or, with nobody there, the
+-- agent is told to use its judgement.
+function Flow:answerer()
+  return function(task, question, reply, id)
+    local orch = self:orchestrator_for()
+    local e = self.engine
+    if not orch then return e:default_answer(task, question, reply) end
+    orch:answer(task or { id = '?' }, question, function(answer, to_person)
+      if answer then return reply(answer, 'orchestrator') end
+      if to_person and e.interactive then
+        return e:record({ kind = 'question', task = task and task.id, id = id, question = question,
+                          to = 'person' })
+      end
+      reply(require('orch.engine').NO_ANSWER, 'orch')
+    end)
+  end
+end
+
+-- A short summary of a finished task for the orchestrator's conversation.
+local function summary(task, result)
+  local text = result.text or result.error or ''
+  if #text > 600 then text = text:sub(1, 600) .. '...' end
+  return ('- task %s (%s) %s: %s'):format(task.id, task.role or 'cmd',
+    result.ok and 'finished' or ('failed: ' .. tostring(result.error or '')), text)
+end
+
+-- Hot reload: the workflow file and the role directories are watched;
+-- an edit is loaded from the next task on (a broken one is reported and
+-- the old version kept).
+function Flow:watch()
+  self.watchers = {}
+  local roles = require('orch.roles')
+  local root = self.run.repo
+  local function on_roles()
+    local ok, err2 = roles.reload({ repo = root })
+    if ok then self:say('roles reloaded') else self:warn('roles not reloaded, the old ones stay: %s', err2) end
+  end
+  local function add(path, fn)
+    local ok, w = pcall(core.watch, path, function() fn() end)
+    if ok and w then self.watchers[#self.watchers + 1] = w end
+  end
+  if self.file then add(self.file, function() self:reload() end) end
+  for _, dir in ipairs(roles.dirs(root)) do
+    if core.readdir(dir) then add(dir, on_roles) end
+  end
+end
+
+function Flow:unwatch()
+  for _, w in ipairs(self.watchers or {}) do pcall(w.close, w) end
+  self.watchers = {}
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+-- Runs the started stages to the end: tasks and their follow-ups, the
+-- idle hook, the test gate, the final gate. Returns the exit code.
+function W.drive(w, s)
+  local run_mod = require('orch.run')
+  w.run, w.plan = s.run, s.plan
+  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer() })
+  if not e then run_mod.close(s) return ecode end
+  w.engine = e
+  e:on_task_end(function(task, result)
+    local orch = w.orchestrator
+    if orch then orch:tell(summary(task, result)) end
+    w:call('on_task_end', task, result)
+  end)
+  w:watch()
+  local code
+  while true do
+    code = run_mod.await_end(s)
+    if s.code ~= nil or e.ended then break end
+    local n = count(e.tasks)
+    w:call('on_idle')
+    if count(e.tasks) == n and code == 0 and w.def.test_cmd ~= false then w:add_test_gate() end
+    if count(e.tasks) == n then break end
+  end
+  w:unwatch()
+  if #w.warnings > 0 then
+    io.stderr:write('orch: warnings for the final gate:\n')
+    for _, m in ipairs(w.warnings) do io.stderr:write('  - ', m, '\n') end
+  end
+  code = run_mod.apply(s, code)
+  if w.orchestrator then w.orchestrator:close() end
+  return code
+end
+
+-- A fresh run of a definition: plan, plan gate, then drive. Returns the
+-- exit code.
+function W.run(def, opts, file)
+  local run_mod = require('orch.run')
+  local w = W.new(def, opts, file)
+  local ok, serr = W.apply_sets(def, opts.set)
+  if not ok then err('%s', serr) return 2 end
+  local loc, lerr = run_mod.locate(opts)
+  if not loc or not loc.root then err('%s', tostring(lerr or 'no git repository')) return 2 end
+  local cok, cerr = require('orch.config').load(loc.root)
+  if not cok then err('config: %s', cerr) return 2 end
+  local rok, rerr = require('orch.roles').load({ repo = loc.root })
+  if not rok then err('%s', rerr) return 2 end
+  require('orch.repo').prepare_state_dir(loc.root)
+  local plan, code = w:make_plan(loc)
+  if not plan then return code end
+  if def.on_plan then
+    local hok, res = xpcall(def.on_plan, debug.traceback, w, plan)
+    if not hok then err('workflow on_plan failed: %s', tostring(res)) return 2 end
+    plan = res or plan
+  end
+  local path = save_plan(loc.root, plan, run_mod.new_run_id())
+  -- the reshaped plan is checked as a plan file is
+  local plan_mod = require('orch.plan')
+  local checked, errs = plan_mod.load(path)
+  if not checked then io.stderr:write(plan_mod.format_errors(errs)) return 2 end
+  local interactive = not opts.yes and core.isatty(0) and core.isatty(2)
+  if interactive then
+    w.run = { id = '(new)' }
+    while true do
+      local go, gcode = w:plan_gate(checked, path)
+      if go == 'reload' then
+        checked, errs = plan_mod.load(path)
+        if not checked then io.stderr:write(plan_mod.format_errors(errs)) return 2 end
+      elseif not go then
+        io.stderr:write('orch: plan refused; nothing ran\n')
+        return gcode
+      else
+        break
+      end
+    end
+  end
+  local o2 = {}
+  for k, v in pairs(opts) do o2[k] = v end
+  o2.plan, o2.workflow = path, file
+  local s = { loc = loc, plan = checked, o = o2 }
+  if not run_mod.check_backends(checked, path, { repo = loc.root }) then return 2 end
+  if not run_mod.open_store(s) then return 2 end
+  local run, rcode = run_mod.prepare_workspace(s)
+  if not run then return rcode end
+  if not opts.yes and not interactive then
+    w.run = run
+    s.store:set_run(run.id, { status = 'waiting', error = 'waiting at the plan gate' })
+    w:plan_gate(checked, path)
+    run_mod.close(s)
+    return W.EXIT_GATE
+  end
+  return W.drive(w, s)
+end
+
+-- Loads and runs a workflow file (`orch run FILE`). An older script that
+-- does not return W.define{...} has already run: its value is the code.
+function W.run_file(file, opts)
+  local def, lerr, value = W.load(file, opts)
+  if not def and lerr then err('%s', lerr) return 2 end
+  if not def then
+    core.run()
+    return type(value) == 'number' and value or 0
+  end
+  return W.run(def, opts, file)
+end
+
+-- `orch resume` of a run made by a workflow: the same definition drives
+-- it again (its follow-ups are in the stored plan). s: the stages' state
+-- as cli_resume prepared it.
+function W.resume(def, s, file)
+  local w = W.new(def, s.o, file)
+  local ok, serr = W.apply_sets(def, s.o.set)
+  if not ok then err('%s', serr) return 2 end
+  if s.run.status == 'waiting' and not s.o.yes then
+    local interactive = core.isatty(0) and core.isatty(2)
+    w.run = s.run
+    if not interactive then
+      w:plan_gate(s.plan, s.run.plan_file or '(the stored plan)')
+      require('orch.run').close(s)
+      return W.EXIT_GATE
+    end
+    local go = w:plan_gate(s.plan, s.run.plan_file or '(the stored plan)')
+    if go ~= true then require('orch.run').close(s) return 1 end
+  end
+  return W.drive(w, s)
+end
+return W

@@ -1,0 +1,185 @@
+-- The shipped workflow code_review_test end to end: the orchestrator plans
+-- (a cyclic first plan is sent back), coders run in parallel on the HTTP
+-- backends against the scripted model server, a question is answered by
+-- the orchestrator from the plan, a review sends the coder back once into
+-- the same conversation, testers pass, the test gate runs, the result is
+-- merged; the plan gate without a terminal stops with exit 3 and
+-- `orch resume --yes` finishes; a role edited during the run is used by
+-- the next review, and a broken edit keeps the old one.
+local core = require('orch.core')
+local cjson = require('cjson')
+local T = require('orch.testing')
+local H = require('spec.helpers')
+
+local ORCH, CODER = 'You are the orchestrator', 'You are a coder'
+local REVIEWER, TESTER = 'You are a code reviewer', 'You are a tester'
+
+local PLAN = { goal = 'three files', tasks = {
+  { id = 'a', role = 'coder', prompt = 'write a.txt', files = { 'a.txt', 'a_test.txt' } },
+  { id = 'b', role = 'coder', prompt = 'write b.txt', files = { 'b.txt' } },
+  { id = 'c', role = 'coder', prompt = 'write c.txt', deps = { 'a', 'b' }, files = { 'c.txt' } } } }
+
+local function cyclic()
+  local p = cjson.decode(cjson.encode(PLAN))
+  p.tasks[1].deps = { 'c' }
+  return p
+end
+
+local function scenario(o)
+  o = o or {}
+  local rules = {
+    { when = { system = ORCH, user = 'asks:' }, reply = 'Use UTF-8 and end with a newline.' },
+    { when = { system = ORCH, user = 'Plan this goal' }, times = 1,
+      reply = '```json\n' .. cjson.encode(cyclic()) .. '\n```' },
+    { when = { system = ORCH, user = 'cannot be used' },
+      reply = 'Fixed:\n```json\n' .. cjson.encode(PLAN) .. '\n```' },
+    { when = { system = ORCH }, reply = 'Noted.' },
+    { when = { system = CODER, tool_result = 'UTF%-8' },
+      reply = { write = { path = 'b.txt', content = 'B\n' } } },
+    { when = { system = CODER, tool_result = true }, reply = 'Done.' },
+    { when = { system = CODER, user = 'write b.txt' }, times = 1,
+      reply = { tool_calls = { { name = 'ask_orchestrator', input = { question = 'Which encoding for b.txt?' } } } } },
+    { when = { system = CODER, user = 'asks for changes' },
+      reply = { write = { path = 'a_test.txt', content = 'tests a\n' } } },
+    { when = { system = CODER, user = 'write (%a)%.txt' },
+      reply = { write = { path = '{{1}}.txt', content = 'from {{1}}\n' }, delay = o.coder_delay } },
+    { when = { system = REVIEWER, user = 'task a ' }, times = o.review_changes == false and 0 or 1,
+      reply = 'No test.\nVERDICT: changes: add a_test.txt' },
+    { when = { system = REVIEWER }, reply = 'Fine.\nVERDICT: approve' },
+    { when = { system = TESTER }, reply = 'VERDICT: pass' },
+  }
+  return { rules = rules }
+end
+
+local function requests(srv, sys_pat, user_pat)
+  local out = {}
+  for _, q in ipairs(srv:requests()) do
+    if (q.system or ''):find(sys_pat, 1, true) and (not user_pat or (q.last_user or ''):find(user_pat)) then
+      out[#out + 1] = q
+    end
+  end
+  return out
+end
+
+local function all_text(q)
+  local parts = {}
+  for _, m in ipairs(q.messages or {}) do
+    parts[#parts + 1] = m.text or ''
+    for _, r in ipairs(m.tool_results or {}) do parts[#parts + 1] = r.output or '' end
+  end
+  return table.concat(parts, '\n')
+end
+
+describe('code_review_test', function()
+  local repo, srv
+  before_each(function()
+    repo = T.repo({ ['README.md'] = 'x\n', ['test.sh'] = 'test -f a.txt && test -f b.txt && test -f c.txt\n' })
+  end)
+  after_each(function()
+    if srv then srv:stop() srv = nil end
+    repo:rm()
+  end)
+
+  it('plans, codes in parallel, answers, reviews once back, tests, gates and merges', function()
+    srv = T.server(scenario())
+    local r = T.run({ repo = repo, server = srv, goal = 'three files', timeout = 120000 })
+    assert.equal(0, r.code, r.err)
+    -- the cyclic plan went back with the cycle named
+    local orch = requests(srv, ORCH)
+    assert.is_true(#orch >= 2)
+    assert.matches('cycle', orch[2].last_user)
+    -- every task and follow-up, with its role
+    local want = { a = 'coder', b = 'coder', c = 'coder', ['a.review1'] = 'reviewer',
+      ['a.fix1'] = 'coder', ['a.review2'] = 'reviewer', ['b.review1'] = 'reviewer',
+      ['c.review1'] = 'reviewer', ['a.test1'] = 'tester', ['b.test1'] = 'tester',
+      ['c.test1'] = 'tester' }
+    for id, role in pairs(want) do
+      local t = r:task(id)
+      assert.is_table(t, id)
+      assert.equal('done', t.status, id)
+      assert.equal(role, t.role, id)
+    end
+    assert.equal('done', r:task('gate.test').status)
+    -- the fix continued the coder's own conversation
+    assert.equal(r:task('a').session_id, r:task('a.fix1').session_id)
+    local fix = requests(srv, CODER, 'asks for changes')[1]
+    assert.matches('write a%.txt', all_text(fix))
+    -- the question went to the orchestrator with the plan in context; the
+    -- coder's next request has the answer
+    local asked = requests(srv, ORCH, 'asks:')[1]
+    assert.matches('Which encoding', asked.last_user)
+    assert.matches('write c%.txt', all_text(asked))
+    local b_next = requests(srv, CODER, 'write b%.txt')
+    assert.matches('Use UTF%-8', all_text(b_next[#b_next]))
+    -- all three changes are on the integration branch and on main
+    for _, f in ipairs({ 'a.txt', 'b.txt', 'c.txt', 'a_test.txt' }) do
+      assert.is_string(r:file(f), f)
+      assert.is_string(repo:file(f, 'main'), f)
+    end
+    -- questions and answers are stored
+    local qs = r:questions()
+    assert.equal(1, #qs)
+    assert.equal('b', qs[1].task)
+    assert.equal('orchestrator', qs[1].by)
+    assert.matches('UTF%-8', qs[1].answer)
+  end)
+
+  it('with review_rounds=0 nobody is sent back', function()
+    srv = T.server(scenario())
+    local r = T.run({ repo = repo, server = srv, goal = 'three files', args = { '--set', 'review_rounds=0' } })
+    assert.equal(0, r.code, r.err)
+    assert.is_nil(r:task('a.fix1'))
+    assert.matches('changes still requested', r.err)
+  end)
+
+  it('stops at the plan gate without a terminal (exit 3); resume --yes finishes', function()
+    srv = T.server(scenario())
+    local r = T.run({ repo = repo, server = srv, goal = 'three files', yes = false })
+    assert.equal(3, r.code, r.err)
+    assert.matches('waiting for your approval', r.err)
+    assert.matches('orch resume', r.err)
+    assert.is_nil(repo:file('a.txt', 'main'))
+    local env = T.env_for(srv, { ORCH_BACKEND = 'openai' })
+    local again = T.spawn({ T.orch_bin(), 'resume', '--yes', '--repo', repo.dir, '--no-tui' },
+      { cwd = repo.dir, env = env, timeout = 120000 })
+    assert.equal(0, again.code, again.err)
+    assert.equal('from a\n', repo:file('a.txt', 'main'))
+    assert.is_string(repo:file('a_test.txt', 'main')) -- the workflow's follow-ups ran too
+  end)
+
+  it('a reviewer role edited during the run is used next; a broken edit keeps it', function()
+    srv = T.server(scenario({ coder_delay = 1500, review_changes = false }))
+    core.mkdir_p(repo.dir .. '/.orch/roles')
+    H.write(repo.dir .. '/.orch/roles/reviewer.yaml', 'system_prompt: |\n  You are a code reviewer. FIRST\n')
+    local plan = { tasks = {
+      { id = 'a', role = 'coder', prompt = 'write a.txt', files = { 'a.txt' } },
+      { id = 'b', role = 'coder', prompt = 'write b.txt', files = { 'b.txt' }, deps = { 'a.review1' } } } }
+    -- b waits on a's review only through the plan: a.review1 exists once a ends,
+    -- so plan it as a follow-up-free chain instead: b after a
+    plan.tasks[2].deps = { 'a' }
+    local path = repo.dir .. '/.orch-plan.json'
+    H.write(path, cjson.encode(plan))
+    local env = T.env_for(srv, { ORCH_BACKEND = 'openai' })
+    local done, res = false, {}
+    local p = assert(core.spawn({ argv = { T.orch_bin(), 'run', 'code_review_test', '--plan', path,
+      '--repo', repo.dir, '--yes', '--no-tui', '--set', 'test=false', '--set', 'test_cmd=false' },
+      cwd = repo.dir, env = env,
+      stderr = function(l) res[#res + 1] = l end, stdout = function() end,
+      on_exit = function(c) res.code, done = c, true end }))
+    assert(p)
+    -- while a's coder is at work: a new prompt
+    assert.is_true(H.run_until(function() return #requests(srv, CODER, 'write a') > 0 end, 30000))
+    H.write(repo.dir .. '/.orch/roles/reviewer.yaml', 'system_prompt: |\n  You are a code reviewer. SECOND\n')
+    -- while b's coder is at work: a broken one
+    assert.is_true(H.run_until(function() return #requests(srv, CODER, 'write b') > 0 end, 30000))
+    H.write(repo.dir .. '/.orch/roles/reviewer.yaml', 'system_prompt: [broken\n')
+    assert.is_true(H.run_until(function() return done end, 60000))
+    local err = table.concat(res, '\n')
+    assert.equal(0, res.code, err)
+    local reviews = requests(srv, REVIEWER)
+    assert.equal(2, #reviews)
+    assert.matches('SECOND', reviews[1].system)
+    assert.matches('SECOND', reviews[2].system)
+    assert.matches('roles not reloaded, the old ones stay: .*reviewer.yaml:%d', err)
+  end)
+end)
