@@ -796,6 +796,7 @@ function Engine:add_task(raw)
   self.plan.tasks[#self.plan.tasks + 1] = task
   if self.plan.by_id then self.plan.by_id[task.id] = task end
   self.tasks[task.id] = task
+  if self.ws.know then self.ws:know(task) end
   if #task.files > 0 then self.has_files = true end
   self:task_event(task.id, { status = 'pending', added = true, title = task.title,
                              deps = task.deps }, function()
@@ -1178,6 +1179,9 @@ end
 -- first tasks. on_end(exit_code) is called once the run has ended.
 function Engine:start(on_end)
   self.on_end = on_end
+  if self.ws.know then
+    for _, t in ipairs(self.plan.tasks) do self.ws:know(t) end
+  end
   self:record({ kind = 'run', status = 'running', id = self.run.id, goal = self.run.goal,
                 concurrency = self.concurrency }, function()
     self.store:set_run(self.run.id, { status = 'running', started_at = self.run.started_at

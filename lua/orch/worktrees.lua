@@ -175,6 +175,12 @@ end
 
 -- The task whose worktree and branch `task` works in: itself, or for a task
 -- that continues another's agent conversation, the first of that chain.
+-- Tells the workspace of a task of the run (the engine does, for every
+-- task), so that continuations are known before they are prepared.
+function WS:know(task)
+  self.tasks[task.id] = self.tasks[task.id] or task
+end
+
 function WS:owner_of(task)
   local seen, t = {}, task
   while type(t.continues) == 'string' and not seen[t.continues] do
@@ -264,7 +270,12 @@ function WS:do_prepare(git, task, deps, opts)
   self:drop_stale_lock(M.task_branch(self.run_id, owner), true)
   local branches = {}
   if owner == task.id then
-    for i, d in ipairs(deps or {}) do branches[i] = M.task_branch(self.run_id, d) end
+    -- a dep that continued another task left its work on that task's branch
+    local seen = {}
+    for _, d in ipairs(deps or {}) do
+      local b = M.task_branch(self.run_id, self:owner_of(self.tasks[d] or { id = d }))
+      if not seen[b] then seen[b] = true branches[#branches + 1] = b end
+    end
   end
   local wt, err, code, files = git('worktree_create', self.run_id, owner, self.base,
     branches, { checkout = self.checkout })
