@@ -297,6 +297,27 @@ function C.cases(name, B)
       assert.is_nil(H.read(wt .. '/cut.txt'))
     end)
 
+    it('an error event half way through the stream is a retryable error; no call of it runs', function()
+      start({ { when = { user = 'fail' }, reply = { stream_error = true, text = 'Starting the work now.',
+                write = { path = 'err.txt', content = 'x' } } } })
+      local t = turn({ prompt = 'fail half way' })
+      assert.is_false(t.result.ok)
+      assert.is_true(t.result.retryable, t.result.error)
+      assert.matches('stream error', t.result.error)
+      assert.is_nil(H.read(wt .. '/err.txt'))
+      assert.equals(0, #C.of_type(t, 'tool_call'))
+    end)
+
+    it('a stream that stalls half way fails after request_timeout, its calls not run', function()
+      start({ { when = { user = 'stall' }, reply = { stall = true, text = 'Writing the file now, slowly.',
+                write = { path = 'stall.txt', content = 'x' } } } })
+      local t = turn({ prompt = 'stall', role = { request_timeout = 1 } })
+      assert.is_false(t.result.ok)
+      assert.is_true(t.result.retryable)
+      assert.matches('idle timeout', t.result.error)
+      assert.is_nil(H.read(wt .. '/stall.txt'))
+    end)
+
     it('a request with no byte for request_timeout fails (retryable)', function()
       start({ { when = { user = 'hang' }, reply = { hang = true } } })
       local t = turn({ prompt = 'hang', role = { request_timeout = 1 } })
