@@ -111,10 +111,12 @@ function M.bound(s, limit)
   return M.clean_utf8(s:sub(1, cut)) .. ('\n[output cut: %d more bytes]'):format(#s - cut)
 end
 
-local function read_all(path)
+M.READ_MAX = 16 * 1024 * 1024 -- bytes of a file read or edited at most
+
+local function read_all(path, max)
   local f, err = io.open(path, 'rb')
   if not f then return nil, err end
-  local s = f:read('*a')
+  local s = f:read(max or '*a')
   f:close()
   if not s then return nil, 'cannot read (a directory?)' end
   return s
@@ -138,11 +140,14 @@ function impl.read(box, input, cb)
   local st = core.lstat(abs)
   if not st then return cb(input.path .. ': no such file', true) end
   if st.type == 'dir' then return cb(input.path .. ' is a directory (use list)', true) end
-  local s, err = read_all(abs)
-  if not s then return cb(input.path .. ': ' .. tostring(err), true) end
+  local s, err = read_all(abs, M.READ_MAX)
+  if not s then
+    if st.size == 0 then s = '' else return cb(input.path .. ': ' .. tostring(err), true) end
+  end
   if s:sub(1, 8192):find('%z') then
     return cb(('%s: binary file, %d bytes'):format(rel, #s), false)
   end
+  if s == '' then return cb(('(%s is empty)'):format(rel), false) end
   local offset = math.max(1, tonumber(input.offset) or 1)
   local limit = math.max(1, tonumber(input.limit) or 2000)
   local out, n, bytes = {}, 0, 0
@@ -155,10 +160,13 @@ function impl.read(box, input, cb)
     end
   end
   if #out == 0 then
-    return cb(s == '' and ('(%s is empty)'):format(rel)
-      or ('%s has %d lines; nothing at line %d'):format(rel, n, offset), false)
+    return cb(('%s has %d lines; nothing at line %d'):format(rel, n, offset), false)
   end
-  cb(M.bound(table.concat(out, '\n')), false)
+  local text = M.bound(table.concat(out, '\n'))
+  if st.size > M.READ_MAX then
+    text = text .. ('\n[%s is %d bytes; only its first %d were read]'):format(rel, st.size, M.READ_MAX)
+  end
+  cb(text, false)
 end
 
 function impl.write(box, input, cb)
@@ -206,6 +214,10 @@ function impl.edit(box, input, cb)
   if type(new) ~= 'string' then return cb('new_string (a string) is required', true) end
   local abs, rel = box:path(input.path, true)
   if not abs then return cb(rel, true) end
+  local st = core.lstat(abs)
+  if st and st.size > M.READ_MAX then
+    return cb(('%s is %d bytes: too large to edit (use shell)'):format(rel, st.size), true)
+  end
   local s, err = read_all(abs)
   if not s then return cb(input.path .. ': ' .. tostring(err), true) end
   local n = plain_count(s, old)
