@@ -113,13 +113,13 @@ local function expand(reply, req, caps, raw)
   if type(reply) == 'string' then reply = { text = reply } end
   if type(reply) ~= 'table' then reply = { text = tostring(reply) } end
   reply = scenario.template(reply, req, caps)
-  local out = { text = reply.text or '', calls = tools.calls(req, reply) }
+  local out = { text = reply.text or '', thinking = reply.thinking, calls = tools.calls(req, reply) }
   for _, k in ipairs(FAULT_KEYS) do out[k] = reply[k] end
   for _, c in ipairs(out.calls) do
     if c.kind == nil and req.tool_specs[c.name] then c.kind = req.tool_specs[c.name].kind end
   end
   local u = reply.usage or {}
-  local produced = out.text
+  local produced = out.text .. (out.thinking or '')
   for _, c in ipairs(out.calls) do produced = produced .. c.name .. util.args_json(c.input) end
   out.usage = { input_tokens = u.input_tokens or util.tokens(raw),
                 output_tokens = u.output_tokens or util.tokens(produced),

@@ -59,6 +59,10 @@ end
 
 local function blocks(out)
   local list = {}
+  if out.thinking and out.thinking ~= '' then
+    list[#list + 1] = { type = 'thinking', thinking = out.thinking,
+                        signature = util.id('sig_') }
+  end
   if out.text and out.text ~= '' then
     list[#list + 1] = { type = 'text', text = out.text }
   end
@@ -86,7 +90,14 @@ function M.events(req, out)
   ev[#ev + 1] = util.sse('ping', { type = 'ping' })
   for i, b in ipairs(blocks(out)) do
     local index = i - 1
-    if b.type == 'text' then
+    if b.type == 'thinking' then
+      ev[#ev + 1] = util.sse('content_block_start', { type = 'content_block_start', index = index,
+        content_block = { type = 'thinking', thinking = '', signature = '' } })
+      ev[#ev + 1] = util.sse('content_block_delta', { type = 'content_block_delta', index = index,
+        delta = { type = 'thinking_delta', thinking = b.thinking } })
+      ev[#ev + 1] = util.sse('content_block_delta', { type = 'content_block_delta', index = index,
+        delta = { type = 'signature_delta', signature = b.signature } })
+    elseif b.type == 'text' then
       ev[#ev + 1] = util.sse('content_block_start', { type = 'content_block_start', index = index,
         content_block = { type = 'text', text = '' } })
       for _, piece in ipairs(util.pieces(b.text, 3)) do

@@ -95,6 +95,10 @@ end
 -- The output items of a reply, completed.
 local function items(out)
   local list = {}
+  if out.thinking and out.thinking ~= '' then
+    list[#list + 1] = { id = util.id('rs_'), type = 'reasoning',
+      summary = { { type = 'summary_text', text = out.thinking } } }
+  end
   if out.text and out.text ~= '' then
     list[#list + 1] = { id = util.id('msg_'), type = 'message', status = 'completed',
       role = 'assistant', content = { { type = 'output_text', text = out.text,
@@ -135,6 +139,7 @@ local function added(item)
   local a = copy(item)
   a.status = 'in_progress'
   if a.type == 'message' then a.content = json.array() end
+  if a.type == 'reasoning' then a.summary = json.array() end
   if a.type == 'function_call' then a.arguments = '' end
   if a.type == 'custom_tool_call' then a.input = '' end
   return a
@@ -142,7 +147,17 @@ end
 
 local function item_events(emit, index, item)
   emit('response.output_item.added', { output_index = index, item = added(item) })
-  if item.type == 'message' then
+  if item.type == 'reasoning' then
+    local text = item.summary[1].text
+    emit('response.reasoning_summary_part.added', { item_id = item.id, output_index = index,
+      summary_index = 0, part = { type = 'summary_text', text = '' } })
+    emit('response.reasoning_summary_text.delta', { item_id = item.id, output_index = index,
+                                                   summary_index = 0, delta = text })
+    emit('response.reasoning_summary_text.done', { item_id = item.id, output_index = index,
+                                                  summary_index = 0, text = text })
+    emit('response.reasoning_summary_part.done', { item_id = item.id, output_index = index,
+      summary_index = 0, part = item.summary[1] })
+  elseif item.type == 'message' then
     local text = item.content[1].text
     local part = { type = 'output_text', text = '', annotations = json.array() }
     emit('response.content_part.added', { item_id = item.id, output_index = index,
