@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config git
 libluajit-5.1-dev luajit libuv1-dev libsqlite3-dev sqlite3 libgit2-dev
 libcurl4-openssl-dev libncurses-dev ca-certificates curl
-lua-cjson lua-yaml lua-busted lua-check python3
+lua-cjson lua-yaml lua-busted lua-check python3 tmux
 bubblewrap"
 missing=""
 for p in $PKGS; do

@@ -33,6 +33,7 @@ static const lorch_binding lorch_bindings[] = {
     {"db", lorch_open_db},
     {"sched", lorch_open_sched},
     {"ctl", lorch_open_ctl},
+    {"tui", lorch_open_tui},
     /* BINDINGS: one line per namespace, e.g. {"ctl", lorch_open_ctl}.
      * NOT git or http: those are loadable modules (lib/orch/git.so,
      * http.so) opened on first use, see lorch_lazy below. */

@@ -80,5 +80,6 @@ int lorch_open_sched(lua_State *L);
 int lorch_open_http(lua_State *L);
 int lorch_open_git(lua_State *L);
 int lorch_open_ctl(lua_State *L);
+int lorch_open_tui(lua_State *L);
 
 #endif

@@ -282,21 +282,32 @@ Options:
 })
 
 command('attach', {
-  usage = 'orch attach RUN TASK --cli [--print] [options]',
-  summary = "take over a task's agent: its session in the real CLI",
+  usage = 'orch attach [RUN] [options]  |  orch attach RUN TASK --cli [--print] [options]',
+  summary = "show a live run's split-pane view, or take over a task's agent",
   help = [[
-Opens the task's stored agent session interactively in the agent's own CLI,
-in the task's worktree: claude --resume ID, codex resume ID (with the
-CODEX_HOME orch kept for it), crush --session ID. Best done once the run
-ended or the task was paused (orch repl: orch.pause(TASK)), so that you and
-the agent do not both write the worktree.
+orch attach [RUN] shows the terminal view of a run that goes on in another
+orch process (one you detached from with q then d, or started with
+--no-tui), through the run's control socket: the same panes and keys as
+`orch run` on a terminal (see docs/tui.md). q then d leaves it running; q
+then s stops it. With no RUN: the repo's only live run, or a list of the
+live ones.
+
+orch attach RUN TASK --cli opens the task's stored agent session
+interactively in the agent's own CLI, in the task's worktree: claude
+--resume ID, codex resume ID (with the CODEX_HOME orch kept for it), crush
+--session ID. Best done once the run ended or the task was paused (orch
+repl: orch.pause(TASK)), so that you and the agent do not both write the
+worktree.
 
 Options:
-  --cli              open the session in the CLI (required)
-  --print            print the command instead of running it
+  --cli              open the session in the CLI (with RUN TASK)
+  --print            print the command instead of running it (with --cli)
 ]] .. COMMON,
   options = { cli = 'bool', print = 'bool', repo = 'string', db = 'string' },
-  run = function(o) return require('orch.attach').cli(o) end,
+  run = function(o)
+    if o.cli or o[2] then return require('orch.attach').cli(o) end
+    return require('orch.tui.attach').cli(o)
+  end,
 })
 
 command('help', {
