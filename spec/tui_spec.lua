@@ -98,7 +98,7 @@ end
 
 local function all_running(text)
   for _, n in ipairs(NAMES) do
-    if not text:find(n .. ' · cmd · exec · running', 1, true) then return false end
+    if not text:find(n .. ' · exec · running', 1, true) then return false end
   end
   return true
 end
@@ -172,7 +172,7 @@ local function assert_clean(text, w, h)
     assert.is_true(n <= w, 'a line wider than the window: ' .. line)
     if line:find('orchestrator · run', 1, true) then orch = orch + 1 end
     for _, name in ipairs(NAMES) do
-      if line:find(name .. ' · cmd · exec', 1, true) then titles = titles + 1 end
+      if line:find(name .. ' · exec', 1, true) then titles = titles + 1 end
     end
   end
   assert.equal(1, orch, text)
@@ -231,15 +231,18 @@ describe('the TUI', function()
     local text = t:wait('main:0', all_printed(20), 'four running panes')
     assert.truthy(text:find('◆ orchestrator · run', 1, true), text)
     for _, n in ipairs(NAMES) do
-      assert.truthy(text:find('▶ ' .. n .. ' · cmd · exec · running', 1, true), text)
+      assert.truthy(text:find('▶ ' .. n .. ' · exec · running', 1, true), text)
       -- the DAG lists each task with its status
       assert.truthy(text:match('▶ [ *] ' .. n .. '%s+running'), text)
     end
     assert.truthy(text:find('4 running', 1, true), text)
+    -- in colour (the NO_COLOR case below has none)
+    local raw = t:capture('main:0', true)
+    assert.truthy(raw:find('\27%[[0-9;]*3[1-7]m') or raw:find('\27%[[0-9;]*38;'), raw)
     H.write(dir .. '/go', '')
     text = t:wait('main:0', function(s) return s:find('finished · exit code', 1, true) end, 'the end')
     for _, n in ipairs(NAMES) do
-      assert.truthy(text:find('✓ ' .. n .. ' · cmd · exec · done', 1, true), text)
+      assert.truthy(text:find('✓ ' .. n .. ' · exec · done', 1, true), text)
       assert.truthy(text:find(n .. ' end', 1, true), text)
     end
     assert.truthy(text:find('exit code 0', 1, true), text)
@@ -260,7 +263,7 @@ describe('the TUI', function()
     -- zoom: alpha alone on the screen, its title on the first row
     t:keys('main:0', 'z')
     local text = t:wait('main:0', function(s)
-      return s:match('^» ▶ alpha') and not s:find('beta · cmd', 1, true)
+      return s:match('^» ▶ alpha') and not s:find('beta · exec', 1, true)
     end, 'alpha zoomed')
     assert.falsy(text:find('orchestrator', 1, true), text)
     -- g: the top (line 1 in view); G: the bottom again
@@ -291,14 +294,14 @@ describe('the TUI', function()
     end
     assert.truthy((focused_title(t:capture('main:0')) or ''):find('gamma', 1, true))
     t:keys('main:0', 'p')
-    t:wait_for('main:0', 'gamma · cmd · exec · paused', 'gamma paused')
+    t:wait_for('main:0', 'gamma · exec · paused', 'gamma paused')
     wait_until(function()
       local s = states('gamma')
       return s ~= '' and s:match('^T+$') ~= nil
     end, 'gamma stopped (state T)')
     assert.is_nil(states('alpha'):find('T'), 'alpha is not stopped')
     t:keys('main:0', 'p')
-    t:wait_for('main:0', 'gamma · cmd · exec · running', 'gamma running again')
+    t:wait_for('main:0', 'gamma · exec · running', 'gamma running again')
     wait_until(function() return not states('gamma'):find('T') end, 'gamma continued')
   end)
 
@@ -320,14 +323,14 @@ describe('the TUI', function()
     t:keys('main:att', 'l')
     t:wait('main:att', function(s) return (focused_title(s) or ''):find('alpha', 1, true) end, 'focus on alpha')
     t:keys('main:att', 'p')
-    t:wait_for('main:att', 'alpha · cmd · exec · paused', 'alpha paused through the socket')
+    t:wait_for('main:att', 'alpha · exec · paused', 'alpha paused through the socket')
     wait_until(function() return states('alpha'):match('^T+$') ~= nil end, 'alpha stopped')
     t:keys('main:att', 'p')
-    t:wait_for('main:att', 'alpha · cmd · exec · running', 'alpha running again')
+    t:wait_for('main:att', 'alpha · exec · running', 'alpha running again')
     H.write(dir .. '/go', '')
     text = t:wait('main:att', function(s) return s:find('finished · exit code', 1, true) end, 'the end, attached')
     for _, n in ipairs(NAMES) do
-      assert.truthy(text:find('✓ ' .. n .. ' · cmd · exec · done', 1, true), text)
+      assert.truthy(text:find('✓ ' .. n .. ' · exec · done', 1, true), text)
     end
     t:wait_for('main:0', 'EXIT=0', 'the detached run exits 0')
     t:keys('main:att', 'q')
@@ -349,26 +352,26 @@ describe('the TUI', function()
       local n = 0
       for _ in s:gmatch('[^\n]*\n') do n = n + 1 end
       -- redrawn for the new size: the orchestrator column beside the agents
-      return n >= 70 and all_running(s) and s:match('^[^\n]*orchestrator[^\n]*alpha · cmd') ~= nil
+      return n >= 70 and all_running(s) and s:match('^[^\n]*orchestrator[^\n]*alpha · exec') ~= nil
         and s:match('\n[^\n]*q quit[^\n]*\n*$') ~= nil
     end, 'the 250x70 layout')
     assert_clean(text, 250, 70)
     -- wide: the orchestrator pane is a column left of the agents
-    assert.truthy(text:match('^[^\n]*orchestrator[^\n]*alpha · cmd'), text)
+    assert.truthy(text:match('^[^\n]*orchestrator[^\n]*alpha · exec'), text)
   end)
 
   it('shows the statuses as symbols under NO_COLOR=1, with no colour codes', function()
     local t = start(ctx, dir, sockdir, 5, 160, 45, 'NO_COLOR=1')
     local text = t:wait('main:0', all_printed(5), 'four running panes')
     for _, n in ipairs(NAMES) do
-      assert.truthy(text:find('▶ ' .. n .. ' · cmd', 1, true), text)
+      assert.truthy(text:find('▶ ' .. n .. ' · exec', 1, true), text)
     end
     local raw = t:capture('main:0', true)
     assert.falsy(raw:find('\27%[[0-9;]*3[1-7]m') or raw:find('\27%[[0-9;]*38;'), 'colour codes: ' .. raw)
     H.write(dir .. '/go', '')
     text = t:wait('main:0', function(s) return s:find('finished · exit code', 1, true) end, 'the end')
     for _, n in ipairs(NAMES) do
-      assert.truthy(text:find('✓ ' .. n .. ' · cmd · exec · done', 1, true), text)
+      assert.truthy(text:find('✓ ' .. n .. ' · exec · done', 1, true), text)
     end
   end)
 end)

@@ -129,10 +129,11 @@ end
 
 function View:title_of(t)
   local parts = { t.id }
-  parts[#parts + 1] = t.role or (t.cmd and 'cmd') or '-'
+  local role = t.role or (t.cmd and 'exec') or '-'
   local b = t.backend or (t.cmd and 'exec') or '-'
   if t.model then b = b .. '/' .. t.model end
-  parts[#parts + 1] = b
+  parts[#parts + 1] = role
+  if b ~= role then parts[#parts + 1] = b end -- an exec task: role and backend are one
   local st = M.state_of(t)
   parts[#parts + 1] = M.WORDS[st] or t.status
   if t.exit_code and FINISHED[t.status] then parts[#parts + 1] = 'exit ' .. tostring(t.exit_code) end
