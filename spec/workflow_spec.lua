@@ -183,3 +183,63 @@ describe('code_review_test', function()
     assert.matches('roles not reloaded, the old ones stay: .*reviewer.yaml:%d', err)
   end)
 end)
+
+-- Questions from a coder on Claude Code, one on Codex and one on the HTTP
+-- backend, each through ask_orchestrator (orch mcp for the CLIs).
+local agents = require('spec.cli_agents')
+local bf = { describe = describe, it = it, pending = pending }
+agents.e2e(bf, 'claude', 'questions from Claude Code', function(claude)
+  agents.e2e(bf, 'codex', 'Codex and an HTTP coder', function(codex)
+    it('reach the orchestrator with the plan, and each answer reaches its coder', function()
+      local repo = T.repo({ ['README.md'] = 'x\n' })
+      local plan = { goal = 'ask', tasks = {
+        { id = 'qa', role = 'coder', backend = 'claude', prompt = 'qa: write qa.txt', files = { 'qa.txt' } },
+        -- a model codex has no metadata for: it then offers plain function
+        -- tools (for its own models it nests them in a JavaScript tool)
+        { id = 'qb', role = 'coder', backend = 'codex', model = 'scripted-coder', prompt = 'qb: write qb.txt',
+          files = { 'qb.txt' } },
+        { id = 'qc', role = 'coder', backend = 'openai', prompt = 'qc: write qc.txt', files = { 'qc.txt' } } } }
+      local function ask_tool(req)
+        for _, n in ipairs(req.tools or {}) do if n:find('ask_orchestrator', 1, true) then return n end end
+        for _, n in ipairs(req.tools or {}) do if n == 'mcp__orch' then return 'mcp__orch__ask_orchestrator' end end
+        return 'ask_orchestrator'
+      end
+      local srv = T.server({ rules = {
+        { when = { system = ORCH, user = 'Agent .* asks:.*(q%a)%.txt' },
+          reply = 'ANSWER-{{1}}: yes, one line.' },
+        { when = { system = ORCH }, reply = 'Noted.' },
+        { when = { system = CODER, tool_result = 'ANSWER%-(q%a)' },
+          reply = { write = { path = '{{1}}.txt', content = 'answered\n' } } },
+        { when = { system = CODER, tool_result = true }, reply = 'Done.' },
+        { when = { system = CODER, user = '(q%a): write' },
+          reply = function(req)
+            local id = req.last_user:match('(q%a): write')
+            return { tool_calls = { { name = ask_tool(req),
+              input = { question = 'Should ' .. id .. '.txt be one line?' } } } }
+          end },
+        { when = { system = REVIEWER }, reply = 'VERDICT: approve' },
+        { when = { system = TESTER }, reply = 'VERDICT: pass' },
+      } })
+      local path = claude:match('^(.*)/') .. ':' .. codex:match('^(.*)/') .. ':' .. os.getenv('PATH')
+      local home = H.tmpdir() -- the CLIs' own state stays out of the user's HOME
+      local r = T.run({ repo = repo, server = srv, plan = plan, workflow = 'code_review_test',
+        env = { PATH = path, HOME = home }, args = { '--set', 'test=false', '--set', 'test_cmd=false' } })
+      srv:stop()
+      assert.equal(0, r.code, r.err)
+      for _, id in ipairs({ 'qa', 'qb', 'qc' }) do
+        local asked = requests(srv, ORCH, 'Should ' .. id .. '%.txt')
+        assert.equal(1, #asked, id)
+        assert.matches('qa: write qa%.txt', all_text(asked[1]), nil, id) -- the plan is in context
+        local next_req
+        for _, q in ipairs(requests(srv, CODER)) do
+          if all_text(q):find('ANSWER%-' .. id) then next_req = q end
+        end
+        assert.is_table(next_req, id .. ': the answer reached the coder')
+        assert.equal('answered\n', r:file(id .. '.txt'), id)
+      end
+      assert.equal(3, #r:questions())
+      repo:rm()
+      H.rm(home)
+    end)
+  end)
+end)

@@ -359,12 +359,22 @@ function Flow:orchestrator_for()
       return nil
     end
     self.orchestrator = o
-    if self.plan then
-      o:tell(('The goal: %s\nThe plan:\n%s'):format(self.plan.goal or '',
-        require('orch.planner').describe(self.plan)))
-    end
+    if self.plan then o:tell(W.plan_context(self.plan)) end
   end
   return self.orchestrator
+end
+
+-- The goal and the plan as the orchestrator keeps them in mind: every task
+-- with its role, deps and prompt (bounded).
+function W.plan_context(plan)
+  local out = { 'The goal: ' .. tostring(plan.goal or ''), 'The plan:' }
+  for _, t in ipairs(plan.tasks) do
+    local prompt = t.prompt or t.cmd or ''
+    if #prompt > 400 then prompt = prompt:sub(1, 400) .. '...' end
+    out[#out + 1] = ('- %s (%s%s): %s'):format(t.id, t.role or 'cmd',
+      (t.deps and #t.deps > 0) and (', after ' .. table.concat(t.deps, ', ')) or '', prompt)
+  end
+  return table.concat(out, '\n')
 end
 
 -- Agents' questions go to the orchestrator; what it cannot answer goes to

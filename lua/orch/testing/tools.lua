@@ -76,8 +76,11 @@ function M.write(req, w)
   if name == 'apply_patch' then return apply_patch_call(req, patch_add(path, content)) end
   if not name then
     if first_tool(req, { 'exec_command', 'Bash', 'bash', 'shell' }) then
-      return M.shell(req, ('printf %%s %s > %s'):format(M.shell_quote(content),
-                                                        M.shell_quote(path)))
+      -- the file's directory first: a write tool makes it, a shell does not
+      local dir = path:match('^(.*)/[^/]*$')
+      local mk = dir and dir ~= '' and ('mkdir -p %s && '):format(M.shell_quote(dir)) or ''
+      return M.shell(req, ('%sprintf %%s %s > %s'):format(mk, M.shell_quote(content),
+                                                          M.shell_quote(path)))
     end
     name = 'write'
   end
