@@ -835,7 +835,10 @@ function Engine:ask(task_id, question, cb)
     return true
   end
   self.questions[id] = reply
-  self:record({ kind = 'question', task = task_id, id = id, question = question })
+  -- to: who is asked first; a UI asks the person only when it is them (an
+  -- answerer that hands a question over records it again with to='person')
+  self:record({ kind = 'question', task = task_id, id = id, question = question,
+                to = self.answered_by or 'person' })
   local ok, err = xpcall(self.answerer, debug.traceback,
                          task_id and self.tasks[task_id], question, reply, id)
   if not ok then

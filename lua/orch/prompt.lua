@@ -31,7 +31,8 @@ function Prompt:on_event(ev)
   if ev.kind == 'gate' then
     if ev.status == 'open' then self:enqueue(ev) else self:drop(key(ev)) end
   elseif ev.kind == 'question' and ev.id then
-    if ev.answer == nil then self:enqueue(ev) else self:drop(key(ev)) end
+    if ev.answer ~= nil then self:drop(key(ev))
+    elseif ev.to ~= 'orchestrator' then self:enqueue(ev) end
   end
 end
 

@@ -384,14 +384,17 @@ function Flow:answerer()
   return function(task, question, reply, id)
     local orch = self:orchestrator_for()
     local e = self.engine
-    if not orch then return e:default_answer(task, question, reply) end
-    orch:answer(task or { id = '?' }, question, function(answer, to_person)
-      if answer then return reply(answer, 'orchestrator') end
-      if to_person and e.interactive then
+    local function to_person()
+      if e.interactive then
         return e:record({ kind = 'question', task = task and task.id, id = id, question = question,
                           to = 'person' })
       end
       reply(require('orch.engine').NO_ANSWER, 'orch')
+    end
+    if not orch then return to_person() end
+    orch:answer(task or { id = '?' }, question, function(answer)
+      if answer then return reply(answer, 'orchestrator') end
+      to_person()
     end)
   end
 end
@@ -441,7 +444,7 @@ end
 function W.drive(w, s)
   local run_mod = require('orch.run')
   w.run, w.plan = s.run, s.plan
-  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer() })
+  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator' })
   if not e then run_mod.close(s) return ecode end
   w.engine = e
   e:on_task_end(function(task, result)

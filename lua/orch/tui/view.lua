@@ -375,7 +375,9 @@ function H.question(self, ev)
       if not (t.qa[#t.qa] and t.qa[#t.qa].q == ev.question) then t.qa[#t.qa + 1] = { q = ev.question } end
       self:update_pane(t)
     end
-    if self.on_question then self.on_question(self.questions[id]) end
+    -- the person is asked once the question is theirs (not while the
+    -- orchestrator is answering it)
+    if self.on_question and ev.to ~= 'orchestrator' then self.on_question(self.questions[id]) end
   end
   self.dag_dirty = true
 end
