@@ -352,6 +352,9 @@ describe('scripted model server', function()
       assert.is_nil(s)
       assert.matches('unknown when.usr', err)
       assert.is_nil((ms.start({ scenario = { { when = { user = 'x' } } } })))
+      s, err = ms.start({ scenario = { { when = { protocol = 'openai' }, reply = 'x' } } })
+      assert.is_nil(s)
+      assert.matches("unknown protocol 'openai'", err)
       H.rm(dir)
     end)
 
@@ -524,6 +527,36 @@ describe('scripted model server', function()
       assert.is_true(a < b and b < d)
       assert.is_false(c.closed)
       c.conn:close()
+    end)
+
+    it('serves many streams at once, each whole', function()
+      srv = assert(ms.start({ scenario = { { when = { user = 'n(%d+)' },
+                                             reply = { text = 'reply {{1}} ' .. ('x'):rep(5000), interval = 1 } } } }))
+      local results = {}
+      for i = 1, 30 do
+        local r = { chunks = {} }
+        results[i] = r
+        assert(http.request({ url = srv.url .. '/v1/messages', method = 'POST',
+          body = json.encode(anthropic_body('n' .. i)),
+          on_chunk = function(b) r.chunks[#r.chunks + 1] = b end,
+          on_done = function(err) r.done, r.err = true, err end }))
+      end
+      assert.is_true(H.run_until(function()
+        for _, r in ipairs(results) do if not r.done then return false end end
+        return true
+      end, 30000))
+      for i, r in ipairs(results) do
+        assert.is_nil(r.err)
+        local body = table.concat(r.chunks)
+        assert.matches('message_stop', body)
+        local text = {}
+        for data in body:gmatch('data: ([^\n]+)') do
+          local e = json.decode(data)
+          if e.delta and e.delta.text then text[#text + 1] = e.delta.text end
+        end
+        assert.are.equal('reply ' .. i .. ' ' .. ('x'):rep(5000), table.concat(text))
+      end
+      assert.are.equal(30, #srv:requests())
     end)
 
     it('refuses a malformed request and an oversized head', function()

@@ -12,6 +12,16 @@ local WHEN_KEYS = { protocol = true, model = true, user = true, system = true,
                     tool_result = true, tool_error = true, text = true, any = true,
                     tools = true, last = true, fn = true, path = true, stream = true }
 
+local PROTOCOLS = { anthropic = true, chat = true, responses = true }
+
+local function check_protocol(p, i)
+  for _, name in ipairs(type(p) == 'table' and p or { p }) do
+    if not PROTOCOLS[name] then
+      return ("rule %d: unknown protocol '%s' (anthropic, chat or responses)"):format(i, tostring(name))
+    end
+  end
+end
+
 local function check_rule(rule, i)
   if type(rule) ~= 'table' then return ('rule %d: a table expected'):format(i) end
   local w = rule.when
@@ -21,6 +31,10 @@ local function check_rule(rule, i)
   if type(w) == 'table' then
     for k in pairs(w) do
       if not WHEN_KEYS[k] then return ('rule %d: unknown when.%s'):format(i, tostring(k)) end
+    end
+    if w.protocol ~= nil then
+      local err = check_protocol(w.protocol, i)
+      if err then return err end
     end
   end
   local r = rule.reply
