@@ -49,3 +49,37 @@ describe('orch test', function()
     assert.matches('no specs found', r.err)
   end)
 end)
+
+-- The shipped example spec, copied into a fresh repository with the
+-- user's own copy of the workflow: it passes, the same way twice; with
+-- the copy's review rounds set to 0 it fails, saying what did not happen.
+describe('orch test on a copy of the shipped workflow', function()
+  local dir
+  before_each(function()
+    dir = H.tmpdir()
+    H.sh(('cd %s && git init -q && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m i'):format(dir))
+    H.sh(('mkdir -p %s/.orch/spec %s/.orch/workflows'):format(dir, dir))
+    H.sh(('cp %s/workflows/spec/code_review_test_spec.lua %s/.orch/spec/'):format(H.SRC, dir))
+    H.sh(('cp %s/workflows/code_review_test.lua %s/.orch/workflows/'):format(H.SRC, dir))
+  end)
+  after_each(function() H.rm(dir) end)
+
+  local function summary(out)
+    return (out:match('(%d+ success%a* / %d+ failures? / %d+ errors? / %d+ pending)'))
+  end
+
+  it('passes twice alike, and fails readably with review_rounds = 0', function()
+    local r1 = H.orch({ 'test', '--repo', dir }, { cwd = dir, timeout = 120000 })
+    assert.equal(0, r1.code, r1.out .. r1.err)
+    local r2 = H.orch({ 'test', '--repo', dir }, { cwd = dir, timeout = 120000 })
+    assert.equal(0, r2.code, r2.out .. r2.err)
+    assert.equal('1 success / 0 failures / 0 errors / 0 pending', summary(r1.out))
+    assert.equal(summary(r1.out), summary(r2.out))
+    local wf = dir .. '/.orch/workflows/code_review_test.lua'
+    local text = H.read(wf):gsub('review_rounds = 2', 'review_rounds = 0')
+    H.write(wf, text)
+    local r3 = H.orch({ 'test', '--repo', dir }, { cwd = dir, timeout = 120000 })
+    assert.equal(1, r3.code, r3.out)
+    assert.matches('the reviewer should have sent the coder back once', r3.out)
+  end)
+end)

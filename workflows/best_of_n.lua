@@ -22,9 +22,15 @@ local function candidates(w)
   return out
 end
 
+-- The planned task a try was made from (its first try keeps its fields).
+local function planned(w, origin)
+  return w:task(origin .. '.try1') or {}
+end
+
 local function pick_prompt(w, origin, tries)
-  local parts = { ('Several agents each tried task %s (%s):'):format(origin, w.plan_task[origin].title or ''),
-    '', w.plan_task[origin].prompt or '', '' }
+  local p = planned(w, origin)
+  local parts = { ('Several agents each tried task %s (%s):'):format(origin, p.title or ''),
+    '', p.prompt or '', '' }
   for _, id in ipairs(tries) do
     parts[#parts + 1] = ('## %s (%s)'):format(id, w:task(id).backend or 'default')
     parts[#parts + 1] = '```diff'
@@ -43,12 +49,10 @@ return W.define({
   -- task wait for its pick
   on_plan = function(w, plan)
     local out, cands = {}, candidates(w)
-    w.plan_task = {}
     for _, t in ipairs(plan.tasks) do
       if t.cmd then
         out[#out + 1] = t
       else
-        w.plan_task[t.id] = t
         local tries = {}
         for k, c in ipairs(cands) do
           local id = ('%s.try%d'):format(t.id, k)
@@ -58,11 +62,15 @@ return W.define({
             model = c.model, merge = false, on_failure = 'soft' }
         end
         -- the pick keeps the task's own id, so the plan's deps on it hold
+        -- the pick reads the tries' diffs from its prompt: its worktree is
+        -- the base (the tries may well conflict with each other)
         out[#out + 1] = { id = t.id .. '.pick', role = 'reviewer', title = 'pick ' .. t.id,
           deps = tries, prompt = '(filled in when the tries end)', on_failure = 'hard',
-          merge = false }
-        out[#out + 1] = { id = t.id, title = t.title .. ' (the winner)', cmd = 'true',
-          deps = { t.id .. '.pick' }, adopt = true }
+          merge = false, from = 'base' }
+        -- the task of the plan's own id takes over the winner's branch
+        -- (continues, set by the pick) and is merged
+        out[#out + 1] = { id = t.id, title = (t.title or t.id) .. ' (the winner)', cmd = 'true',
+          deps = { t.id .. '.pick' } }
       end
     end
     plan.tasks = out
@@ -73,7 +81,7 @@ return W.define({
     -- a try ended: the pick's prompt shows the tries that succeeded (the
     -- hook runs before the pick can start)
     local tried = task.id:match('^(.-)%.try%d+$')
-    if tried and w.plan_task[tried] then
+    if tried and w:task(tried .. '.pick') then
       local pick, tries = w:task(tried .. '.pick'), {}
       for _, d in ipairs(pick.deps) do
         if w.engine.status[d] == 'done' then tries[#tries + 1] = d end
@@ -82,7 +90,7 @@ return W.define({
       return
     end
     local origin = task.id:match('^(.-)%.pick$')
-    if not origin then return end
+    if not origin or not result.ok then return end
     local winner = result.text and result.text:match('WINNER:%s*([%w._-]+)')
     if not winner or not w:task(winner) then
       w:warn('the pick for %s named no winner; taking %s.try1', origin, origin)

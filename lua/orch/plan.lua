@@ -25,12 +25,13 @@ M.TASK_FIELDS = {
   id = 'string', title = 'string', role = 'string', prompt = 'string',
   files = 'strings', deps = 'strings', on_failure = 'enum', cmd = 'string',
   backend = 'enum', model = 'string', timeout = 'number', env = 'env',
-  weight = 'number', continues = 'string', merge = 'merge',
+  weight = 'number', continues = 'string', merge = 'merge', from = 'enum',
 }
 
 M.ENUMS = {
   on_failure = { 'hard', 'soft', 'skip' },
   backend = { 'exec', 'claude', 'codex', 'crush', 'openai', 'anthropic' },
+  from = { 'deps', 'base' },
 }
 
 -- ------------------------------------------------------------ helpers

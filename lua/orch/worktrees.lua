@@ -269,7 +269,8 @@ function WS:do_prepare(git, task, deps, opts)
   end
   self:drop_stale_lock(M.task_branch(self.run_id, owner), true)
   local branches = {}
-  if owner == task.id then
+  -- from = 'base': the run's base alone (the deps only order the task)
+  if owner == task.id and task.from ~= 'base' then
     -- a dep that continued another task left its work on that task's branch
     local seen = {}
     for _, d in ipairs(deps or {}) do

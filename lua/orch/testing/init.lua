@@ -158,9 +158,15 @@ end
 local Run = {}
 Run.__index = Run
 
+-- A workflow by name: the project's own .orch/workflows/NAME.lua (the
+-- repository `orch test` runs in), else the shipped one.
 local function workflow_file(name)
   if not name then return nil end
   if name:find('/') or name:match('%.lua$') then return name end
+  local root = require('orch.repo').find(core.cwd())
+  local own = root and (root .. '/.orch/workflows/' .. name .. '.lua')
+  local f = own and io.open(own, 'rb')
+  if f then f:close() return own end
   return core.runtime_dir() .. '/workflows/' .. name .. '.lua'
 end
 
