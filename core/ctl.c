@@ -511,13 +511,6 @@ void orch_ctl_server_close(orch_ctl_server *s)
     uv_close((uv_handle_t *)&s->pipe, ctl_server_free);
 }
 
-int orch_ctl_server_fd(const orch_ctl_server *s)
-{
-    uv_os_fd_t fd = -1;
-    uv_fileno((const uv_handle_t *)&s->pipe, &fd);
-    return fd;
-}
-
 /* ================================================================ client */
 
 int orch_ctl_connect(uv_loop_t *loop, const char *path, orch_ctl_conn **out)

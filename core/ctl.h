@@ -81,7 +81,6 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path, orch_ctl_accept_fn fn,
 /* Stops listening, unlinks the socket, frees the server (connections stay
  * with their owners). */
 void orch_ctl_server_close(orch_ctl_server *s);
-int orch_ctl_server_fd(const orch_ctl_server *s);
 
 /* Connects at once (a unix socket answers or refuses immediately):
  * -ENOENT (no socket), -ECONNREFUSED (stale), ... */

@@ -75,4 +75,28 @@ describe('the approval prompt on a terminal', function()
     local st = H.orch({ 'status', '--repo', dir, '--json' })
     assert.equal('interrupted', cjson.decode(st.out).run.status)
   end)
+
+  it('reads the terminal raw and reports its size changes (SIGWINCH)', function()
+    local bin = H.sh('cd ' .. sh_quote(H.SRC) .. ' && realpath ' .. sh_quote(H.ORCH)):gsub('%s+$', '')
+    H.write(dir .. '/term.lua', [[
+      local core = require('orch.core')
+      local r
+      r = core.ctl.stdin({ raw = true,
+        on_data = function(d)
+          io.stdout:write('got ', ('%q'):format(d), ' raw=', tostring(r.raw), '\r\n') io.stdout:flush()
+          if d:find('q', 1, true) then r:close() end
+        end,
+        on_resize = function(c, rows) io.stdout:write('size ', c, 'x', rows, '\r\n') io.stdout:flush() end,
+      })
+      print('ready ' .. table.concat({ core.ctl.tty_size() }, 'x'))
+    ]])
+    t.start(('%s run %s; echo "EXIT=$?"; sleep 30'):format(sh_quote(bin), sh_quote(dir .. '/term.lua')))
+    assert.is_true(t.wait_for('ready 120x30'), t.screen())
+    t.keys('a')
+    assert.is_true(t.wait_for('got "a" raw=true'), t.screen())
+    H.sh(TMUX .. ' -S ' .. sh_quote(dir .. '/tmux.sock') .. ' resize-window -x 100 -y 20')
+    assert.is_true(t.wait_for('size 100x20'), t.screen())
+    t.keys('q')
+    assert.is_true(t.wait_for('EXIT=0'), t.screen())
+  end)
 end)

@@ -102,4 +102,52 @@ describe('orch run SCRIPT.lua', function()
     assert.same({}, H.ps_matching('sleep 300.7'))
     assert.matches('hook begin', r.out)
   end)
+
+  -- SIGHUP (the terminal went away) and SIGQUIT get the same graceful
+  -- shutdown as SIGINT and SIGTERM, each with its own exit code
+  for _, case in ipairs({ { 'SIGHUP', 129 }, { 'SIGQUIT', 131 }, { 'SIGTERM', 130 } }) do
+    it(('on %s checkpoints, kills the tree and exits %d'):format(case[1], case[2]), function()
+      local marker = '301.' .. case[2] .. core.getpid()
+      H.write(dir .. '/hup.lua', ([[
+        local core = require('orch.core')
+        core.spawn({ argv = { 'sh', '-c', 'sleep %s & wait' } })
+        core.on_shutdown(function(phase, sig)
+          io.stdout:write('hook ', phase, ' ', sig, '\n') io.stdout:flush()
+        end)
+        print('started')
+        io.stdout:flush()
+      ]]):format(marker))
+      local r = H.orch({ 'run', dir .. '/hup.lua' }, {
+        timeout = 20000,
+        on_start = function(p)
+          assert.is_true(H.run_until(function() return #H.ps_matching('sleep ' .. marker) == 1 end))
+          p:kill(case[1])
+        end,
+      })
+      assert.is_nil(r.timed_out)
+      assert.equal(case[2], r.code, r.err)
+      assert.matches('hook begin ' .. case[1], r.out)
+      assert.matches('hook end ' .. case[1], r.out)
+      assert.same({}, H.ps_matching('sleep ' .. marker))
+    end)
+  end
+
+  it('core.shutdown() begins the same sequence from Lua (a TUI quit key)', function()
+    H.write(dir .. '/quit.lua', [[
+      local core = require('orch.core')
+      core.on_shutdown(function(phase) io.stdout:write('hook ', phase, '\n') io.stdout:flush() end)
+      core.timer(10, function() core.shutdown('SIGHUP') end)
+      core.timer(60000, function() end)
+    ]])
+    local r = H.orch({ 'run', dir .. '/quit.lua' }, { timeout = 20000 })
+    assert.equal(129, r.code, r.err)
+    assert.matches('hook begin', r.out)
+    assert.matches('hook end', r.out)
+  end)
+
+  it('refuses a watcher of the signals that belong to the shutdown', function()
+    for _, sig in ipairs({ 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT' }) do
+      assert.has_error(function() core.signal(sig, function() end) end)
+    end
+  end)
 end)

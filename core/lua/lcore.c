@@ -4,6 +4,7 @@
 
 #include "err.h"
 #include "proc.h"
+#include "shutdown.h"
 #include "sweep.h"
 
 #include <dlfcn.h>
@@ -48,7 +49,6 @@ static lua_State *lorch_main_L;
 static int lorch_shutdown_ref = LUA_NOREF; /* table of shutdown hooks */
 static int lorch_error_ref = LUA_NOREF;    /* table of error hooks */
 static int lorch_callback_errors;
-static int lorch_shutdown_state; /* 0 running, 1 shutting down */
 static const char *lorch_runtime_dir_s = "";
 static const char *lorch_lib_dir_s = "";
 
@@ -246,20 +246,12 @@ int lorch_call(lua_State *L, int nargs, int nresults)
 
 /* ------------------------------------------------------------ shutdown */
 
-#define LORCH_SHUTDOWN_GRACE_MS 1000
-#define LORCH_MAX_GROUPS 4096
-
-static uv_signal_t lorch_sigint, lorch_sigterm;
-static uv_timer_t lorch_shutdown_timer;
-static pid_t lorch_groups[LORCH_MAX_GROUPS];
-static size_t lorch_ngroups;
-static uint64_t lorch_shutdown_started;
-static const char *lorch_shutdown_signame = "SIGINT";
-
-static void lorch_run_shutdown_hooks(const char *phase)
+/* The sequence itself is core/shutdown.c; its hook runs the Lua hooks. */
+static void lorch_run_shutdown_hooks(const char *phase, const char *signame, void *arg)
 {
     lua_State *L = lorch_main_L;
-    if (lorch_shutdown_ref == LUA_NOREF)
+    (void)arg;
+    if (lorch_shutdown_ref == LUA_NOREF || !L)
         return;
     lorch_push(L, lorch_shutdown_ref);
     for (int i = 1;; i++) {
@@ -269,63 +261,10 @@ static void lorch_run_shutdown_hooks(const char *phase)
             break;
         }
         lua_pushstring(L, phase);
-        lua_pushstring(L, lorch_shutdown_signame);
+        lua_pushstring(L, signame);
         lorch_call(L, 2, 0);
     }
     lua_pop(L, 1);
-}
-
-/* Kills every group and sweeps every descendant, then reaps for a moment so
- * that no zombie is left, and exits 130. */
-static void lorch_force_exit(void)
-{
-    size_t n = orch_proc_live_groups(lorch_groups + lorch_ngroups,
-                                     LORCH_MAX_GROUPS - lorch_ngroups);
-    lorch_ngroups += n;
-    orch_proc_kill_all(SIGKILL);
-    for (int round = 0; round < 50; round++) {
-        int left = orch_sweep_kill(getpid(), lorch_groups, lorch_ngroups, SIGKILL);
-        orch_proc_reap();
-        if (left <= 0)
-            break;
-        usleep(10000);
-    }
-    orch_proc_reap();
-    fflush(stdout);
-    fflush(stderr);
-    _exit(130);
-}
-
-static void lorch_shutdown_tick(uv_timer_t *t)
-{
-    uint64_t elapsed = uv_now(lorch_loop()) - lorch_shutdown_started;
-    (void)t;
-    orch_proc_reap();
-    if (orch_proc_live_count() > 0 && elapsed < LORCH_SHUTDOWN_GRACE_MS)
-        return;
-    uv_timer_stop(&lorch_shutdown_timer);
-    lorch_run_shutdown_hooks("end");
-    lorch_force_exit();
-}
-
-static void lorch_on_signal(uv_signal_t *h, int signum)
-{
-    (void)h;
-    lorch_shutdown_signame = signum == SIGTERM ? "SIGTERM" : "SIGINT";
-    if (lorch_shutdown_state) {
-        fprintf(stderr, "orch: forced exit\n");
-        lorch_force_exit();
-    }
-    lorch_shutdown_state = 1;
-    fprintf(stderr, "orch: %s: stopping (again to force)\n", lorch_shutdown_signame);
-    lorch_ngroups = orch_proc_live_groups(lorch_groups, LORCH_MAX_GROUPS);
-    /* Lua checkpoints first (marks what was running as interrupted). */
-    lorch_run_shutdown_hooks("begin");
-    lorch_ngroups += orch_proc_live_groups(lorch_groups + lorch_ngroups,
-                                           LORCH_MAX_GROUPS - lorch_ngroups);
-    orch_proc_kill_all(SIGTERM);
-    lorch_shutdown_started = uv_now(lorch_loop());
-    uv_timer_start(&lorch_shutdown_timer, lorch_shutdown_tick, 20, 20);
 }
 
 static int lorch_install_signals(void)
@@ -334,15 +273,10 @@ static int lorch_install_signals(void)
     int rc = orch_proc_init(loop);
     if (rc < 0)
         return rc;
-    uv_signal_init(loop, &lorch_sigint);
-    uv_signal_init(loop, &lorch_sigterm);
-    uv_timer_init(loop, &lorch_shutdown_timer);
-    uv_signal_start(&lorch_sigint, lorch_on_signal, SIGINT);
-    uv_signal_start(&lorch_sigterm, lorch_on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&lorch_sigint);
-    uv_unref((uv_handle_t *)&lorch_sigterm);
-    return 0;
+    return orch_shutdown_init(loop, lorch_run_shutdown_hooks, NULL);
 }
+
+#define LORCH_MAX_GROUPS 4096
 
 /* ------------------------------------------------------------ Lua API */
 
@@ -421,8 +355,19 @@ static int lcore_time(lua_State *L)
 
 static int lcore_shutting_down(lua_State *L)
 {
-    lua_pushboolean(L, lorch_shutdown_state);
+    lua_pushboolean(L, orch_shutdown_active());
     return 1;
+}
+
+/* core.shutdown([signame]): begins the shutdown as that signal would
+ * (default SIGINT); a second call forces the exit. */
+static int lcore_shutdown(lua_State *L)
+{
+    static const char *const names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", NULL};
+    static const int nums[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    int i = luaL_checkoption(L, 1, "SIGINT", names);
+    orch_shutdown_begin(nums[i]);
+    return 0;
 }
 
 static int lcore_errors(lua_State *L)
@@ -467,6 +412,7 @@ static const luaL_Reg lcore_fns[] = {
     {"on_shutdown", lcore_on_shutdown},
     {"on_error", lcore_on_error},
     {"shutting_down", lcore_shutting_down},
+    {"shutdown", lcore_shutdown},
     {"errors", lcore_errors},
     {"runtime_dir", lcore_runtime_dir},
     {"live_processes", lcore_live_processes},
@@ -564,11 +510,7 @@ void lorch_host_finish(void)
     if (!lorch_loop_ready)
         return;
     orch_proc_shutdown_watchers();
-    if (!uv_is_closing((uv_handle_t *)&lorch_sigint)) {
-        uv_close((uv_handle_t *)&lorch_sigint, NULL);
-        uv_close((uv_handle_t *)&lorch_sigterm, NULL);
-        uv_close((uv_handle_t *)&lorch_shutdown_timer, NULL);
-    }
+    orch_shutdown_close();
     uv_run(&lorch_the_loop, UV_RUN_NOWAIT);
     uv_loop_close(&lorch_the_loop);
     lorch_main_L = NULL;

@@ -11,17 +11,19 @@
  *       on_close(errmsg | nil)          -- the peer is gone; conn is closed
  *                                          after it (queued writes flushed)
  *   conn:write(s) -> true   conn:queued() -> bytes   conn:close()
- *   ctl.stdin{on_data = fn(bytes), on_eof = fn(), raw = bool} -> reader
- *       reader:close()  reader.tty (boolean)   -- raw: a TTY in raw mode
+ *   ctl.stdin{on_data = fn(bytes), on_eof = fn(), on_resize = fn(cols, rows),
+ *             raw = bool} -> reader     (core/term.h: raw: a TTY in raw mode;
+ *       reader:close()  reader.tty  reader.raw      on_resize: SIGWINCH)
  *   ctl.tty_size() -> cols, rows   (isatty is core.isatty)
  *   ctl.max_frame
  *
  * Errors of the system come back as nil, msg, code; every object keeps
  * itself alive while open. */
-#include "lorch.h"
+#include "lhandle.h"
 
 #include "ctl.h"
 #include "err.h"
+#include "term.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -275,171 +277,104 @@ static int lctl_check_dir(lua_State *L)
 
 /* ================================================================ stdin */
 
-enum { LCTL_IN_TTY, LCTL_IN_PIPE, LCTL_IN_FILE };
+/* ctl.stdin{...}: orch's own stdin through core/term.h, as a handle
+ * (lhandle.h) that keeps itself alive until closed. */
+
+enum { LCTL_IN_DATA, LCTL_IN_EOF, LCTL_IN_RESIZE };
 
 typedef struct lctl_in {
-    union {
-        uv_handle_t h;
-        uv_tty_t tty;
-        uv_pipe_t pipe;
-        uv_timer_t timer;
-    } u;
-    int kind, raw, data_ref, eof_ref, self_ref;
-    char buf[65536];
+    lorch_handle base;
+    orch_term *term;
 } lctl_in;
 
-typedef struct lctl_in_ud {
-    lctl_in *in;
-} lctl_in_ud;
-
-static void lctl_in_free(uv_handle_t *h)
+static void lctl_in_on_data(const char *data, size_t n, void *arg)
 {
-    free(h->data);
-}
-
-static void lctl_in_close(lua_State *L, lctl_in_ud *u)
-{
-    lctl_in *in = u->in;
-    if (!in)
-        return;
-    u->in = NULL;
-    if (in->kind == LCTL_IN_TTY) {
-        uv_read_stop((uv_stream_t *)&in->u.tty);
-        if (in->raw)
-            uv_tty_reset_mode();
-    } else if (in->kind == LCTL_IN_PIPE) {
-        uv_read_stop((uv_stream_t *)&in->u.pipe);
-    } else {
-        uv_timer_stop(&in->u.timer);
-    }
-    lorch_unref(L, &in->data_ref);
-    lorch_unref(L, &in->eof_ref);
-    lorch_unref(L, &in->self_ref);
-    uv_close(&in->u.h, lctl_in_free);
-}
-
-/* Delivers bytes (n > 0) or the end (n == 0). */
-static void lctl_in_deliver(lctl_in *in, const char *data, size_t n)
-{
+    lctl_in *in = arg;
     lua_State *L = lorch_state();
     if (n > 0) {
-        lorch_push(L, in->data_ref);
+        lorch_handle_push(L, &in->base, LCTL_IN_DATA);
         lua_pushlstring(L, data, n);
         lorch_call(L, 1, 0);
         return;
     }
-    lorch_push(L, in->eof_ref);
+    lorch_handle_push(L, &in->base, LCTL_IN_EOF);
     if (lua_isnil(L, -1))
         lua_pop(L, 1);
     else
         lorch_call(L, 0, 0);
 }
 
-static void lctl_in_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void lctl_in_on_resize(int cols, int rows, void *arg)
 {
-    lctl_in *in = h->data;
-    (void)hint;
-    buf->base = in->buf;
-    buf->len = sizeof in->buf;
-}
-
-static void lctl_in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    lctl_in *in = s->data;
-    if (n > 0) {
-        lctl_in_deliver(in, buf->base, (size_t)n);
-    } else if (n < 0) {
-        uv_read_stop(s);
-        lctl_in_deliver(in, NULL, 0);
-    }
-}
-
-/* A regular file (or /dev/null): read(2) never blocks; a chunk per tick. */
-static void lctl_in_tick(uv_timer_t *t)
-{
-    lctl_in *in = t->data;
-    ssize_t n = read(0, in->buf, sizeof in->buf);
-    if (n < 0 && errno == EINTR)
-        return;
-    if (n <= 0) {
-        uv_timer_stop(t);
-        lctl_in_deliver(in, NULL, 0);
+    lctl_in *in = arg;
+    lua_State *L = lorch_state();
+    lorch_handle_push(L, &in->base, LCTL_IN_RESIZE);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
         return;
     }
-    lctl_in_deliver(in, in->buf, (size_t)n);
+    lua_pushinteger(L, cols);
+    lua_pushinteger(L, rows);
+    lorch_call(L, 2, 0);
+}
+
+static void lctl_in_close(lorch_handle *base)
+{
+    lctl_in *in = (lctl_in *)base;
+    orch_term_close(in->term); /* no callback after this; it frees itself */
+    free(in);
 }
 
 static int lctl_stdin(lua_State *L)
 {
-    uv_loop_t *loop = lorch_loop();
-    uv_handle_type type = uv_guess_handle(0);
-    lctl_in_ud *u;
     lctl_in *in;
-    int rc = 0;
+    orch_term_opts o = {0};
+    int rc, udx;
 
     luaL_checktype(L, 1, LUA_TTABLE);
-    u = lua_newuserdata(L, sizeof *u);
-    u->in = NULL;
-    luaL_getmetatable(L, LCTL_IN_MT);
-    lua_setmetatable(L, -2);
-    in = calloc(1, sizeof *in);
-    if (!in)
-        return luaL_error(L, "out of memory");
-    in->data_ref = in->eof_ref = in->self_ref = LUA_NOREF;
-    if (type == UV_TTY) {
-        in->kind = LCTL_IN_TTY;
-        rc = uv_tty_init(loop, &in->u.tty, 0, 1);
-    } else if (type == UV_NAMED_PIPE) {
-        in->kind = LCTL_IN_PIPE;
-        rc = uv_pipe_init(loop, &in->u.pipe, 0);
-        in->u.pipe.data = in; /* lctl_in_free needs it */
-        if (rc == 0 && (rc = uv_pipe_open(&in->u.pipe, 0)) < 0)
-            uv_close((uv_handle_t *)&in->u.pipe, lctl_in_free);
-    } else {
-        in->kind = LCTL_IN_FILE;
-        rc = uv_timer_init(loop, &in->u.timer);
-    }
-    if (rc < 0) {
-        if (in->kind != LCTL_IN_PIPE)
-            free(in);
-        return lorch_fail(L, rc, uv_strerror(rc));
-    }
-    in->u.h.data = in;
-    u->in = in;
     lua_getfield(L, 1, "on_data");
     luaL_checktype(L, -1, LUA_TFUNCTION);
-    in->data_ref = lorch_ref(L);
+    lua_pop(L, 1);
+    in = lorch_handle_new(L, LCTL_IN_MT, sizeof *in, lctl_in_close);
+    udx = lua_gettop(L);
+    lua_getfield(L, 1, "on_data");
+    lorch_handle_ref(L, &in->base, LCTL_IN_DATA, -1);
     lua_getfield(L, 1, "on_eof");
-    in->eof_ref = lorch_ref(L);
-    if (in->kind == LCTL_IN_TTY && lorch_opt_bool_field(L, 1, "raw", 0)) {
-        rc = uv_tty_set_mode(&in->u.tty, UV_TTY_MODE_RAW);
-        in->raw = rc == 0;
-    }
-    if (in->kind == LCTL_IN_FILE)
-        rc = uv_timer_start(&in->u.timer, lctl_in_tick, 0, 1);
-    else
-        rc = uv_read_start((uv_stream_t *)&in->u.h, lctl_in_alloc, lctl_in_read);
+    lorch_handle_ref(L, &in->base, LCTL_IN_EOF, -1);
+    lua_getfield(L, 1, "on_resize");
+    lorch_handle_ref(L, &in->base, LCTL_IN_RESIZE, -1);
+    lua_pop(L, 3);
+    o.fd = 0;
+    o.raw = lorch_opt_bool_field(L, 1, "raw", 0);
+    o.on_data = lctl_in_on_data;
+    o.on_resize = in->base.refs[LCTL_IN_RESIZE] != LUA_NOREF ? lctl_in_on_resize : NULL;
+    o.arg = in;
+    rc = orch_term_open(lorch_loop(), &o, &in->term);
     if (rc < 0) {
-        lctl_in_close(L, u);
+        lorch_handle_close(L, udx, LCTL_IN_MT);
         return lorch_fail(L, rc, uv_strerror(rc));
     }
-    lua_pushvalue(L, -1);
-    in->self_ref = lorch_ref(L);
+    lorch_handle_keep(L, &in->base, udx);
+    lua_settop(L, udx);
     return 1;
 }
 
 static int lctl_in_m_close(lua_State *L)
 {
-    lctl_in_close(L, luaL_checkudata(L, 1, LCTL_IN_MT));
+    lorch_handle_close(L, 1, LCTL_IN_MT);
     return 0;
 }
 
 static int lctl_in_m_index(lua_State *L)
 {
-    lctl_in_ud *u = luaL_checkudata(L, 1, LCTL_IN_MT);
+    lctl_in *in = lorch_handle_get(L, 1, LCTL_IN_MT);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "tty") == 0) {
-        lua_pushboolean(L, u->in && u->in->kind == LCTL_IN_TTY);
+        lua_pushboolean(L, in && in->term && orch_term_is_tty(in->term));
+        return 1;
+    }
+    if (strcmp(k, "raw") == 0) {
+        lua_pushboolean(L, in && in->term && orch_term_is_raw(in->term));
         return 1;
     }
     if (strcmp(k, "close") == 0) {
@@ -455,16 +390,11 @@ static const luaL_Reg lctl_in_methods[] = {
     {NULL, NULL},
 };
 
-/* ctl.tty_size() -> columns, rows of stdout's terminal (80, 24 if none).
- * ioctl directly: a uv_tty_t would need a loop turn to close. */
+/* ctl.tty_size() -> columns, rows of stdout's terminal (80, 24 if none). */
 static int lctl_tty_size(lua_State *L)
 {
-    struct winsize ws;
-    int w = 80, h = 24;
-    if (ioctl(1, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
-        w = ws.ws_col;
-        h = ws.ws_row;
-    }
+    int w, h;
+    orch_term_size(1, &w, &h);
     lua_pushinteger(L, w);
     lua_pushinteger(L, h);
     return 2;

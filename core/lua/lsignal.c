@@ -1,15 +1,14 @@
-/* lsignal.c - orch.core.signal: watch a signal other than SIGINT/SIGTERM
- * (those belong to shutdown: use core.on_shutdown).
+/* lsignal.c - orch.core.signal: watch a signal other than SIGINT, SIGTERM,
+ * SIGHUP and SIGQUIT (those begin the shutdown: use core.on_shutdown).
  *
  *   local s = core.signal("SIGHUP", function(name) ... end)
  *   s:close()
  *
  * A watcher does not keep the loop alive on its own. Also here:
  * core.signum(name) -> number, and core.signame(number) -> "SIGTERM". */
-#include "lorch.h"
+#include "lhandle.h"
 
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define LSIGNAL_MT "orch.signal"
@@ -52,27 +51,19 @@ int lorch_checksignal(lua_State *L, int idx)
     return luaL_argerror(L, idx, lua_pushfstring(L, "unknown signal '%s'", s));
 }
 
+#define LSIGNAL_FN 0
+
 typedef struct lsignal {
+    lorch_handle base;
     uv_signal_t h;
-    int fn_ref;
-    int self_ref;
 } lsignal;
-
-typedef struct lsignal_ud {
-    lsignal *s;
-} lsignal_ud;
-
-static void lsignal_free(uv_handle_t *h)
-{
-    free(h->data);
-}
 
 static void lsignal_fire(uv_signal_t *h, int signum)
 {
     lsignal *s = h->data;
     lua_State *L = lorch_state();
     const char *name = lorch_signame(signum);
-    lorch_push(L, s->fn_ref);
+    lorch_handle_push(L, &s->base, LSIGNAL_FN);
     if (name)
         lua_pushstring(L, name);
     else
@@ -80,51 +71,39 @@ static void lsignal_fire(uv_signal_t *h, int signum)
     lorch_call(L, 1, 0);
 }
 
+static void lsignal_close(lorch_handle *base)
+{
+    lsignal *s = (lsignal *)base;
+    lorch_handle_uv_close(base, (uv_handle_t *)&s->h);
+}
+
 static int lsignal_new(lua_State *L)
 {
     int sig = lorch_checksignal(L, 1);
-    lsignal_ud *u;
     lsignal *s;
     int rc;
 
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    if (sig == SIGINT || sig == SIGTERM || sig == SIGCHLD)
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT || sig == SIGCHLD)
         return luaL_error(L, "%s belongs to orch (use core.on_shutdown for "
-                             "SIGINT/SIGTERM)", lorch_signame(sig));
-    u = lua_newuserdata(L, sizeof *u);
-    u->s = NULL;
-    luaL_getmetatable(L, LSIGNAL_MT);
-    lua_setmetatable(L, -2);
-    s = calloc(1, sizeof *s);
-    if (!s)
-        return luaL_error(L, "out of memory");
+                             "SIGINT, SIGTERM, SIGHUP and SIGQUIT)", lorch_signame(sig));
+    s = lorch_handle_new(L, LSIGNAL_MT, sizeof *s, lsignal_close);
     uv_signal_init(lorch_loop(), &s->h);
     s->h.data = s;
-    u->s = s;
     rc = uv_signal_start(&s->h, lsignal_fire, sig);
     if (rc < 0) {
-        u->s = NULL;
-        uv_close((uv_handle_t *)&s->h, lsignal_free);
+        lorch_handle_close(L, -1, LSIGNAL_MT);
         return lorch_fail(L, rc, uv_strerror(rc));
     }
     uv_unref((uv_handle_t *)&s->h);
-    lua_pushvalue(L, 2);
-    s->fn_ref = lorch_ref(L);
-    lua_pushvalue(L, -1);
-    s->self_ref = lorch_ref(L);
+    lorch_handle_ref(L, &s->base, LSIGNAL_FN, 2);
+    lorch_handle_keep(L, &s->base, -1);
     return 1;
 }
 
 static int lsignal_m_close(lua_State *L)
 {
-    lsignal_ud *u = luaL_checkudata(L, 1, LSIGNAL_MT);
-    lsignal *s = u->s;
-    if (!s)
-        return 0;
-    u->s = NULL;
-    lorch_unref(L, &s->fn_ref);
-    lorch_unref(L, &s->self_ref);
-    uv_close((uv_handle_t *)&s->h, lsignal_free);
+    lorch_handle_close(L, 1, LSIGNAL_MT);
     return 0;
 }
 

@@ -3,57 +3,40 @@
  *   local t = core.timer(ms, [repeat_ms,] fn)   -- started at once
  *   t:stop()  t:start(ms, [repeat_ms,] [fn])  t:active()  t:close()
  *
- * The C handle is allocated apart from the userdata so that a collected
- * userdata can close it asynchronously. While active a timer keeps itself
- * alive, so `core.timer(100, fn)` with the result dropped still fires. */
-#include "lorch.h"
-
-#include <stdlib.h>
+ * A handle binding (lhandle.h): while active a timer keeps itself alive, so
+ * `core.timer(100, fn)` with the result dropped still fires. */
+#include "lhandle.h"
 
 #define LTIMER_MT "orch.timer"
+#define LTIMER_FN 0
 
 typedef struct ltimer {
+    lorch_handle base;
     uv_timer_t h;
-    int fn_ref;
-    int self_ref;
 } ltimer;
-
-typedef struct ltimer_ud {
-    ltimer *t;
-} ltimer_ud;
-
-static void ltimer_free(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void ltimer_release(lua_State *L, ltimer *t)
-{
-    lorch_unref(L, &t->self_ref);
-}
 
 static void ltimer_fire(uv_timer_t *h)
 {
     ltimer *t = h->data;
     lua_State *L = lorch_state();
     int oneshot = uv_timer_get_repeat(h) == 0;
-    int self = t->self_ref;
+    int self = t->base.self_ref;
 
     /* A one-shot timer is no longer active: its self reference goes after
      * the call (which may restart it, taking a new one). */
     if (oneshot)
-        t->self_ref = LUA_NOREF;
-    lorch_push(L, t->fn_ref);
+        t->base.self_ref = LUA_NOREF;
+    lorch_handle_push(L, &t->base, LTIMER_FN);
     lorch_call(L, 0, 0);
     if (oneshot)
         lorch_unref(L, &self);
 }
 
-static ltimer *ltimer_check(lua_State *L, int idx)
+static void ltimer_close(lorch_handle *base)
 {
-    ltimer_ud *u = luaL_checkudata(L, idx, LTIMER_MT);
-    lorch_check_open(L, u->t != NULL, "timer");
-    return u->t;
+    ltimer *t = (ltimer *)base;
+    uv_timer_stop(&t->h);
+    lorch_handle_uv_close(base, (uv_handle_t *)&t->h);
 }
 
 static int ltimer_start_at(lua_State *L, ltimer *t, int udx, int arg)
@@ -69,44 +52,35 @@ static int ltimer_start_at(lua_State *L, ltimer *t, int udx, int arg)
     luaL_argcheck(L, ms >= 0 && rep >= 0, arg, "negative time");
     if (!lua_isnoneornil(L, fnidx)) {
         luaL_checktype(L, fnidx, LUA_TFUNCTION);
-        lorch_unref(L, &t->fn_ref);
-        lua_pushvalue(L, fnidx);
-        t->fn_ref = lorch_ref(L);
+        lorch_handle_ref(L, &t->base, LTIMER_FN, fnidx);
     }
-    if (t->fn_ref == LUA_NOREF)
+    if (t->base.refs[LTIMER_FN] == LUA_NOREF)
         luaL_argerror(L, fnidx, "function expected");
-    if (t->self_ref == LUA_NOREF) {
-        lua_pushvalue(L, udx);
-        t->self_ref = lorch_ref(L);
-    }
+    lorch_handle_keep(L, &t->base, udx);
     uv_timer_start(&t->h, ltimer_fire, (uint64_t)ms, (uint64_t)rep);
     return 0;
 }
 
 static int ltimer_new(lua_State *L)
 {
-    ltimer_ud *u = lua_newuserdata(L, sizeof *u);
+    ltimer *t = lorch_handle_new(L, LTIMER_MT, sizeof *t, ltimer_close);
     int udx = lua_gettop(L);
-    ltimer *t;
 
-    u->t = NULL;
-    luaL_getmetatable(L, LTIMER_MT);
-    lua_setmetatable(L, -2);
-    t = calloc(1, sizeof *t);
-    if (!t)
-        return luaL_error(L, "out of memory");
-    t->fn_ref = t->self_ref = LUA_NOREF;
     uv_timer_init(lorch_loop(), &t->h);
     t->h.data = t;
-    u->t = t;
     ltimer_start_at(L, t, udx, 1);
     lua_pushvalue(L, udx);
     return 1;
 }
 
+static ltimer *ltimer_check(lua_State *L)
+{
+    return lorch_handle_check(L, 1, LTIMER_MT, "timer");
+}
+
 static int ltimer_m_start(lua_State *L)
 {
-    ltimer *t = ltimer_check(L, 1);
+    ltimer *t = ltimer_check(L);
     ltimer_start_at(L, t, 1, 2);
     lua_settop(L, 1);
     return 1;
@@ -114,34 +88,22 @@ static int ltimer_m_start(lua_State *L)
 
 static int ltimer_m_stop(lua_State *L)
 {
-    ltimer *t = ltimer_check(L, 1);
+    ltimer *t = ltimer_check(L);
     uv_timer_stop(&t->h);
-    ltimer_release(L, t);
+    lorch_handle_release(L, &t->base);
     return 0;
 }
 
 static int ltimer_m_active(lua_State *L)
 {
-    ltimer *t = ltimer_check(L, 1);
+    ltimer *t = ltimer_check(L);
     lua_pushboolean(L, uv_is_active((uv_handle_t *)&t->h));
     return 1;
 }
 
-static void ltimer_close(lua_State *L, ltimer_ud *u)
-{
-    ltimer *t = u->t;
-    if (!t)
-        return;
-    u->t = NULL;
-    uv_timer_stop(&t->h);
-    lorch_unref(L, &t->fn_ref);
-    lorch_unref(L, &t->self_ref);
-    uv_close((uv_handle_t *)&t->h, ltimer_free);
-}
-
 static int ltimer_m_close(lua_State *L)
 {
-    ltimer_close(L, luaL_checkudata(L, 1, LTIMER_MT));
+    lorch_handle_close(L, 1, LTIMER_MT);
     return 0;
 }
 

@@ -8,26 +8,17 @@
  * the entry that changed (or nil), change is "change" or "rename". Events
  * come in bursts (an editor's save is several): debounce in Lua. A watcher
  * does not keep the loop alive. */
-#include "lorch.h"
+#include "lhandle.h"
 
-#include <stdlib.h>
 
 #define LWATCH_MT "orch.watch"
 
+#define LWATCH_FN 0
+
 typedef struct lwatch {
+    lorch_handle base;
     uv_fs_event_t h;
-    int fn_ref;
-    int self_ref;
 } lwatch;
-
-typedef struct lwatch_ud {
-    lwatch *w;
-} lwatch_ud;
-
-static void lwatch_free(uv_handle_t *h)
-{
-    free(h->data);
-}
 
 static void lwatch_fire(uv_fs_event_t *h, const char *name, int events, int status)
 {
@@ -35,7 +26,7 @@ static void lwatch_fire(uv_fs_event_t *h, const char *name, int events, int stat
     lua_State *L = lorch_state();
     if (status < 0)
         return;
-    lorch_push(L, w->fn_ref);
+    lorch_handle_push(L, &w->base, LWATCH_FN);
     if (name)
         lua_pushstring(L, name);
     else
@@ -44,49 +35,37 @@ static void lwatch_fire(uv_fs_event_t *h, const char *name, int events, int stat
     lorch_call(L, 2, 0);
 }
 
+static void lwatch_stop(lorch_handle *base)
+{
+    lwatch *w = (lwatch *)base;
+    uv_fs_event_stop(&w->h);
+    lorch_handle_uv_close(base, (uv_handle_t *)&w->h);
+}
+
 static int lwatch_new(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    lwatch_ud *u;
     lwatch *w;
     int rc;
 
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    u = lua_newuserdata(L, sizeof *u);
-    u->w = NULL;
-    luaL_getmetatable(L, LWATCH_MT);
-    lua_setmetatable(L, -2);
-    w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "out of memory");
-    w->fn_ref = w->self_ref = LUA_NOREF;
+    w = lorch_handle_new(L, LWATCH_MT, sizeof *w, lwatch_stop);
     uv_fs_event_init(lorch_loop(), &w->h);
     w->h.data = w;
     rc = uv_fs_event_start(&w->h, lwatch_fire, path, 0);
     if (rc < 0) {
-        uv_close((uv_handle_t *)&w->h, lwatch_free);
+        lorch_handle_close(L, -1, LWATCH_MT);
         return lorch_fail(L, rc, lua_pushfstring(L, "watch %s: %s", path, uv_strerror(rc)));
     }
     uv_unref((uv_handle_t *)&w->h);
-    u->w = w;
-    lua_pushvalue(L, 2);
-    w->fn_ref = lorch_ref(L);
-    lua_pushvalue(L, -1);
-    w->self_ref = lorch_ref(L);
+    lorch_handle_ref(L, &w->base, LWATCH_FN, 2);
+    lorch_handle_keep(L, &w->base, -1);
     return 1;
 }
 
 static int lwatch_close(lua_State *L)
 {
-    lwatch_ud *u = luaL_checkudata(L, 1, LWATCH_MT);
-    lwatch *w = u->w;
-    if (!w)
-        return 0;
-    u->w = NULL;
-    uv_fs_event_stop(&w->h);
-    lorch_unref(L, &w->fn_ref);
-    lorch_unref(L, &w->self_ref);
-    uv_close((uv_handle_t *)&w->h, lwatch_free);
+    lorch_handle_close(L, 1, LWATCH_MT);
     return 0;
 }
 
