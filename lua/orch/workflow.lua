@@ -58,7 +58,7 @@ function W.load(file, opts)
   local chunk, err = loadfile(file)
   if not chunk then return nil, err end
   local ok, def = xpcall(chunk, debug.traceback, opts)
-  if not ok then return nil, tostring(def) end
+  if not ok then return nil, tostring(def), nil, true end -- raised: exit 1, not 2
   if type(def) ~= 'table' or not def.is_workflow then return nil, nil, def end
   return W.validate(def, file)
 end
@@ -535,8 +535,8 @@ end
 -- Loads and runs a workflow file (`orch run FILE`). An older script that
 -- does not return W.define{...} has already run: its value is the code.
 function W.run_file(file, opts)
-  local def, lerr, value = W.load(file, opts)
-  if not def and lerr then err('%s', lerr) return 2 end
+  local def, lerr, value, raised = W.load(file, opts)
+  if not def and lerr then err('%s', lerr) return raised and 1 or 2 end
   if not def then
     core.run()
     return type(value) == 'number' and value or 0
