@@ -243,3 +243,36 @@ agents.e2e(bf, 'claude', 'questions from Claude Code', function(claude)
     end)
   end)
 end)
+
+describe('worktree bootstrap', function()
+  it('runs the role and workflow hooks in each new worktree before the agent, with ORCH_PORT', function()
+    local repo = T.repo({ ['.gitignore'] = '.env\n', ['README.md'] = 'x\n' })
+    H.write(repo.dir .. '/.env', 'SECRET=abc\n')
+    core.mkdir_p(repo.dir .. '/.orch/roles')
+    H.write(repo.dir .. '/.orch/roles/coder.yaml',
+      'bootstrap: cp "$ORCH_REPO/.env" . && echo "port $ORCH_PORT" > port.txt\n')
+    local wf = repo.dir .. '/.orch/flow.lua'
+    H.write(wf, [[
+      local W = require('orch.workflow')
+      return W.define({ test_cmd = false,
+        bootstrap = function(w, task) if task.id == 'bad' then return 'exit 7' end end })
+    ]])
+    local srv = T.server({ rules = {
+      { when = { tool_result = 'SECRET' }, reply = { write = { path = 'saw.txt', content = 'saw it\n' } } },
+      { when = { tool_result = true }, reply = 'Done.' },
+      { when = { user = 'look' }, reply = { tool_calls = { { name = 'read', input = { path = '.env' } } } } },
+    } })
+    local r = T.run({ repo = repo, server = srv, workflow = wf, plan = { tasks = {
+      { id = 'good', role = 'coder', prompt = 'look at .env', files = { 'saw.txt', 'port.txt' } },
+      { id = 'bad', role = 'coder', prompt = 'look', on_failure = 'soft' } } } })
+    srv:stop()
+    assert.equal(0, r.code, r.err)
+    assert.equal('done', r:task('good').status)
+    assert.equal('saw it\n', r:file('saw.txt'))
+    assert.matches('^port %d+\n$', r:file('port.txt'))
+    assert.is_nil(r:file('.env')) -- ignored: never committed
+    assert.equal('failed', r:task('bad').status)
+    assert.matches('bootstrap `exit 7` failed: exit status 7', r.err)
+    repo:rm()
+  end)
+end)

@@ -18,6 +18,7 @@ local async = require('orch.async')
 local cjson = require('cjson')
 local plan_mod = require('orch.plan')
 local policy = require('orch.policy')
+local launcher = require('orch.launcher')
 
 local M = {}
 
@@ -317,7 +318,68 @@ function Engine:task_env(task, attempt, place, role)
   env.ORCH_REPO = self.run.repo
   env.ORCH_WORKTREE = place.cwd
   if self.control and self.control.path then env.ORCH_CONTROL = self.control.path end
+  env.ORCH_PORT = self:task_port(task.id)
   return env
+end
+
+-- A free TCP port on 127.0.0.1 for the task (ORCH_PORT), the same for all
+-- its attempts: tasks that start servers in parallel do not collide.
+function Engine:task_port(id)
+  self.ports = self.ports or {}
+  if self.ports[id] then return self.ports[id] end
+  local port
+  if core.tcp_listen then
+    local ok, srv = pcall(core.tcp_listen, { host = '127.0.0.1', port = 0,
+                                             on_connection = function(c) c:close() end })
+    if ok and srv then
+      port = tostring(srv:port())
+      srv:close()
+    end
+  end
+  self.ports[id] = port
+  return port
+end
+
+-- The worktree bootstrap: the role's `bootstrap` command and the
+-- workflow's bootstrap hooks (fn(task, place, env) -> a command or nil),
+-- run in the new worktree before the agent starts (copy .env files,
+-- install dependencies); their output is the task's. Waits (a coroutine).
+-- Returns true, or nil and why.
+function Engine:bootstrap(task, rec)
+  local cmds = {}
+  local env = self:task_env(task, rec.attempt, rec.place, rec.role)
+  if rec.role and type(rec.role.bootstrap) == 'string' and rec.role.bootstrap ~= '' then
+    cmds[#cmds + 1] = rec.role.bootstrap
+  end
+  for _, fn in ipairs(self.bootstrap_hooks or {}) do
+    local c = fn(task, rec.place, env)
+    if type(c) == 'string' and c ~= '' then cmds[#cmds + 1] = c end
+  end
+  if #cmds == 0 then return true end
+  local sink = self:output_sink(rec)
+  for _, cmd in ipairs(cmds) do
+    sink('stderr', 'orch: bootstrap: ' .. cmd)
+    local code, sig = async.wait(function(cb)
+      local p, err = launcher.spawn({ argv = { 'sh', '-c', cmd }, cwd = rec.place.cwd, env = env,
+        stdout = function(l) sink('stdout', l) end, stderr = function(l) sink('stderr', l) end,
+        on_exit = function(c, g) cb(c, g) end })
+      if not p then cb(nil, err) end
+    end)
+    -- (the agent's output gets a sink of its own: this one's lines go first)
+    if rec.nout and rec.nout > 0 then self:flush_rec(rec) end
+    if code ~= 0 then
+      return nil, ('bootstrap `%s` failed: %s'):format(cmd,
+        code == nil and tostring(sig) or (sig and ('killed by ' .. sig) or ('exit status ' .. code)))
+    end
+  end
+  return true
+end
+
+-- fn(task, place, env) -> a shell command to run in each new worktree
+-- before its agent starts (or nil): a workflow's bootstrap.
+function Engine:on_bootstrap(fn)
+  self.bootstrap_hooks = self.bootstrap_hooks or {}
+  self.bootstrap_hooks[#self.bootstrap_hooks + 1] = fn
 end
 
 -- How a CLI backend starts the ask_orchestrator MCP server for a task.
@@ -440,6 +502,11 @@ function Engine:run_task(id, rec)
       backend = role.backend, model = role.model })
   end)
   rec.attempt, rec.started = ev.attempt, core.hrtime()
+  if not place.reused and not place.continues then
+    local bok, berr = self:bootstrap(task, rec)
+    if not bok then return self:settle(id, rec, { ok = false, error = berr }) end
+    if self.stopping or rec.settled then return end
+  end
   -- from here on the task is recorded running: whatever raises (a user's
   -- launcher, a backend) must end it, or the run would wait for it forever
   local ok, err2 = xpcall(self.start_backend, debug.traceback, self, id, task, rec)

@@ -131,15 +131,23 @@ function M.attach_ui(e, o)
   end }
 end
 
+-- 4a. The engine, made but not started (a workflow sets its hooks on it
+-- first, so that none misses the first task). Sets s.engine.
+function M.make_engine(s)
+  if s.engine then return s.engine end
+  s.engine = engine.new({ store = s.store, run = s.run, plan = s.plan,
+    workspace = s.ws, concurrency = s.run.concurrency, done = s.done, exited = s.exited,
+    resume = s.resume, yes = s.o.yes })
+  return s.engine
+end
+
 -- 4. The engine, its control socket (orch repl, orch mcp) and its UI, and
 -- the run started. Returns the engine or nil, code. opts (default s.o):
 -- yes, quiet, no-tui. The engine ends its tasks, then waits at
 -- e.on_tasks_over for the workflow (await_end and apply below).
 function M.start_engine(s, extra)
   local o = s.o
-  local e = s.engine or engine.new({ store = s.store, run = s.run, plan = s.plan,
-    workspace = s.ws, concurrency = s.run.concurrency, done = s.done, exited = s.exited,
-    resume = s.resume, yes = o.yes })
+  local e = M.make_engine(s)
   for k, v in pairs(extra or {}) do e[k] = v end
   s.engine = e
   M.last_engine = e

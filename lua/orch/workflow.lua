@@ -32,7 +32,7 @@ local Flow = {}
 Flow.__index = Flow
 W.Flow = Flow
 
-W.HOOKS = { 'plan', 'on_plan', 'on_task_end', 'on_idle', 'on_start', 'on_end' }
+W.HOOKS = { 'plan', 'on_plan', 'on_task_end', 'on_idle', 'on_start', 'on_end', 'bootstrap' }
 
 -- Checks a definition: def, or nil and a message.
 function W.validate(def, file)
@@ -40,7 +40,7 @@ function W.validate(def, file)
     return nil, ('%s: a workflow returns orch.workflow.define{...}, got %s'):format(file or '?', type(def))
   end
   for _, h in ipairs(W.HOOKS) do
-    if def[h] ~= nil and type(def[h]) ~= 'function' then
+    if def[h] ~= nil and type(def[h]) ~= 'function' and not (h == 'bootstrap' and type(def[h]) == 'string') then
       return nil, ('%s: %s must be a function'):format(file or '?', h)
     end
   end
@@ -444,14 +444,22 @@ end
 function W.drive(w, s)
   local run_mod = require('orch.run')
   w.run, w.plan = s.run, s.plan
-  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator' })
-  if not e then run_mod.close(s) return ecode end
-  w.engine = e
-  e:on_task_end(function(task, result)
+  -- the hooks are in place before the first task starts
+  local function bootstrap(task, place, env)
+    local fn = w.def.bootstrap
+    if type(fn) == 'string' then return fn end
+    if type(fn) == 'function' then return fn(w, task, place, env) end
+  end
+  local function on_end(task, result)
     local orch = w.orchestrator
     if orch then orch:tell(summary(task, result)) end
     w:call('on_task_end', task, result)
-  end)
+  end
+  w.engine = run_mod.make_engine(s)
+  w.engine:on_bootstrap(bootstrap)
+  w.engine:on_task_end(on_end)
+  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator' })
+  if not e then run_mod.close(s) return ecode end
   w:watch()
   local code
   while true do
