@@ -379,6 +379,28 @@ function C.cases(name, B)
       assert.equals(3, #srv:requests())
     end)
 
+    it('kill SIGSTOP pauses the turn between steps, SIGCONT continues it', function()
+      start({
+        { when = { tool_result = '.' }, reply = 'Listed.' },
+        { when = { user = 'list' }, reply = { tool_call = { name = 'list', input = { path = '.' } } } },
+      })
+      local h
+      local t = turn({ prompt = 'list the files', on_event = function(ev, tt)
+        if ev.type == 'tool_call' then
+          assert.is_true(tt.handle.kill('SIGSTOP'))
+          h = tt.handle
+          core.timer(300, function()
+            tt.requests_while_paused = #srv:requests()
+            h.kill('SIGCONT')
+          end)
+        end
+      end })
+      assert.truthy(h)
+      assert.equals(1, t.requests_while_paused)
+      assert.is_true(t.result.ok, t.result.error)
+      assert.equals('Listed.', t.result.text)
+    end)
+
     it('ask_orchestrator suspends the turn until the answer comes', function()
       start({
         { when = { tool_result = 'tabs' }, reply = 'Using tabs.' },

@@ -277,7 +277,7 @@ function Turn:reply(d)
     self:store()
     return self:finish({ ok = true, text = text })
   end
-  self:run_calls(msg, calls, 1, {})
+  self:gate(function() self:run_calls(msg, calls, 1, {}) end)
 end
 
 function Turn:run_calls(msg, calls, i, results)
@@ -287,7 +287,7 @@ function Turn:run_calls(msg, calls, i, results)
     self.messages[#self.messages + 1] = msg
     self.messages[#self.messages + 1] = { role = 'tool', results = results }
     self:store()
-    return self:next_step()
+    return self:gate(function() self:next_step() end)
   end
   self:emit({ type = 'tool_call', tool = c.name, input = c.input, id = c.id })
   self:transcript('tool ' .. c.name, cjson.encode(c.input))
@@ -298,10 +298,41 @@ function Turn:run_calls(msg, calls, i, results)
     self:transcript(is_error and '  error' or '  ok', output)
     results[#results + 1] = { id = c.id, name = c.name, output = output, is_error = is_error and true or false }
     -- the next call runs from the loop, not from inside this callback
-    core.timer(0, function() self:run_calls(msg, calls, i + 1, results) end)
+    core.timer(0, function()
+      self:gate(function() self:run_calls(msg, calls, i + 1, results) end)
+    end)
   end
   if c.bad then return done(c.bad, true) end
   self.box:run(c.name, c.input, done)
+end
+
+-- Runs fn now, or when the turn is continued if it is paused: a paused
+-- turn finishes the stream or tool it is in, then holds.
+function Turn:gate(fn)
+  if self.finished then return end
+  if self.paused then self.held = fn return end
+  fn()
+end
+
+-- handle.kill: SIGSTOP pauses (and stops a running shell command), SIGCONT
+-- continues, SIGTERM/SIGINT/SIGKILL cancel.
+function Turn:signal(sig)
+  local proc = self.box and self.box.proc
+  if sig == 'SIGSTOP' or sig == 'SIGTSTP' then
+    self.paused = true
+    if proc then proc:kill('SIGSTOP') end
+  elseif sig == 'SIGCONT' then
+    self.paused = false
+    if proc then proc:kill('SIGCONT') end
+    local fn = self.held
+    self.held = nil
+    if fn then core.timer(0, function() self:gate(fn) end) end
+  elseif sig == 'SIGTERM' or sig == 'SIGINT' or sig == 'SIGKILL' or sig == 'SIGHUP' then
+    self:cancel()
+  else
+    return nil, 'an in-process turn takes SIGSTOP, SIGCONT or a terminating signal'
+  end
+  return true
 end
 
 function Turn:next_step()
@@ -401,8 +432,9 @@ function M.start(adapter, ctx)
       self:next_step()
     end)
   end)
-  -- no kill (an in-process turn cannot be paused with a signal) and no pid
-  return { cancel = function() self:cancel() end, turn = self }
+  -- no pid: nothing to note or sweep; kill() maps signals onto the turn
+  return { cancel = function() self:cancel() end, kill = function(sig) return self:signal(sig) end,
+           turn = self }
 end
 
 -- `orch doctor`: is the endpoint reachable (GET its models list), is a key
