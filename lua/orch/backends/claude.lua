@@ -258,8 +258,7 @@ local function run(ctx, session_id, mode)
     -- stored before claude starts: a crash from here on resumes this id
     emit({ type = 'session', session_id = session_id })
   end
-  local tmpdir = cli.subdir(ctx, 'tmp-claude-' .. tostring(ctx.attempt or 1) .. '-' ..
-    session_id:sub(1, 8) .. '-' .. tostring(os.time()))
+  local tmpdir = cli.turn_tmpdir(ctx)
   local args, input = M.build_args(ctx, session_id, mode)
   local argv = {}
   for _, v in ipairs(bin) do argv[#argv + 1] = v end

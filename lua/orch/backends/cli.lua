@@ -153,6 +153,15 @@ function M.subdir(ctx, name)
   return d
 end
 
+-- A fresh TMPDIR for one turn under the scratch, short (Claude Code makes
+-- unix sockets under it, and a socket path is limited to 107 bytes).
+function M.turn_tmpdir(ctx)
+  local f = io.open('/dev/urandom', 'rb')
+  local b = f and f:read(3) or tostring(core.hrtime()):sub(-3)
+  if f then f:close() end
+  return M.subdir(ctx, ('t%d-%02x%02x%02x'):format(ctx.attempt or 1, b:byte(1, 3)))
+end
+
 function M.write_file(path, text, mode)
   local tmp = path .. '.tmp'
   local f, err = io.open(tmp, 'wb')

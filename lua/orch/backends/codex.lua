@@ -401,7 +401,7 @@ local function run(ctx, thread_id)
   local home, herr = M.write_home(ctx)
   if not home then return nil, herr end
   local emit = ctx.emit or function() end
-  local tmpdir = cli.subdir(ctx, 'tmp-codex-' .. tostring(ctx.attempt or 1) .. '-' .. tostring(os.time()))
+  local tmpdir = cli.turn_tmpdir(ctx)
   local args, input = M.build_args(ctx, thread_id)
   local argv = {}
   for _, v in ipairs(bin) do argv[#argv + 1] = v end

@@ -244,7 +244,7 @@ local function run(ctx, session_id)
   local data_dir = cli.subdir(ctx, 'crush-data')
   local ok, werr = cli.write_file(global .. '/crush.json', cli.json.encode(M.config(ctx)))
   if not ok then return nil, 'cannot write crush.json: ' .. tostring(werr) end
-  local tmpdir = cli.subdir(ctx, 'tmp-crush-' .. tostring(ctx.attempt or 1) .. '-' .. tostring(os.time()))
+  local tmpdir = cli.turn_tmpdir(ctx)
   local env = M.build_env(ctx, global, tmpdir)
   local args, input = M.build_args(ctx, data_dir, session_id)
   local argv = {}
