@@ -431,4 +431,161 @@ describe('claude backend', function()
       assert.equals('blue, for t1', srv:last().tool_results[1].output)
     end)
   end)
+
+  A.e2e({ describe = describe, it = it, pending = pending }, 'claude',
+        'end to end: orch run --plan with the real claude', function(bin)
+    local dir, srv, repo
+    local SCENARIO = {
+      { name = 'hang', when = { user = 'create slow%.txt' }, reply = { hang = true }, times = 1 },
+      { when = { tool_error = '.' }, reply = 'Refused: {{1}}' },
+      { when = { tool_result = '.' }, reply = 'Done: {{1}}' },
+      { name = 'carry-on', when = { user = 'interrupted', text = 'create slow%.txt' },
+        reply = { write = { path = 'slow.txt', content = 'after the crash\n' } } },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'hello\n' } } },
+    }
+    before_each(function()
+      dir = H.tmpdir()
+      repo = A.repo(dir, { ['keep.txt'] = 'original\n' })
+      core.mkdir_p(dir .. '/tmp')
+      srv = assert(ms.start({ scenario = SCENARIO }))
+    end)
+    after_each(function()
+      srv:stop()
+      H.rm(dir)
+    end)
+
+    local function env(extra)
+      local e = require('orch.testing.agents').claude_env(srv, dir .. '/home', dir .. '/tmp')
+      e.ANTHROPIC_API_KEY = A.KEY
+      e.PATH = bin:match('^(.*)/[^/]+$') .. ':' .. (os.getenv('PATH') or '/usr/bin:/bin')
+      e.XDG_RUNTIME_DIR, e.ORCH_SOCKET_DIR, e.ORCH_SCRATCH_DIR = false, false, false
+      e.ORCH_CLAUDE_BIN = false
+      for k, v in pairs(extra or {}) do e[k] = v end
+      return e
+    end
+
+    local function plan(tasks)
+      H.write(dir .. '/plan.json', cjson.encode({ goal = 'e2e', tasks = tasks }))
+      return dir .. '/plan.json'
+    end
+
+    local function run(tasks, extra)
+      return H.orch({ 'run', '--plan', plan(tasks), '--yes', '--no-tui' },
+                    { cwd = repo, env = env(extra), timeout = 180000 })
+    end
+
+    local function status()
+      local r = H.orch({ 'status', '--json' }, { cwd = repo, env = env() })
+      assert.equals(0, r.code, r.err)
+      return cjson.decode(r.out)
+    end
+
+    local function git(args)
+      return (H.sh("git -C '" .. repo .. "' " .. args))
+    end
+
+    local function sql(q)
+      return (H.sh("sqlite3 '" .. repo .. "/.orch/orch.db' \"" .. q .. "\""):gsub('%s+$', ''))
+    end
+
+    local function no_key_left()
+      assert.equals('', A.files_with(A.KEY, { repo, dir .. '/tmp', dir .. '/home' }))
+    end
+
+    it('a coder task writes a file: in its branch and the integration branch; session, usage, cost recorded',
+      function()
+        local r = run({ { id = 'hello', role = 'coder', backend = 'claude', prompt = 'create hello.txt',
+                          files = { 'hello.txt' } } })
+        assert.equals(0, r.code, r.err)
+        local st = status()
+        local t = st.tasks[1]
+        assert.equals('done', t.status)
+        assert.equals('hello\n', git('show orch/' .. st.run.id .. '/hello:hello.txt'))
+        assert.equals('hello\n', git('show orch/' .. st.run.id .. '/integration:hello.txt'))
+        assert.truthy(t.session_id:match('^%x+%-%x+%-%x+%-%x+%-%x+$'), t.session_id)
+        assert.is_true(t.cost_usd > 0)
+        assert.is_true(t.usage.input_tokens > 0)
+        -- the same in the database
+        assert.equals(t.session_id, sql("SELECT session_id FROM sessions WHERE task_id='hello'"))
+        assert.equals('claude', sql("SELECT backend FROM sessions WHERE task_id='hello'"))
+        assert.is_true(tonumber(sql("SELECT cost_usd FROM tasks WHERE id='hello'")) > 0)
+        -- the scratch (TMPDIR, configs) is gone with the run; no key anywhere
+        assert.equals('', (H.sh("find '" .. dir .. "/tmp' -name '*.scratch'"):gsub('%s+$', '')))
+        no_key_left()
+      end)
+
+    it('a read-only reviewer cannot write: claude refuses, the file is unchanged', function()
+      local r = run({ { id = 'review', role = 'reviewer', backend = 'claude', prompt = 'create keep.txt' } })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      assert.equals('original\n', git('show orch/' .. st.run.id .. '/integration:keep.txt'))
+      assert.equals('original\n', H.read(repo .. '/keep.txt'))
+      local denied = sql("SELECT count(*) FROM events WHERE kind='agent' AND payload LIKE '%\"denied\"%'")
+      assert.equals('1', denied)
+      no_key_left()
+    end)
+
+    it('orch killed with SIGKILL mid-turn: orch resume continues the same session and finishes', function()
+      local done = false
+      local out = {}
+      local p = assert(core.spawn({
+        argv = { H.ORCH, 'run', '--plan', plan({ { id = 'slow', role = 'coder', backend = 'claude',
+          prompt = 'create slow.txt', files = { 'slow.txt' } } }), '--yes', '--no-tui' },
+        cwd = repo, env = env(),
+        stderr = function(l) out[#out + 1] = l end,
+        on_exit = function() done = true end,
+      }))
+      -- the agent's turn is under way: its model request hangs
+      assert(H.run_until(function()
+        for _, q in ipairs(srv:requests()) do if q.rule == 'hang' then return true end end
+      end, 60000), 'claude never asked the model: ' .. table.concat(out, '\n'))
+      local sid = status().tasks[1].session_id
+      assert.truthy(sid, 'the session id is stored before the turn ends')
+      core.kill(p:pid(), 'SIGKILL')
+      assert(H.run_until(function() return done end, 10000))
+      local before = #srv:requests()
+      local r = H.orch({ 'resume', '--yes', '--no-tui' }, { cwd = repo, env = env(), timeout = 180000 })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      assert.equals('done', st.tasks[1].status)
+      assert.equals(sid, st.tasks[1].session_id)
+      assert.equals('after the crash\n', git('show orch/' .. st.run.id .. '/integration:slow.txt'))
+      -- the resumed request carried the first turn
+      local resumed = srv:requests()[before + 1]
+      assert.equals('carry-on', resumed.rule)
+      assert.truthy(resumed.all_text:find('create slow.txt', 1, true))
+      no_key_left()
+    end)
+
+    it('garbage on claude\'s stdout is logged and does not crash orch', function()
+      local fake = dir .. '/fake-claude'
+      H.write(fake, '#!/bin/sh\n' ..
+        'echo "not json"; echo \'{"type": "assi\'; head -c 20000000 /dev/zero | tr "\\0" "x"; echo\n' ..
+        'printf \'\\377\\376 bad utf-8\\n\'\n' ..
+        'echo \'{"type":"result","subtype":"success","is_error":false,"result":"fine",' ..
+        '"session_id":"x","total_cost_usd":0.01,"usage":{"input_tokens":1,"output_tokens":1}}\'\n')
+      os.execute("chmod +x '" .. fake .. "'")
+      local r = run({ { id = 'junk', role = 'coder', backend = 'claude', prompt = 'anything' } },
+                    { ORCH_CLAUDE_BIN = fake })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      assert.equals('done', st.tasks[1].status)
+      local logs = H.orch({ 'logs', st.run.id, 'junk' }, { cwd = repo, env = env() })
+      assert.equals(0, logs.code)
+      assert.truthy(logs.out:find('not json', 1, true))
+      assert.truthy(logs.out:find('line of 20000001 bytes cut', 1, true) or
+                    logs.out:find('bytes cut', 1, true))
+    end)
+
+    it('a missing claude fails its task saying which binary and what to install', function()
+      local r = run({ { id = 'nobin', role = 'coder', backend = 'claude', prompt = 'x' } },
+                    { PATH = '/usr/bin:/bin', XDG_CACHE_HOME = dir .. '/no-cache', HOME = dir .. '/home' })
+      assert.equals(1, r.code)
+      local t = status().tasks[1]
+      assert.equals('failed', t.status)
+      local err = sql("SELECT error FROM tasks WHERE id='nobin'")
+      assert.truthy(err:find('claude not found on PATH', 1, true), err)
+      assert.truthy(err:find('npm i -g @anthropic-ai/claude-code', 1, true), err)
+    end)
+  end)
 end)

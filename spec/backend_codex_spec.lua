@@ -177,22 +177,32 @@ describe('codex backend', function()
       assert.equals(1, #of_type(evs, 'tool_call')) -- started and completed: one call
       assert.is_false(of_type(evs, 'tool_result')[1].is_error)
       assert.equals('All done.', of_type(evs, 'text')[1].text)
-      assert.same({ input_tokens = 200, output_tokens = 40, cache_read_tokens = 10,
+      -- input without the cached tokens, as everywhere in orch
+      assert.same({ input_tokens = 190, output_tokens = 40, cache_read_tokens = 10,
                     cache_write_tokens = 0 }, of_type(evs, 'usage')[1].usage)
       -- the "model metadata not found" error item is a warning only
       assert.equals(0, #of_type(evs, 'error'))
       assert.equals(1, st.warnings)
       assert.is_true(st.completed)
       -- the running total goes with the session for the next turn
-      assert.equals(200, s[#s].data.usage_total.input_tokens)
+      assert.equals(190, s[#s].data.usage_total.input_tokens)
     end)
 
     it('counts only this turn\'s tokens on a resumed thread', function()
       local evs = parse_file('codex_resumed.jsonl', { started = {},
         thread_id = '01a230f2-4ac4-71f1-8341-cffb108a8250',
-        prev = { input_tokens = 200, output_tokens = 40, cache_read_tokens = 10, cache_write_tokens = 0 } })
-      assert.same({ input_tokens = 200, output_tokens = 40, cache_read_tokens = 10,
+        prev = { input_tokens = 190, output_tokens = 40, cache_read_tokens = 10, cache_write_tokens = 0 } })
+      assert.same({ input_tokens = 190, output_tokens = 40, cache_read_tokens = 10,
                     cache_write_tokens = 0 }, of_type(evs, 'usage')[1].usage)
+    end)
+
+    it('puts a price on the usage when the role gives one (codex reports none)', function()
+      local evs = parse_file('codex_write.jsonl', { started = {}, model = 'local-model',
+        price = { input = 1, output = 2 } })
+      local u = of_type(evs, 'usage')[1]
+      assert.is_true(math.abs(u.cost_usd - (190 * 1 + 40 * 2 + 10 * 0.1) / 1e6) < 1e-12)
+      evs = parse_file('codex_write.jsonl', { started = {}, model = 'unknown-model' })
+      assert.is_nil(of_type(evs, 'usage')[1].cost_usd)
     end)
 
     it('sees an MCP ask_orchestrator call as a question', function()
@@ -242,7 +252,7 @@ describe('codex backend', function()
       assert.is_true(res.ok, res.error)
       assert.equals('01a230f2-4ac4-71f1-8341-cffb108a8250', res.session_id)
       assert.equals('All done.', res.text)
-      assert.equals(200, res.usage.input_tokens)
+      assert.equals(190, res.usage.input_tokens)
       assert.equals('result', evs[#evs].type)
       local env = H.read(dir .. '/env')
       local tmp, home = env:match('TMPDIR=(%S+) CODEX_HOME=(%S+)')

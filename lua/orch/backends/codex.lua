@@ -238,14 +238,26 @@ end
 
 local DENIED = { 'read%-only file system', 'operation not permitted', 'permission denied' }
 
+-- Normalised as everywhere in orch: input_tokens without the cached ones
+-- (OpenAI counts cached input inside input_tokens).
 local function usage_of(u)
   if type(u) ~= 'table' then return nil end
+  local cached = tonumber(u.cached_input_tokens) or 0
+  local input = tonumber(u.input_tokens) or 0
   return {
-    input_tokens = tonumber(u.input_tokens) or 0,
+    input_tokens = input >= cached and input - cached or input,
     output_tokens = tonumber(u.output_tokens) or 0,
-    cache_read_tokens = tonumber(u.cached_input_tokens) or 0,
+    cache_read_tokens = cached,
     cache_write_tokens = tonumber(u.cache_write_input_tokens) or 0,
   }
+end
+
+-- codex reports no cost: priced from the role's `price` or orch's table of
+-- list prices when the model is known there; else none (never a guess).
+function M.cost(usage, model, own_price)
+  local ok, prices = pcall(require, 'orch.agent.prices')
+  if not ok or not usage then return nil end
+  return prices.cost(usage, prices.of(model, own_price))
 end
 
 -- codex reports the thread's running total on every turn: this turn is the
@@ -346,7 +358,9 @@ function M.parse(obj, st, emit)
       local u = delta(total, st.prev)
       st.usage = cli.add_usage(st.usage, u)
       st.total = total
-      emit({ type = 'usage', usage = u })
+      local cost = M.cost(u, st.model, st.price)
+      if cost then st.cost = (st.cost or 0) + cost end
+      emit({ type = 'usage', usage = u, cost_usd = cost })
       -- the new running total goes with the session, for the next turn
       if st.thread_id then
         emit({ type = 'session', session_id = st.thread_id,
@@ -369,7 +383,7 @@ end
 function M.finish(turn, code, sig)
   local st = turn.state
   local res = { exit_code = code, signal = sig, session_id = st.thread_id, usage = st.usage,
-                text = st.text }
+                text = st.text, cost_usd = st.cost }
   if st.completed and not st.error and code == 0 and not sig then
     res.ok = true
     if turn.ctx.emit then
@@ -409,7 +423,8 @@ local function run(ctx, thread_id)
   local sdata = ctx.session and ctx.session.data or {}
   local st = { thread_id = thread_id, started = {}, home = home, bin = bin[1],
                prev = type(sdata) == 'table' and sdata.usage_total or nil,
-               sandbox = M.sandbox(ctx.tools or (ctx.role or {}).tools or 'edit') }
+               sandbox = M.sandbox(ctx.tools or (ctx.role or {}).tools or 'edit'),
+               model = ctx.model or (ctx.role or {}).model, price = (ctx.role or {}).price }
   return cli.turn(ctx, {
     name = 'codex', argv = argv, env = M.build_env(ctx, home, tmpdir), input = input,
     tmpdir = tmpdir, state = st,
