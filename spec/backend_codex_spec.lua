@@ -360,4 +360,77 @@ describe('codex backend', function()
       assert.truthy(srv:last().tool_results[1].output:find('blue, for t1', 1, true))
     end)
   end)
+
+  A.e2e({ describe = describe, it = it, pending = pending }, 'codex',
+        'end to end: orch run --plan with the real codex', function(bin)
+    local dir, srv, repo
+    local SCENARIO = {
+      { when = { tool_error = '.' }, reply = 'Refused: {{1}}' },
+      { when = { tool_result = '.' }, reply = 'Done: {{1}}' },
+      { when = { user = 'shell (.+)' }, reply = { shell = '{{1}}' } },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'hello\n' } } },
+    }
+    before_each(function()
+      dir = H.tmpdir()
+      repo = A.repo(dir, { ['keep.txt'] = 'original\n',
+        ['.orch/roles/coder.yaml'] = 'model: gpt-5.5\nprice:\n  input: 1\n  output: 2\n',
+        ['.orch/roles/reviewer.yaml'] = 'model: gpt-5.5\n' })
+      core.mkdir_p(dir .. '/tmp')
+      core.mkdir_p(dir .. '/home')
+      srv = assert(ms.start({ scenario = SCENARIO }))
+    end)
+    after_each(function()
+      srv:stop()
+      H.rm(dir)
+    end)
+
+    local function env()
+      return { HOME = dir .. '/home', TMPDIR = dir .. '/tmp', CODEX_HOME = false,
+               OPENAI_BASE_URL = srv.url .. '/v1', OPENAI_API_KEY = A.KEY,
+               PATH = bin:match('^(.*)/[^/]+$') .. ':' .. (os.getenv('PATH') or '/usr/bin:/bin'),
+               XDG_RUNTIME_DIR = false, ORCH_SOCKET_DIR = false, ORCH_SCRATCH_DIR = false,
+               ORCH_CODEX_BIN = false }
+    end
+
+    local function run(tasks)
+      H.write(dir .. '/plan.json', cjson.encode({ goal = 'e2e', tasks = tasks }))
+      return H.orch({ 'run', '--plan', dir .. '/plan.json', '--yes', '--no-tui' },
+                    { cwd = repo, env = env(), timeout = 180000 })
+    end
+
+    local function status()
+      local r = H.orch({ 'status', '--json' }, { cwd = repo, env = env() })
+      assert.equals(0, r.code, r.err)
+      return cjson.decode(r.out)
+    end
+
+    local function git(args) return (H.sh("git -C '" .. repo .. "' " .. args)) end
+
+    it('a coder task writes a file: in both branches; thread, usage and cost recorded; no key left', function()
+      local r = run({ { id = 'hello', role = 'coder', backend = 'codex', prompt = 'create hello.txt',
+                        files = { 'hello.txt' } } })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      local t = st.tasks[1]
+      assert.equals('done', t.status)
+      assert.equals('hello\n', git('show orch/' .. st.run.id .. '/hello:hello.txt'))
+      assert.equals('hello\n', git('show orch/' .. st.run.id .. '/integration:hello.txt'))
+      assert.truthy(t.session_id and #t.session_id > 10)
+      assert.is_true(t.usage.input_tokens > 0)
+      assert.is_true(t.cost_usd > 0) -- from the role's price
+      local db = repo .. '/.orch/orch.db'
+      assert.equals(t.session_id, (H.sh("sqlite3 '" .. db .. "' \"SELECT session_id FROM sessions\""):gsub('%s+$', '')))
+      assert.equals('', A.files_with(A.KEY, { repo, dir .. '/tmp', dir .. '/home' }))
+    end)
+
+    it('a read-only reviewer cannot write: codex\'s sandbox refuses, the file is unchanged', function()
+      local r = run({ { id = 'review', role = 'reviewer', backend = 'codex',
+                        prompt = 'shell printf x > keep.txt' } })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      assert.equals('original\n', git('show orch/' .. st.run.id .. '/integration:keep.txt'))
+      assert.equals('original\n', H.read(repo .. '/keep.txt'))
+      assert.truthy(srv:last().tool_results[1].output:find('Read%-only file system'))
+    end)
+  end)
 end)
