@@ -7,7 +7,6 @@
 --                         backend (with orch mcp, as in a run, and without);
 --                         prints the mean of each in ms
 local core = require('orch.core')
-local cli = require('orch.backends.cli')
 local claude = require('orch.backends.claude')
 
 local mode = arg[1]
