@@ -541,6 +541,13 @@ describe('claude backend', function()
       end, 60000), 'claude never asked the model: ' .. table.concat(out, '\n'))
       local sid = status().tasks[1].session_id
       assert.truthy(sid, 'the session id is stored before the turn ends')
+      -- mid-turn: claude has recorded the turn's start in its transcript
+      -- (killed before that, there is no conversation to continue, and the
+      -- backend starts it afresh under the same id: see the fake-claude test)
+      assert(H.run_until(function()
+        local f = H.sh("cat '" .. dir .. "'/home/.claude/projects/*/" .. sid .. ".jsonl 2>/dev/null")
+        return f:find('create slow.txt', 1, true) ~= nil
+      end, 30000), 'claude did not record the turn')
       core.kill(p:pid(), 'SIGKILL')
       assert(H.run_until(function() return done end, 10000))
       local before = #srv:requests()
