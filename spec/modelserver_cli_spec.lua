@@ -161,6 +161,36 @@ describe('scripted model server with the real CLIs', function()
     assert.is_true(has_tool_result(reqs[4], 'second%.txt'))
   end)
 
+  it('codex with a model it does not know writes and edits through exec_command', function()
+    local codex = need('codex')
+    srv:stop()
+    srv = assert(ms.start({ scenario = {
+      { when = { tool_result = '.', user = 'create' }, reply = 'created' },
+      { when = { tool_result = '.', user = 'change' }, reply = 'changed' },
+      { when = { user = 'create (%S+)' }, reply = { write = { path = 'sub/{{1}}', content = 'one & two\n' } } },
+      { when = { user = 'change (%S+)' }, reply = { edit = { path = 'sub/{{1}}', old = '& two', new = "& 'three'" } } },
+    } }))
+    local env = agents.codex_env(srv, dir .. '/codex', dir .. '/home', dir .. '/tmp', 'gpt-5-codex')
+    local base = { codex, 'exec', '--json', '--skip-git-repo-check', '--sandbox', 'workspace-write' }
+    local argv = { unpack(base) }
+    argv[#argv + 1] = 'create f.txt'
+    local r = run(argv, dir .. '/work', env)
+    assert.are.equal(0, r.code, r.err)
+    assert.are.equal('one & two\n', H.read(dir .. '/work/sub/f.txt'))
+    local reqs = srv:requests()
+    local offered = table.concat(reqs[1].tools, ',')
+    assert.is_nil(offered:find('apply_patch'))
+    assert.are.equal('exec_command', reqs[1].reply.tool_calls[1].name)
+    assert.is_not_nil(find_event(r.events, function(ev)
+      return ev.type == 'item.completed' and ev.item.type == 'command_execution' and ev.item.exit_code == 0
+    end))
+    argv = { unpack(base) }
+    argv[#argv + 1] = 'change f.txt'
+    r = run(argv, dir .. '/work', env)
+    assert.are.equal(0, r.code, r.err)
+    assert.are.equal("one & 'three'\n", H.read(dir .. '/work/sub/f.txt'))
+  end)
+
   describe('faults', function()
     local function fault_server(fault, times)
       srv:stop()

@@ -96,6 +96,12 @@ function M.edit(req, e)
   local path, old, new = e.path or e.file_path, e.old or e.old_string or '', e.new or e.new_string or ''
   local name = first_tool(req, { 'Edit', 'edit', 'apply_patch' })
   if name == 'apply_patch' then return apply_patch_call(req, patch_update(path, old, new)) end
+  if not name and first_tool(req, { 'exec_command', 'Bash', 'bash', 'shell' }) then
+    -- bash's ${v/"old"/"new"}: quoted, both sides are literal text
+    return M.shell(req, ('f=%s; old=%s; new=%s; c=$(cat "$f"; printf x); c=${c%%x}; ' ..
+                         'printf %%s "${c/"$old"/"$new"}" > "$f"')
+                        :format(M.shell_quote(path), M.shell_quote(old), M.shell_quote(new)))
+  end
   name = name or 'edit'
   local spec = req.tool_specs[name]
   local pk = key_of(spec, { 'file_path', 'path', 'filename' }, name == 'Edit' and 'file_path' or 'path')
