@@ -10,10 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct orch_sweep_ps {
     pid_t pid, ppid, pgrp, sid;
+    int tty;
+    unsigned long long start; /* clock ticks after boot */
+    int mark;                 /* orch_sweep_match: -1 unknown, 0 no, 1 yes */
 } orch_sweep_ps;
 
 static int orch_sweep_cmp(const void *a, const void *b)
@@ -27,7 +31,8 @@ static int orch_sweep_read(pid_t pid, orch_sweep_ps *out)
     char path[64], buf[1024], *rp;
     FILE *f;
     size_t n;
-    int ppid, pgrp, sid;
+    int ppid, pgrp, sid, tty;
+    unsigned long long start = 0;
     char state;
 
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -38,12 +43,20 @@ static int orch_sweep_read(pid_t pid, orch_sweep_ps *out)
     fclose(f);
     buf[n] = '\0';
     rp = strrchr(buf, ')'); /* the command name may hold spaces and parens */
-    if (!rp || sscanf(rp + 1, " %c %d %d %d", &state, &ppid, &pgrp, &sid) != 4)
+    /* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+     * cmajflt utime stime cutime cstime priority nice threads itrealvalue
+     * starttime */
+    if (!rp || sscanf(rp + 1, " %c %d %d %d %d %*d %*u %*u %*u %*u %*u %*u "
+                      "%*u %*d %*d %*d %*d %*d %*d %llu", &state, &ppid,
+                      &pgrp, &sid, &tty, &start) != 6)
         return -1;
     out->pid = pid;
     out->ppid = ppid;
     out->pgrp = pgrp;
     out->sid = sid;
+    out->tty = tty;
+    out->start = start;
+    out->mark = -1;
     return 0;
 }
 
@@ -144,4 +157,135 @@ int orch_sweep_kill(pid_t root, const pid_t *ids, size_t n, int sig)
 int orch_sweep_count(pid_t root, const pid_t *ids, size_t n)
 {
     return orch_sweep_walk(root, ids, n, 0);
+}
+
+/* ------------------------------------------------------------ marks */
+
+/* Whether the environment of pid holds every entry of env[]. */
+static int orch_sweep_env(pid_t pid, const char *const *env, size_t nenv)
+{
+    char path[64], *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    size_t found = 0;
+    FILE *f;
+    if (nenv == 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        if ((n = fread(buf + len, 1, cap - len - 1, f)) == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    if (!buf)
+        return 0;
+    buf[len] = '\0';
+    for (size_t i = 0; i < nenv; i++) {
+        for (size_t at = 0; at < len; at += strlen(buf + at) + 1)
+            if (!strcmp(buf + at, env[i])) {
+                found++;
+                break;
+            }
+    }
+    free(buf);
+    return found == nenv;
+}
+
+/* Whether the working directory of pid is dir or below it (a removed
+ * directory reads "PATH (deleted)"). */
+static int orch_sweep_cwd(pid_t pid, const char *dir)
+{
+    char path[64], link[4200];
+    size_t n = strlen(dir);
+    ssize_t len;
+    snprintf(path, sizeof path, "/proc/%d/cwd", (int)pid);
+    if ((len = readlink(path, link, sizeof link - 1)) < 0)
+        return 0;
+    link[len] = '\0';
+    return !strncmp(link, dir, n) &&
+           (link[n] == '\0' || link[n] == '/' || !strcmp(link + n, " (deleted)"));
+}
+
+/* Boot time (unix seconds) and clock ticks per second, for start times. */
+static double orch_sweep_btime(void)
+{
+    char line[256];
+    double bt = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %lf", &bt) == 1)
+            break;
+    fclose(f);
+    return bt;
+}
+
+static int orch_sweep_own_mark(const orch_sweep_spec *s, orch_sweep_ps *p,
+                               double btime, double hz)
+{
+    if (s->since > 0 && btime > 0 && btime + (double)p->start / hz < s->since - 1)
+        return 0; /* older than what it would belong to: a reused id */
+    if (orch_sweep_in(p->sid, s->ids, s->nids) ||
+        orch_sweep_in(p->pgrp, s->ids, s->nids))
+        return 1;
+    if (!s->anywhere && p->ppid != s->adopter)
+        return 0;
+    if (orch_sweep_env(p->pid, s->env, s->nenv))
+        return 1;
+    if (s->no_tty && p->tty != 0)
+        return 0;
+    return s->cwd && s->cwd[0] && orch_sweep_cwd(p->pid, s->cwd);
+}
+
+/* The mark of p: its own, or its parent's (below adopter and init). */
+static int orch_sweep_marked(const orch_sweep_spec *s, orch_sweep_ps *ps,
+                             int n, orch_sweep_ps *p, double btime, double hz,
+                             int depth)
+{
+    orch_sweep_ps *parent;
+    if (p->mark >= 0)
+        return p->mark;
+    p->mark = 0; /* guards a cycle seen in a racing snapshot */
+    if (orch_sweep_own_mark(s, p, btime, hz))
+        return p->mark = 1;
+    if (depth < 4096 && p->ppid > 1 && p->ppid != s->adopter &&
+        (parent = orch_sweep_find(ps, n, p->ppid)))
+        p->mark = orch_sweep_marked(s, ps, n, parent, btime, hz, depth + 1);
+    return p->mark;
+}
+
+int orch_sweep_match(const orch_sweep_spec *s, int sig, pid_t *out,
+                     size_t max)
+{
+    orch_sweep_ps *ps;
+    int n = orch_sweep_list(&ps), hits = 0;
+    pid_t self = getpid();
+    double btime = orch_sweep_btime(), hz = (double)sysconf(_SC_CLK_TCK);
+    if (n < 0)
+        return n;
+    if (hz <= 0)
+        hz = 100;
+    for (int i = 0; i < n; i++) {
+        orch_sweep_ps *p = &ps[i];
+        if (p->pid == self || p->pid == s->adopter || p->pid <= 1)
+            continue;
+        if (!orch_sweep_marked(s, ps, n, p, btime, hz, 0))
+            continue;
+        if (out && (size_t)hits < max)
+            out[hits] = p->pid;
+        hits++;
+        if (sig)
+            kill(p->pid, sig);
+    }
+    free(ps);
+    return hits;
 }

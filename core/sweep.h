@@ -19,4 +19,33 @@ int orch_sweep_kill(pid_t root, const pid_t *ids, size_t n, int sig);
 /* Counts the same set without signalling. */
 int orch_sweep_count(pid_t root, const pid_t *ids, size_t n);
 
+/* What is left of one task, found by marks that survive setsid, a double
+ * fork and (for the working directory) `env -i`. A process matches when
+ *   - it or an ancestor is in one of the sessions or groups ids[] (the
+ *     task's, whose leader is gone), or
+ *   - its environment holds every entry of env[] ("K=V"), or its working
+ *     directory is `cwd` or below it (a removed directory too) — counted
+ *     only for direct children of `adopter` (orphans orch adopted as a
+ *     child subreaper) unless `anywhere`; with `no_tty` the directory
+ *     counts only for processes without a controlling terminal (never a
+ *     user's shell that went there),
+ * or descends from a process that matches; and never if it started before
+ * `since` (unix seconds; 0: any), is orch itself, `adopter` or pid 1. */
+typedef struct orch_sweep_spec {
+    const pid_t *ids;
+    size_t nids;
+    const char *const *env;
+    size_t nenv;
+    const char *cwd;
+    pid_t adopter;
+    int anywhere;
+    int no_tty;
+    double since;
+} orch_sweep_spec;
+
+/* Signals (sig 0: only counts) every process that matches; the first `max`
+ * pids go to out (may be NULL). Returns how many matched, or < 0. */
+int orch_sweep_match(const orch_sweep_spec *spec, int sig, pid_t *out,
+                     size_t max);
+
 #endif

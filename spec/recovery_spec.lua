@@ -2,6 +2,7 @@
 -- clean of an unfinished run, a kill -9 during the apply, the branch the
 -- run applies to, re-runs of interrupted attempts, and the processes a task
 -- leaves behind (issue 12).
+local core = require('orch.core')
 local cjson = require('cjson')
 local H = require('spec.helpers')
 
@@ -127,5 +128,66 @@ describe('recovery', function()
     assert.equals('line\n', H.read(repo .. '/log.txt'))    -- once, not twice
     local kept = 'refs/orch/' .. run .. '/attempts/a/attempt-1'
     assert.equals('line', sh(repo, 'git show ' .. kept .. ':log.txt'))
+  end)
+
+  -- processes whose command line is `sleep N` for the given Ns
+  local function sleeping(...)
+    local found = {}
+    for _, n in ipairs({ ... }) do
+      for _, p in ipairs(H.ps_matching('sleep ' .. n)) do
+        if p.state ~= 'Z' then found[#found + 1] = n end
+      end
+    end
+    return table.concat(found, ' ')
+  end
+
+  local function kill_sleeps()
+    for n = 7501, 7520 do
+      for _, p in ipairs(H.ps_matching('sleep ' .. n)) do core.kill(p.pid, 'SIGKILL') end
+    end
+  end
+
+  it('ends what a task started when it ends: its group, its session, escapees', function()
+    local pf = plan_file(root, {
+      { id = 'bg', cmd = 'sleep 7501 & echo started', files = { 'bg' } },
+      { id = 'esc', files = { 'esc' },
+        cmd = 'setsid -f sleep 7502; env -i setsid -f sleep 7503; (setsid sh -c "sleep 7504 & wait" &); echo ok' },
+      { id = 'slow', timeout = 1, on_failure = 'soft', files = { 'slow' }, cmd = 'sleep 7505 & sleep 60' },
+      -- runs after the others ended, while orch is live
+      { id = 'check', deps = { 'bg', 'esc', 'slow' }, files = { 'check' },
+        cmd = "sleep 0.3; ps -eo args | grep -E '^sleep 750[1-5]' > " .. root .. '/left; true' },
+    })
+    local ok, err = pcall(function()
+      local r = H.orch({ 'run', '--plan', pf, '--repo', repo, '--yes', '--no-tui' }, { cwd = repo, timeout = 60000 })
+      assert.equals(0, r.code, r.err)
+      assert.equals('', H.read(root .. '/left'))
+      assert.equals('', sleeping(7501, 7502, 7503, 7504, 7505))
+    end)
+    kill_sleeps()
+    assert(ok, err)
+  end)
+
+  it('after kill -9, resume ends leftovers of every task, env -i setsid escapees too', function()
+    local pf = plan_file(root, {
+      { id = 'd', cmd = 'echo d > d.txt', files = { 'd' } },
+      { id = 'a', deps = { 'd' }, files = { 'a' },
+        cmd = 'if [ -e ' .. root .. '/go ]; then echo a > a.txt; exit 0; fi; env -i setsid -f sleep 7511; '
+          .. 'setsid -f sleep 7512; touch ' .. root .. '/started; sleep 60' } })
+    local ok, err = pcall(function()
+      local run = run_and_kill(repo, { 'run', '--plan', pf, '--repo', repo, '--yes', '--no-tui' },
+        function() return H.read(root .. '/started') ~= nil end)
+      -- what a finished task left (as if orch had died before its sweep)
+      H.sh('env ORCH_RUN=' .. run .. ' ORCH_TASK=d setsid -f sleep 7513 </dev/null >/dev/null 2>&1')
+      assert.is_true(H.run_until(function() return sleeping(7511, 7512, 7513) == '7511 7512 7513' end, 5000))
+      H.write(root .. '/go', '')
+      local r = H.orch({ 'resume', run, '--repo', repo, '--yes', '--no-tui' }, { cwd = repo, timeout = 60000 })
+      assert.equals(0, r.code, r.err)
+      assert.matches('stopped %d+ left%-over task process', r.err)
+      assert.is_true(H.run_until(function() return sleeping(7511, 7512, 7513) == '' end, 5000),
+        'left: ' .. sleeping(7511, 7512, 7513))
+      assert.equals('a\n', H.read(repo .. '/a.txt'))
+    end)
+    kill_sleeps()
+    assert(ok, err)
   end)
 end)

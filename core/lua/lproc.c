@@ -13,15 +13,28 @@
  *   p:alive()  p:status() -> code, signame (after exit)
  *
  * The process runs in its own session and group; kill and cancel act on the
- * whole group. While the process runs the object keeps itself alive. */
+ * whole group. While the process runs the object keeps itself alive.
+ *
+ *   local n, pids = core.sweep_match{
+ *     ids = {pid, ...},          -- sessions / groups (a task's leader pids)
+ *     env = {"ORCH_RUN=R", ...}, -- every entry in the environment
+ *     cwd = "/repo/.orch/worktrees/R/T",  -- working directory at or below
+ *     adopted = true,            -- env/cwd count only for orch's children
+ *     no_tty = true,             -- env/cwd only without a controlling tty
+ *     since = unix_seconds,      -- never a process older than this
+ *     signal = "SIGKILL",        -- default: none (only lists)
+ *   }
+ * finds (and signals) what a task left behind: see core/sweep.h. */
 #include "lorch.h"
 
 #include "err.h"
 #include "proc.h"
+#include "sweep.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LPROC_MT "orch.proc"
 
@@ -381,6 +394,67 @@ static const luaL_Reg lproc_methods[] = {
     {NULL, NULL},
 };
 
+#define LPROC_SWEEP_MAX 4096
+
+/* Reads a list of integers (ids) or strings (env) of the table field k. */
+static size_t lproc_list(lua_State *L, const char *k, pid_t *ids,
+                         const char **strs, size_t max)
+{
+    size_t n = 0;
+    lua_getfield(L, 1, k);
+    if (lua_istable(L, -1)) {
+        size_t len = lua_objlen(L, -1);
+        for (size_t i = 0; i < len && n < max; i++) {
+            lua_rawgeti(L, -1, (int)i + 1);
+            if (ids && lua_isnumber(L, -1))
+                ids[n++] = (pid_t)lua_tointeger(L, -1);
+            else if (strs && lua_type(L, -1) == LUA_TSTRING)
+                strs[n++] = lua_tostring(L, -1); /* kept by the table */
+            else
+                luaL_error(L, "sweep_match: %s[%d] has the wrong type", k,
+                           (int)i + 1);
+            lua_pop(L, 1);
+        }
+    } else if (!lua_isnil(L, -1))
+        luaL_error(L, "sweep_match: %s must be a list", k);
+    lua_pop(L, 1); /* the spec table (arg 1) keeps the strings alive */
+    return n;
+}
+
+static int lproc_sweep_match(lua_State *L)
+{
+    static pid_t ids[LPROC_SWEEP_MAX], out[LPROC_SWEEP_MAX];
+    static const char *env[64];
+    orch_sweep_spec s;
+    int sig = 0, n;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    memset(&s, 0, sizeof s);
+    s.ids = ids;
+    s.nids = lproc_list(L, "ids", ids, NULL, LPROC_SWEEP_MAX);
+    s.env = env;
+    s.nenv = lproc_list(L, "env", NULL, env, 64);
+    s.cwd = lorch_opt_str_field(L, 1, "cwd", NULL);
+    s.adopter = lorch_opt_bool_field(L, 1, "adopted", 0) ? getpid() : 0;
+    s.anywhere = s.adopter == 0;
+    s.no_tty = lorch_opt_bool_field(L, 1, "no_tty", 0);
+    lua_getfield(L, 1, "since");
+    s.since = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_getfield(L, 1, "signal");
+    if (!lua_isnil(L, -1))
+        sig = lorch_checksignal(L, lua_gettop(L));
+    lua_pop(L, 2);
+    n = orch_sweep_match(&s, sig, out, LPROC_SWEEP_MAX);
+    if (n < 0)
+        return lorch_fail(L, n, orch_err_msg());
+    lua_pushinteger(L, n);
+    lua_createtable(L, n < LPROC_SWEEP_MAX ? n : LPROC_SWEEP_MAX, 0);
+    for (int i = 0; i < n && i < LPROC_SWEEP_MAX; i++) {
+        lua_pushinteger(L, out[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 2;
+}
+
 int lorch_open_proc(lua_State *L)
 {
     lorch_class(L, LPROC_MT, lproc_methods);
@@ -388,5 +462,7 @@ int lorch_open_proc(lua_State *L)
     lua_newtable(L);
     lua_pushcfunction(L, lproc_spawn);
     lua_setfield(L, -2, "spawn");
+    lua_pushcfunction(L, lproc_sweep_match);
+    lua_setfield(L, -2, "sweep_match");
     return 1;
 }

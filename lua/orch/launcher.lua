@@ -3,13 +3,57 @@
 -- a container, as a cluster job) without the scheduler or the backends
 -- knowing. spec is what orch.core.spawn takes (argv, cwd, env, stdout,
 -- stderr, on_exit, input); the result must offer :pid(), :cancel(ms),
--- :kill(sig) like a core process. Replace it with launcher.set(fn).
+-- :kill(sig), :reaped() like a core process. Replace it with
+-- launcher.set(fn).
+--
+-- When a task's process ends (it finished, timed out or was cancelled), the
+-- local launcher ends everything it started with it, before on_exit:
+-- launcher.reap_task(pid, spec) kills its process group and its session
+-- (members that made groups of their own too), and the orphans orch adopted
+-- (as a child subreaper) that carry the task's ORCH_RUN/ORCH_TASK
+-- environment or work in its worktree (`env -i setsid -f ...` keeps the
+-- directory, not the environment), with whatever descends from them. A
+-- replacement launcher ends its own (a container's stop does).
 local core = require('orch.core')
 
 local M = {}
 
+-- The marks of a task's processes from its spawn spec, or nil for a spawn
+-- that is not a task's.
+local function task_marks(spec)
+  local env = type(spec.env) == 'table' and spec.env or {}
+  if type(env.ORCH_RUN) ~= 'string' or type(env.ORCH_TASK) ~= 'string' then return nil end
+  local wt = env.ORCH_WORKTREE
+  return {
+    env = { 'ORCH_RUN=' .. env.ORCH_RUN, 'ORCH_TASK=' .. env.ORCH_TASK },
+    -- the directory marks only a worktree of the task's own, not the
+    -- repository itself (--in-place), where every task works
+    cwd = type(wt) == 'string' and wt ~= env.ORCH_REPO and wt or nil,
+  }
+end
+
+-- Kills what is left of the task whose process pid ended. Returns how many
+-- processes were killed.
+function M.reap_task(pid, spec)
+  local marks = task_marks(spec)
+  if not marks or not pid then return 0 end
+  local n = core.sweep_match({ ids = { pid }, env = marks.env, cwd = marks.cwd,
+                               adopted = true, no_tty = true, signal = 'SIGKILL' })
+  return n or 0
+end
+
 local function local_spawn(spec)
-  return core.spawn(spec)
+  if not task_marks(spec) then return core.spawn(spec) end
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  local pid
+  s.on_exit = function(code, sig, proc)
+    M.reap_task(pid or (proc and proc:pid()), spec)
+    if spec.on_exit then return spec.on_exit(code, sig, proc) end
+  end
+  local p, err, ecode = core.spawn(s)
+  if p then pid = p:pid() end
+  return p, err, ecode
 end
 
 M.spawn_fn = local_spawn

@@ -236,39 +236,36 @@ function M.is_live(root, run)
   return M.pid_is_orch(run.pid) and run.pid ~= core.getpid()
 end
 
+-- Whether the process pid is gone or one of this run's (its environment
+-- says so): only then may its id stand for the run's session or group.
+local function free_or_ours(pid, run_id)
+  local f = io.open('/proc/' .. pid .. '/environ', 'rb')
+  if not f then return core.realpath('/proc/' .. pid) == nil end
+  local env = '\0' .. (f:read('*a') or '')
+  f:close()
+  return env:find('\0ORCH_RUN=' .. run_id .. '\0', 1, true) ~= nil
+end
+
 -- Task processes left running by a crashed orch (they run in their own
--- sessions, so a kill -9 of orch does not end them): every process whose
--- environment names this run, by task id. Found by their ORCH_RUN/ORCH_TASK
--- variables, so neither a recorded pid (written lazily) nor a live group
--- leader is needed.
-local function leftover_processes(run_id)
-  local by_task = {}
-  local needle = '\0ORCH_RUN=' .. run_id .. '\0'
-  for _, name in ipairs(core.readdir('/proc') or {}) do
-    local pid = tonumber(name)
-    if pid and pid ~= core.getpid() then
-      local f = io.open('/proc/' .. name .. '/environ', 'rb')
-      local env = f and ('\0' .. (f:read('*a') or '')) or ''
-      if f then f:close() end
-      if env:find(needle, 1, true) then
-        local task = env:match('%zORCH_TASK=([^%z]*)%z')
-        if task then
-          by_task[task] = by_task[task] or {}
-          table.insert(by_task[task], pid)
-        end
+-- sessions, so a kill -9 of orch does not end them), of every task, done
+-- ones too: processes whose environment names this run (ORCH_RUN), members
+-- of the sessions and groups of the run's recorded task processes, and —
+-- for `env -i setsid -f` escapees, which have neither — processes without
+-- a terminal working in one of the run's worktrees; and what descends from
+-- them. Never a process older than the run. Kills them; returns how many.
+local function reclaim_leftovers(st, run, root)
+  local ids = {}
+  for _, t in ipairs(st:tasks(run.id)) do
+    for _, a in ipairs(st:attempts(run.id, t.id)) do
+      if type(a.pid) == 'number' and a.pid > 1 and free_or_ours(a.pid, run.id) then
+        ids[#ids + 1] = a.pid
       end
     end
   end
-  return by_task
-end
-
--- Kills what is left of a task's processes (each one's group, then itself).
-local function reclaim(pids)
-  for _, pid in ipairs(pids or {}) do
-    core.kill(pid, 'SIGKILL', true)
-    core.kill(pid, 'SIGKILL')
-  end
-  return pids and #pids > 0
+  local n = core.sweep_match({ ids = ids, env = { 'ORCH_RUN=' .. run.id },
+    cwd = root and (root .. '/.orch/worktrees/' .. run.id) or nil, no_tty = true,
+    since = run.created_at, signal = 'SIGKILL' })
+  return n or 0
 end
 
 local function decode_plan(run)
@@ -299,11 +296,11 @@ local RESOLVED = { done = true, skipped = true }
 -- succeeded but its merge did not finish: only the merge is redone), and
 -- the rest, which go back to pending; of those, fresh: the ones that run
 -- again (their next attempt starts from a clean base, see worktrees.md).
-local function resume_sets(st, run, plan)
-  local done, exited, soft, reclaimed, fresh = {}, {}, {}, 0, {}
+local function resume_sets(st, run, plan, root)
+  local done, exited, soft, fresh = {}, {}, {}, {}
   local declared_soft = {}
   for _, t in ipairs(plan.tasks) do declared_soft[t.id] = t.on_failure == 'soft' end
-  local leftovers = leftover_processes(run.id)
+  local reclaimed = reclaim_leftovers(st, run, root)
   for _, t in ipairs(st:tasks(run.id)) do
     local attempts = st:attempts(run.id, t.id)
     local last = attempts[#attempts]
@@ -315,7 +312,6 @@ local function resume_sets(st, run, plan)
     elseif RESOLVED[t.status] then
       done[t.id] = true
     else
-      if reclaim(leftovers[t.id]) then reclaimed = reclaimed + 1 end
       if last and (last.status == 'exited' or t.status == 'conflict') and last.exit_code == 0 then
         exited[t.id] = true
       end
@@ -395,7 +391,7 @@ function M.cli_resume(o)
   if not plan then err('%s', perr) st:close() return EXIT_USAGE end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
-  local done, exited, _, reclaimed, fresh = resume_sets(st, run, plan)
+  local done, exited, _, reclaimed, fresh = resume_sets(st, run, plan, loc.root)
   lost_work(st, loc, run, o, done, exited, fresh)
   local ndone = 0
   for _ in pairs(done) do ndone = ndone + 1 end
