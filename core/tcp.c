@@ -340,8 +340,8 @@ int orch_tcp_connect(uv_loop_t *loop, const char *host, int port,
                         tcp_connected);
     if (rc < 0) {
         tcp_conn_drop(c);
-        return orch_err_set(rc, "cannot connect to %s:%d: %s", host, port,
-                            uv_strerror(rc));
+        return orch_err_set(rc, "cannot connect to %s:%d: %s",
+                            host ? host : "127.0.0.1", port, uv_strerror(rc));
     }
     c->connecting = 1;
     *out = c;
