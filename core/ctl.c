@@ -50,7 +50,6 @@ static void ctl_framer_consume(orch_ctl_framer *f, size_t n)
 {
     memmove(f->buf, f->buf + n, f->len - n);
     f->len -= n;
-    f->scan = 0;
 }
 
 int orch_ctl_framer_feed(orch_ctl_framer *f, const char *data, size_t len,
@@ -77,7 +76,6 @@ int orch_ctl_framer_feed(orch_ctl_framer *f, const char *data, size_t len,
         if (f->len + take - (nl ? 1 : 0) > f->max) {
             size_t seen = f->len + take - (nl ? 1 : 0);
             f->len = 0;
-            f->scan = 0;
             f->discarding = nl == NULL;
             len -= take;
             data += take;

@@ -31,7 +31,7 @@
 /* Splits a byte stream into frames; pure, for the fuzzer and the sockets. */
 typedef struct orch_ctl_framer {
     char *buf;
-    size_t len, cap, scan, max;
+    size_t len, cap, max;
     int discarding; /* an oversized frame was reported: drop to its '\n' */
 } orch_ctl_framer;
 

@@ -154,6 +154,21 @@ describe('orch.engine events', function()
     st:close()
   end)
 
+  it('records a lock wait when a ready task waits for files another one holds', function()
+    local e, st = new_engine(dir, { { id = 'a', cmd = 'sleep 0.2', files = { 'x.c' } },
+                                    { id = 'b', cmd = 'true', files = { 'x.c' } } })
+    local locks = {}
+    e:subscribe(function(ev)
+      if ev.kind == 'lock' then locks[#locks + 1] = ev.task .. ':' .. tostring(ev.waiting) .. ':' .. ev.status end
+    end)
+    local code
+    e:start(function(c) code = c end)
+    assert.is_true(H.run_until(function() return code ~= nil end))
+    assert.equal(0, code)
+    assert.same({ 'b:true:pending', 'b:false:pending' }, locks)
+    st:close()
+  end)
+
   it('core.run from inside a callback raises, naming the misuse', function()
     local ok, err
     core.timer(0, function() ok, err = pcall(core.run, 'once') end)

@@ -1147,11 +1147,12 @@ function Engine:on_shutdown(phase, signame)
   end
 end
 
+-- (The scratch directories stay: an interrupted run is resumed, and a
+-- backend's session may live there, as codex's CODEX_HOME does.)
 function Engine:close()
   if self.closed then return end
   self:flush_output()
   self:close_timers()
-  self:remove_scratch()
   self.closed = true
   self.store:close()
 end

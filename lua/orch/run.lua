@@ -111,7 +111,8 @@ end
 
 -- The UI of a run: the TUI when stderr and stdin are terminals (and not
 -- --no-tui, and orch.tui loads), else progress lines on stderr and, on a
--- terminal, the prompt that answers gates and questions. Returns {stop=fn}.
+-- terminal, the prompt that answers gates and questions. Returns an object
+-- with :stop().
 function M.attach_ui(e, o)
   local tty = core.isatty(0) and core.isatty(2)
   if tty and not o['no-tui'] and not o.quiet then
@@ -125,7 +126,7 @@ function M.attach_ui(e, o)
   end
   local unsub = require('orch.progress').attach(e, { quiet = o.quiet })
   local p = tty and require('orch.prompt').attach(e) or nil
-  return { stop = function()
+  return { stop = function(_)
     unsub()
     if p then p:stop() end
   end }
@@ -196,7 +197,7 @@ function M.apply(s, code)
 end
 
 function M.close(s)
-  if s.ui then s.ui.stop() s.ui = nil end
+  if s.ui then s.ui:stop() s.ui = nil end
   if s.control then s.control:stop() s.control = nil end
   if s.store then s.store:close() end
 end
