@@ -5,6 +5,9 @@
 --   ws:prepare(task, deps)            -> {cwd=, branch=, worktree=} | nil, err
 --   ws:finish(task, result)           -> {status='done'|'conflict', message=}
 --   ws:complete(run, opts)            -> message | nil, err  (run end)
+-- The engine calls prepare, finish and complete inside a coroutine of its
+-- own (orch.async), so they may suspend (async.wait on work done off the
+-- loop) while timers, output and the control socket go on.
 -- The in-place workspace below runs every task in the repository itself
 -- (no isolation); orch.worktrees provides the git worktree one.
 local M = {}
