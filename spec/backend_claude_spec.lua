@@ -187,7 +187,7 @@ describe('claude backend', function()
       assert.equals('Write', d[1].tool)
       assert.truthy(d[1].message:find('plan mode', 1, true))
       assert.is_true(of_type(evs, 'tool_result')[1].is_error)
-      assert.equals(0, #of_type(evs, 'session')) -- same session: nothing new to store
+      assert.equals(0, #of_type(evs, 'session')) -- init names the same session: nothing new
       -- total_cost_usd covers the whole session; the usage event is this turn's
       local cost = of_type(evs, 'usage')[1].cost_usd
       assert.is_true(cost > 0.0016 and cost < 0.0017, tostring(cost))
@@ -513,6 +513,34 @@ describe('claude backend', function()
         assert.equals('', (H.sh("find '" .. dir .. "/tmp' -name '*.scratch'"):gsub('%s+$', '')))
         no_key_left()
       end)
+
+    it('a task that continues another carries on its conversation: the first turn is in the request', function()
+      local r = run({
+        { id = 'one', role = 'coder', backend = 'claude', prompt = 'create one.txt', files = { 'one.txt' } },
+        { id = 'two', role = 'coder', backend = 'claude', prompt = 'now create two.txt', files = { 'two.txt' },
+          deps = { 'one' }, continues = 'one' } })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      local by = {}
+      for _, t in ipairs(st.tasks) do by[t.id] = t end
+      assert.equals('done', by.two.status)
+      assert.equals(by.one.session_id, by.two.session_id)
+      assert.equals('hello\n', git('show orch/' .. st.run.id .. '/integration:one.txt'))
+      assert.equals('hello\n', git('show orch/' .. st.run.id .. '/integration:two.txt'))
+      local second
+      for _, q in ipairs(srv:requests()) do
+        if q.last_user and q.last_user:find('now create two.txt', 1, true) then second = second or q end
+      end
+      assert.truthy(second, 'the second turn reached the model')
+      assert.truthy(second.all_text:find('create one.txt', 1, true))
+      local saw = false
+      for _, m in ipairs(second.messages) do
+        for _, c in ipairs(m.tool_calls or {}) do
+          if c.name == 'Write' and tostring(c.input.file_path):find('one.txt', 1, true) then saw = true end
+        end
+      end
+      assert.is_true(saw, 'the first turn\'s write is in the second turn\'s request')
+    end)
 
     it('a read-only reviewer cannot write: claude refuses, the file is unchanged', function()
       local r = run({ { id = 'review', role = 'reviewer', backend = 'claude', prompt = 'create keep.txt' } })

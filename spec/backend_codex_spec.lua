@@ -70,6 +70,17 @@ describe('codex backend', function()
       assert.same({ 'resume', '--', 'T-1', 'again' }, { unpack(a, r, r + 3) })
     end)
 
+    it('resumes a thread in the CODEX_HOME it lives in', function()
+      local dir = H.tmpdir()
+      core.mkdir_p(dir .. '/other/codex-home')
+      assert.equals(dir .. '/other/codex-home', codex.home_for({ scratch = dir .. '/mine',
+        session = { id = 'T', data = { codex_home = dir .. '/other/codex-home' } } }))
+      -- gone (the run that had it ended): a new one
+      assert.equals(dir .. '/mine/codex-home', codex.home_for({ scratch = dir .. '/mine',
+        session = { id = 'T', data = { codex_home = dir .. '/gone' } } }))
+      H.rm(dir)
+    end)
+
     it('keeps CODEX_HOME out of TMPDIR (codex will not set up its sandbox there)', function()
       local env = codex.build_env({ env = { ORCH_TASK = 't' } }, '/s/codex-home', '/s/tmp-1')
       assert.equals('/s/codex-home', env.CODEX_HOME)
@@ -421,6 +432,25 @@ describe('codex backend', function()
       local db = repo .. '/.orch/orch.db'
       assert.equals(t.session_id, (H.sh("sqlite3 '" .. db .. "' \"SELECT session_id FROM sessions\""):gsub('%s+$', '')))
       assert.equals('', A.files_with(A.KEY, { repo, dir .. '/tmp', dir .. '/home' }))
+    end)
+
+    it('a task that continues another resumes its thread (in that task\'s CODEX_HOME)', function()
+      local r = run({
+        { id = 'one', role = 'coder', backend = 'codex', prompt = 'create one.txt', files = { 'one.txt' } },
+        { id = 'two', role = 'coder', backend = 'codex', prompt = 'now create two.txt', files = { 'two.txt' },
+          deps = { 'one' }, continues = 'one' } })
+      assert.equals(0, r.code, r.err)
+      local st = status()
+      local by = {}
+      for _, t in ipairs(st.tasks) do by[t.id] = t end
+      assert.equals('done', by.two.status, r.err)
+      assert.equals(by.one.session_id, by.two.session_id)
+      assert.equals('hello\n', git('show orch/' .. st.run.id .. '/integration:two.txt'))
+      local second
+      for _, q in ipairs(srv:requests()) do
+        if q.last_user and q.last_user:find('now create two.txt', 1, true) then second = second or q end
+      end
+      assert.truthy(second.all_text:find('Add File: one.txt', 1, true))
     end)
 
     it('a read-only reviewer cannot write: codex\'s sandbox refuses, the file is unchanged', function()

@@ -254,10 +254,9 @@ local function run(ctx, session_id, mode)
   local bin, berr = bin_of(ctx)
   if not bin then return nil, berr end
   local emit = ctx.emit or function() end
-  if mode == 'first' then
-    -- stored before claude starts: a crash from here on resumes this id
-    emit({ type = 'session', session_id = session_id })
-  end
+  -- stored before claude starts: a crash from here on resumes this id (and
+  -- a task that continues another's conversation records it as its own)
+  emit({ type = 'session', session_id = session_id })
   local tmpdir = cli.turn_tmpdir(ctx)
   local args, input = M.build_args(ctx, session_id, mode)
   local argv = {}

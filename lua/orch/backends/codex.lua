@@ -166,9 +166,19 @@ function M.mcp_entry(ctx)
   return { command = mcp.argv[1], args = args, env_vars = vars }
 end
 
--- Writes CODEX_HOME for this task; returns its path.
+-- The CODEX_HOME of a turn: the one the conversation's thread lives in
+-- (a task that continues another's conversation uses that task's), else a
+-- new one in this task's scratch.
+function M.home_for(ctx)
+  local data = ctx.session and ctx.session.data
+  local h = type(data) == 'table' and data.codex_home or nil
+  if type(h) == 'string' and require('orch.core').readdir(h) then return h end
+  return cli.subdir(ctx, 'codex-home')
+end
+
+-- Writes CODEX_HOME for this turn; returns its path.
 function M.write_home(ctx)
-  local home = cli.subdir(ctx, 'codex-home')
+  local home = M.home_for(ctx)
   local uhome = M.user_home(ctx)
   local user = uhome ~= home and cli.read_file(uhome .. '/config.toml') or nil
   local text = M.config_toml({

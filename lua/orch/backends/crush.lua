@@ -241,7 +241,11 @@ local function run(ctx, session_id)
   if not bin then return nil, berr end
   local emit = ctx.emit or function() end
   local global = cli.subdir(ctx, 'crush-global')
-  local data_dir = cli.subdir(ctx, 'crush-data')
+  -- a conversation lives in its data directory: a task that continues
+  -- another's uses that one
+  local sd = type(ctx.session and ctx.session.data) == 'table' and ctx.session.data.data_dir
+  local data_dir = (type(sd) == 'string' and require('orch.core').readdir(sd)) and sd
+    or cli.subdir(ctx, 'crush-data')
   local ok, werr = cli.write_file(global .. '/crush.json', cli.json.encode(M.config(ctx)))
   if not ok then return nil, 'cannot write crush.json: ' .. tostring(werr) end
   local tmpdir = cli.turn_tmpdir(ctx)
