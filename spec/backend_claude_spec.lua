@@ -301,6 +301,7 @@ describe('claude backend', function()
       assert.truthy(res.error:find('exited with status 3 before writing any event', 1, true), res.error)
       assert.truthy(res.error:find('badly wrong', 1, true))
       assert.truthy(res.error:find(bin, 1, true))
+      assert.truthy(res.error:find('npm i -g @anthropic-ai/claude-code', 1, true))
     end)
 
     it('says which binary is missing and how to install it', function()

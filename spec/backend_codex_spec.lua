@@ -138,7 +138,9 @@ describe('codex backend', function()
       assert.truthy(t:find('approval_policy = "never"', 1, true))
       assert.is_nil(t:find('model_provider = "theirs"', 1, true))
       assert.truthy(t:find('[model_providers.theirs]', 1, true))
-      assert.truthy(t:find('[mcp_servers.docs]', 1, true))
+      -- their own MCP servers are not offered to orch's agents
+      assert.is_nil(t:find('[mcp_servers.docs]', 1, true))
+      assert.is_nil(t:find('docs-server', 1, true))
       assert.is_nil(t:find('old-orch', 1, true))
       assert.is_nil(t:find('X = "1"', 1, true))
       local _, n = t:gsub('%[mcp_servers%.orch%]', '')
@@ -146,6 +148,27 @@ describe('codex backend', function()
       -- no provider of orch's: theirs stays
       t = codex.config_toml({ user = user })
       assert.truthy(t:find('model_provider = "theirs"', 1, true))
+    end)
+
+    it('never copies a setting that may hold a credential', function()
+      local user = table.concat({
+        'model = "o3"',
+        'experimental_bearer_token = "abc123"',
+        '[model_providers.corp]',
+        'base_url = "https://corp.invalid/v1"',
+        'env_key = "CORP_KEY"',
+        'http_headers = { "X-Org" = "Bearer sk-live-555" }',
+        'api_key = "sk-live-666"',
+        '[profiles.fast]',
+        'model = "o4-mini"',
+      }, '\n')
+      local t = codex.config_toml({ user = user })
+      assert.is_nil(t:find('abc123', 1, true))
+      assert.is_nil(t:find('sk-live', 1, true))
+      assert.truthy(t:find('env_key = "CORP_KEY"', 1, true)) -- a name, not a key
+      assert.truthy(t:find('base_url = "https://corp.invalid/v1"', 1, true))
+      assert.truthy(t:find('[profiles.fast]', 1, true))
+      assert.truthy(t:find('model = "o4-mini"', 1, true))
     end)
 
     it('takes the provider from the role, else OPENAI_BASE_URL, else none', function()

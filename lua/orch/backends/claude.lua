@@ -227,13 +227,13 @@ function M.finish(turn, code, sig)
       res.no_conversation = type(r.errors) == 'table' and
         tostring(r.errors[1] or ''):find('No conversation found', 1, true) ~= nil
     elseif sig or code ~= 0 then
-      res.ok, res.error = false, cli.exit_message(turn, code, sig, st.bin)
+      res.ok, res.error = false, cli.exit_message(turn, code, sig, st.bin, M.INSTALL)
     else
       res.ok = true
     end
   else
     res.ok = false
-    res.error = cli.exit_message(turn, code, sig, st.bin)
+    res.error = cli.exit_message(turn, code, sig, st.bin, M.INSTALL)
     res.retryable = false
     if turn.garbage > 0 then
       res.error = res.error .. (' (%d line(s) of its output were not stream-json)'):format(turn.garbage)

@@ -342,13 +342,17 @@ function M.turn(ctx, o)
   }, nil, self
 end
 
--- The message for a process that ended without the backend's own result.
-function M.exit_message(turn, code, sig, bin)
+-- The message for a process that ended without the backend's own result
+-- (install: what to do when the binary itself seems broken).
+function M.exit_message(turn, code, sig, bin, install)
   local why = sig and ('was killed by ' .. sig) or ('exited with status ' .. tostring(code))
   local msg = ('%s (%s) %s'):format(turn.name, bin or turn.name, why)
   if turn.json_lines == 0 then msg = msg .. ' before writing any event' end
   local tail = turn:stderr_text()
   if tail ~= '' then msg = msg .. ': ' .. M.bound(tail, 4000) end
+  if turn.json_lines == 0 and not sig and install then
+    msg = msg .. ' (if this binary is broken or not the real one: ' .. install .. ')'
+  end
   return msg
 end
 

@@ -55,23 +55,45 @@ local function ours(name, owned)
   return false
 end
 
--- The user's config.toml without what orch sets: the top-level keys in
--- drop_keys and the tables under the names in owned. Returns the top-level
--- lines and the table lines.
+-- A setting that may hold a credential (by its name or its value): never
+-- copied into the CODEX_HOME orch writes (it could outlive a crash there).
+local SECRET_KEY = { 'token', 'secret', 'password', 'passwd', 'api_key', 'apikey', 'bearer',
+                     'authorization', 'credential', 'cookie' }
+local SECRET_VALUE = { 'bearer ', 'sk%-', 'ghp_', 'xox[bp]%-' }
+
+function M.secret_line(line)
+  local key, value = line:match('^%s*([^=]-)%s*=(.*)$')
+  if not key then return false end
+  local k, v = key:lower(), value:lower()
+  if k:find('env_key', 1, true) or k:find('env_var', 1, true) then return false end -- names only
+  for _, w in ipairs(SECRET_KEY) do if k:find(w, 1, true) then return true end end
+  for _, p in ipairs(SECRET_VALUE) do if v:find(p) then return true end end
+  return false
+end
+
+-- The user's config.toml without what orch sets (the top-level keys in
+-- drop_keys, the tables under the names in owned), without their MCP
+-- servers (an agent of orch's gets orch's only, as with claude's
+-- --strict-mcp-config) and without any line that may hold a credential.
+-- Returns the top-level lines and the table lines.
 function M.filter_user_config(text, drop_keys, owned)
   local top, tables = {}, {}
   local in_tables, skipping = false, false
+  local skip_names = { 'mcp_servers' }
+  for _, o in ipairs(owned) do skip_names[#skip_names + 1] = o end
   for line in (text .. '\n'):gmatch('([^\n]*)\n') do
     local h = line:match('^%s*%[') and header_name(line)
     if h then
       in_tables = true
-      skipping = ours(h, owned)
+      skipping = ours(h, skip_names)
       if not skipping then tables[#tables + 1] = line end
+    elseif M.secret_line(line) then -- luacheck: ignore 542
+      -- left out
     elseif in_tables then
       if not skipping then tables[#tables + 1] = line end
     else
       local key = line:match('^%s*([%w_%-]+)%s*=')
-      if not (key and drop_keys[key]) then top[#top + 1] = line end
+      if not (key and (drop_keys[key] or key == 'mcp_servers')) then top[#top + 1] = line end
     end
   end
   while top[#top] == '' do top[#top] = nil end
@@ -405,7 +427,7 @@ function M.finish(turn, code, sig)
     if res.error and res.error ~= '' then
       res.retryable = M.retryable(res.error)
     else
-      res.error = cli.exit_message(turn, code, sig, st.bin)
+      res.error = cli.exit_message(turn, code, sig, st.bin, M.INSTALL)
       res.retryable = false
     end
   end

@@ -273,7 +273,7 @@ local function run(ctx, session_id)
       if code == 0 and not sig then return { ok = true, text = text } end
       local msg = turn:stderr_text()
       return { ok = false, error = msg ~= '' and cli.bound(msg, 8000)
-                 or cli.exit_message(turn, code, sig, st.bin),
+                 or cli.exit_message(turn, code, sig, st.bin, M.INSTALL),
                retryable = M.retryable(msg) }
     end,
     finalize = function(_, res, done)
