@@ -318,6 +318,15 @@ function C.cases(name, B)
       assert.is_nil(H.read(wt .. '/stall.txt'))
     end)
 
+    it('a refused connection is a retryable error', function()
+      start({})
+      local t = turn({ prompt = 'anyone there?', role = { endpoint = {
+        base_url = name == 'openai' and 'http://127.0.0.1:1/v1' or 'http://127.0.0.1:1' } } })
+      assert.is_false(t.result.ok)
+      assert.is_true(t.result.retryable)
+      assert.matches('ECONNREFUSED', t.result.error)
+    end)
+
     it('a request with no byte for request_timeout fails (retryable)', function()
       start({ { when = { user = 'hang' }, reply = { hang = true } } })
       local t = turn({ prompt = 'hang', role = { request_timeout = 1 } })
