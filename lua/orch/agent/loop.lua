@@ -72,7 +72,7 @@ end
 local function append_prompt(messages, prompt)
   local last = messages[#messages]
   if last and last.role == 'user' then
-    messages[#messages] = { role = 'user', content = last.content .. '\n\n' .. prompt }
+    messages[#messages] = { role = 'user', content = tostring(last.content or '') .. '\n\n' .. prompt }
   else
     messages[#messages + 1] = { role = 'user', content = prompt }
   end
@@ -105,8 +105,12 @@ end
 -- The conversation condensed for `orch logs` (stdout), a line an item.
 local function one_line(s, n)
   s = tostring(s or ''):gsub('%s+', ' '):gsub('^ ', '')
-  if #s > n then s = s:sub(1, n) .. '...' end
-  return s
+  if #s > n then
+    -- cut on a character boundary
+    while n > 0 and s:byte(n + 1) and s:byte(n + 1) >= 0x80 and s:byte(n + 1) < 0xC0 do n = n - 1 end
+    s = s:sub(1, n) .. '...'
+  end
+  return tools.clean_utf8(s)
 end
 
 function Turn:transcript(kind, text)
@@ -124,7 +128,7 @@ function Turn:flush_text(force)
   local now = core.now()
   if not force and now - self.flushed < M.TEXT_FLUSH_MS then return end
   self.flushed = now
-  local text = table.concat(self.pending)
+  local text = self:scrub(table.concat(self.pending))
   self.pending = {}
   self:emit({ type = 'text', text = text })
 end
@@ -147,6 +151,7 @@ function Turn:finish(res)
   res.session_id = self.session_id
   res.usage, res.cost_usd = usage, self.cost
   res.text = res.text or self.last_text
+  if res.text then res.text = self:scrub(res.text) end
   if usage then self:emit({ type = 'usage', usage = usage, cost_usd = self.cost }) end
   if res.ok then
     self:emit({ type = 'result', text = res.text, ok = true })
@@ -261,7 +266,7 @@ end
 function Turn:reply(d)
   self:flush_text(true)
   self:add_usage(d.usage)
-  local text = table.concat(d.text or {})
+  local text = self:scrub(table.concat(d.text or {}))
   self.last_text = text
   local calls = decode_calls(d.calls or {})
   if text ~= '' then self:transcript('assistant', text) end
