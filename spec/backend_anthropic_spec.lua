@@ -110,6 +110,19 @@ describe('anthropic backend', function()
                     cache_write_tokens = 20 }, d.usage)
     end)
 
+    it('reads a whole JSON reply from a server that does not stream', function()
+      local d = A.decoder()
+      A.from_json(d, cjson.decode([[{"id": "msg_1", "type": "message", "role": "assistant",
+        "content": [{"type": "text", "text": "Writing."}, {"type": "tool_use", "id": "toolu_9",
+        "name": "write", "input": {"path": "x"}}], "stop_reason": "tool_use",
+        "usage": {"input_tokens": 7, "output_tokens": 3}}]]))
+      assert.is_true(d.complete)
+      assert.equals('Writing.', table.concat(d.text))
+      assert.equals('toolu_9', d.calls[1].id)
+      assert.same({ path = 'x' }, d.calls[1].input)
+      assert.equals(3, d.usage.output_tokens)
+    end)
+
     it('a stream cut before message_stop is not complete', function()
       local d = decode(ev('message_start', { message = { usage = {} } })
         .. ev('content_block_start', { index = 0, content_block = { type = 'tool_use', id = 't', name = 'write' } })

@@ -134,6 +134,19 @@ function C.cases(name, B)
       assert.matches('wrote hello.txt', reqs[2].tool_results[1].output)
     end)
 
+    it('a server that answers a whole JSON reply instead of a stream works too', function()
+      -- the rule's fn makes the scripted server answer as to stream: false
+      local function unstreamed(req) req.stream = false return true end
+      start({
+        { when = { tool_result = 'wrote', fn = unstreamed }, reply = 'Written.' },
+        { when = { user = 'json', fn = unstreamed }, reply = { write = { path = 'j.txt', content = 'j\n' } } },
+      })
+      local t = turn({ prompt = 'json please' })
+      assert.is_true(t.result.ok, t.result.error)
+      assert.equals('Written.', t.result.text)
+      assert.equals('j\n', H.read(wt .. '/j.txt'))
+    end)
+
     it('paths outside the worktree are refused and the model receives the refusal', function()
       H.write(base .. '/outside.txt', 'secret\n')
       H.sh("ln -s '" .. base .. "' '" .. wt .. "/link'")

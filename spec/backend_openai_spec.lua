@@ -109,6 +109,19 @@ describe('openai backend', function()
                     cache_write_tokens = 0 }, d.usage)
     end)
 
+    it('reads a whole JSON reply from a server that does not stream', function()
+      local d = A.decoder()
+      A.from_json(d, cjson.decode([[{"choices": [{"index": 0, "finish_reason": "tool_calls",
+        "message": {"role": "assistant", "content": "Writing.", "tool_calls": [{"id": "c9",
+        "type": "function", "function": {"name": "write", "arguments": "{\"path\": \"x\"}"}}]}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3}}]]))
+      assert.is_true(d.complete)
+      assert.equals('Writing.', table.concat(d.text))
+      assert.equals('c9', d.calls[1].id)
+      assert.equals('{"path": "x"}', d.calls[1].args)
+      assert.equals(3, d.usage.output_tokens)
+    end)
+
     it('a stream cut before the reply finished is not complete', function()
       local d = decode(chunk({ content = 'half' })
         .. chunk({ tool_calls = { { index = 0, id = 'c', ['function'] = { name = 'write',

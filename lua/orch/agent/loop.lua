@@ -24,8 +24,9 @@
 -- headers=, key=}), body(req) -> JSON (req = {model=, system=, messages=,
 -- tools=, max_tokens=}), decoder() -> d (d:event(sse_event); d.text,
 -- d.calls = {{id=, name=, args=}}, d.usage, d.complete, d.error =
--- {message=, retryable=}), error_message(status, body) -> string,
--- default_model}.
+-- {message=, retryable=}), from_json(d, reply) (fills d from a whole
+-- JSON reply, for a server that does not stream), error_message(status,
+-- body) -> string, default_model}.
 local core = require('orch.core')
 local cjson = require('cjson')
 local tools = require('orch.agent.tools')
@@ -39,6 +40,7 @@ M.CONNECT_TIMEOUT = 30    -- s
 M.MAX_TURNS = 100         -- model replies per orch turn unless limits.turns
 M.TEXT_FLUSH_MS = 250     -- text deltas are batched into events this often
 M.ERROR_BODY = 4096       -- bytes of an error response kept
+M.JSON_REPLY_MAX = 64 * 1024 * 1024 -- bytes of a whole (non-streamed) reply
 
 local function gen_id(prefix)
   local f = io.open('/dev/urandom', 'rb')
@@ -183,10 +185,13 @@ function Turn:request()
                                    messages = self.messages, tools = self.box.schemas,
                                    max_tokens = self.max_tokens })
   local d = self.adapter.decoder()
-  local status, headers
+  local status, headers, json_reply
   local errbody, errlen = {}, 0
   local parser = core.http.sse_parser(function(ev)
-    d:event(ev)
+    local ok, perr = pcall(d.event, d, ev)
+    if not ok and not d.error then
+      d.error = { message = 'could not read the reply stream: ' .. tostring(perr), retryable = false }
+    end
     if d.delta then
       self.pending[#self.pending + 1] = d.delta
       d.delta = nil
@@ -200,9 +205,16 @@ function Turn:request()
     method = 'POST', url = ep.url, headers = ep.headers, body = body,
     connect_timeout = M.CONNECT_TIMEOUT * 1000,
     idle_timeout = self.request_timeout * 1000,
-    on_headers = function(s, h) status, headers = s, h end,
+    on_headers = function(s, h)
+      status, headers = s, h
+      -- a server that ignored stream: true answers with one JSON reply
+      json_reply = s >= 200 and s < 300 and (h['content-type'] or ''):find('json') ~= nil
+    end,
     on_chunk = function(bytes)
-      if status == 200 then
+      if json_reply then
+        if errlen < M.JSON_REPLY_MAX then errbody[#errbody + 1] = bytes end
+        errlen = errlen + #bytes
+      elseif status >= 200 and status < 300 then
         parser:feed(bytes)
       elseif errlen < M.ERROR_BODY then
         errbody[#errbody + 1] = bytes
@@ -217,7 +229,14 @@ function Turn:request()
         return self:finish({ ok = false, retryable = true,
           error = ('%s: %s (%s)'):format(ep.url, e, tostring(code)) })
       end
-      if status ~= 200 then
+      if json_reply then
+        local ok, obj = pcall(cjson.decode, table.concat(errbody))
+        if not ok or type(obj) ~= 'table' or errlen > M.JSON_REPLY_MAX then
+          return self:finish({ ok = false, retryable = true,
+            error = ('%s answered %d with a JSON body that could not be read'):format(ep.url, status) })
+        end
+        self.adapter.from_json(d, obj)
+      elseif status < 200 or status >= 300 then
         local text = table.concat(errbody):sub(1, M.ERROR_BODY)
         local msg = self.adapter.error_message(status, text)
         self:log('stderr', ('orch: HTTP %d: %s'):format(status, text))

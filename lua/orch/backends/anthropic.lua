@@ -170,6 +170,28 @@ function D:event(ev)
   end
 end
 
+-- A whole (non-streamed) Messages reply.
+function A.from_json(d, reply)
+  if field(reply, 'type') == 'error' then
+    return d:event({ data = cjson.encode(reply) })
+  end
+  d.usage = {}
+  usage_of(field(reply, 'usage'), d.usage)
+  local content = field(reply, 'content')
+  for _, b in ipairs(type(content) == 'table' and content or {}) do
+    local bt = field(b, 'type')
+    if bt == 'text' and type(field(b, 'text')) == 'string' then
+      d:add_text(field(b, 'text'))
+    elseif bt == 'tool_use' then
+      local input = field(b, 'input')
+      d.calls[#d.calls + 1] = { id = field(b, 'id'), name = field(b, 'name'),
+                                input = type(input) == 'table' and input or {} }
+    end
+  end
+  d.stop_reason = field(reply, 'stop_reason')
+  d.complete = true
+end
+
 function D:add_text(s)
   if s == '' then return end
   self.text[#self.text + 1] = s

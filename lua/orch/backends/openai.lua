@@ -118,6 +118,17 @@ function D:event(ev)
   end
   local ok, chunk = pcall(cjson.decode, ev.data)
   if not ok or type(chunk) ~= 'table' then return end
+  self:chunk(chunk)
+end
+
+-- A whole (non-streamed) reply: its message read as one delta.
+function A.from_json(d, reply)
+  d:chunk(reply)
+  d:close_calls()
+  if not d.error then d.complete = true end
+end
+
+function D:chunk(chunk)
   local err = field(chunk, 'error')
   if err then
     local msg = type(err) == 'table' and (field(err, 'message') or cjson.encode(err)) or tostring(err)
