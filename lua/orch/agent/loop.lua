@@ -42,6 +42,33 @@ M.TEXT_FLUSH_MS = 250     -- text deltas are batched into events this often
 M.ERROR_BODY = 4096       -- bytes of an error response kept
 M.JSON_REPLY_MAX = 64 * 1024 * 1024 -- bytes of a whole (non-streamed) reply
 
+-- orch's own instructions, before the role's system prompt: what a model
+-- needs to know to work through orch's tools (the CLIs bring their own).
+M.BASE_PROMPT = [[You are a software agent working in a git worktree at %s.
+Use the tools to look at and change files: paths are relative to the
+worktree, and nothing outside it can be read or written. Tools: %s.%s
+Work step by step. When the task is done, give your final answer (in the
+form the instructions below ask for, else a short summary of what you did)
+in a reply that calls no tool.]]
+
+local SHELL_NOTE = [[
+
+The shell tool runs `sh -c` in the worktree inside a sandbox: only the
+worktree and $TMPDIR are writable%s.]]
+
+function M.system_prompt(root, names, shell_mode, network, role_prompt)
+  local note = ''
+  for _, n in ipairs(names) do
+    if n == 'shell' then
+      note = SHELL_NOTE:format(network and '' or ', there is no network')
+      if shell_mode == 'unconfined' then note = '\n\nThe shell tool runs `sh -c` in the worktree.' end
+    end
+  end
+  local base = M.BASE_PROMPT:format(root, table.concat(names, ', '), note)
+  if role_prompt and role_prompt ~= '' then return base .. '\n\n' .. role_prompt end
+  return base
+end
+
 local function gen_id(prefix)
   local f = io.open('/dev/urandom', 'rb')
   local bytes = f and f:read(12) or tostring(core.hrtime())
@@ -453,6 +480,7 @@ function M.start(adapter, ctx)
                                         secret_env = ep.key_env and { ep.key_env } or nil })
       if not box then return self:finish({ ok = false, error = err }) end
       self.box = box
+      self.system = M.system_prompt(box.root, box.names, mode, box.network, self.system)
       self:next_step()
     end)
   end)
