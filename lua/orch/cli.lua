@@ -3,7 +3,7 @@
 -- Each command is an entry of COMMANDS with its usage, a one-line summary,
 -- its help text, its options (see orch.args) and a function that returns
 -- the exit code. Exit codes: 0 ok; 1 a task failed or a merge conflicted;
--- 2 bad usage, config or plan; 130 interrupted.
+-- 2 bad usage, config or plan; 130 interrupted (129 on SIGHUP, 131 on SIGQUIT).
 local args_mod = require('orch.args')
 
 local M = {}
@@ -47,7 +47,8 @@ a crash or Ctrl+C, `orch resume` carries on.
 
 Exit codes: 0 every task done; 1 a task failed or a merge conflicted; 2 bad
 usage, config, role or plan; 3 stopped at the plan gate with no terminal
-to ask (`orch resume --yes` carries on); 130 interrupted.
+to ask (`orch resume --yes` carries on); 130 interrupted (129 on SIGHUP,
+131 on SIGQUIT).
 
 Options:
   --goal TEXT        what to do, planned by the orchestrator agent
