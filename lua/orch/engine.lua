@@ -191,7 +191,8 @@ end
 -- subscribers are told. Buffered output is recorded first, so that events
 -- keep the order things happened in. Returns ev.
 function Engine:record(ev, change)
-  if self.closed then return ev end
+  -- (a late line or event after the store closed has nowhere to go)
+  if self.closed or not self.store.h:is_open() then return ev end
   if ev.kind ~= 'output' then self:flush_output() end
   ev.seq = self.seq + 1
   ev.t = core.time()
