@@ -513,6 +513,14 @@ describe('claude backend', function()
         -- the scratch (TMPDIR, configs) is gone with the run; no key anywhere
         assert.equals('', (H.sh("find '" .. dir .. "/tmp' -name '*.scratch'"):gsub('%s+$', '')))
         no_key_left()
+        -- a person can take over: the session in the real CLI
+        local a = H.orch({ 'attach', st.run.id, 'hello', '--cli', '--print' }, { cwd = repo, env = env() })
+        assert.equals(0, a.code, a.err)
+        assert.truthy(a.out:find(bin .. ' --resume ' .. t.session_id, 1, true), a.out)
+        assert.truthy(a.out:find('^cd '), a.out)
+        a = H.orch({ 'attach', st.run.id, 'hello' }, { cwd = repo, env = env() })
+        assert.equals(2, a.code)
+        assert.truthy(a.err:find('--cli', 1, true))
       end)
 
     it('a task that continues another carries on its conversation: the first turn is in the request', function()

@@ -455,6 +455,10 @@ describe('codex backend', function()
       local db = repo .. '/.orch/orch.db'
       assert.equals(t.session_id, (H.sh("sqlite3 '" .. db .. "' \"SELECT session_id FROM sessions\""):gsub('%s+$', '')))
       assert.equals('', A.files_with(A.KEY, { repo, dir .. '/tmp', dir .. '/home' }))
+      -- the thread lived in the run's scratch, which ended with it
+      local a = H.orch({ 'attach', st.run.id, 'hello', '--cli', '--print' }, { cwd = repo, env = env() })
+      assert.equals(1, a.code)
+      assert.truthy(a.err:find('which is gone', 1, true), a.err)
     end)
 
     it('a task that continues another resumes its thread (in that task\'s CODEX_HOME)', function()
