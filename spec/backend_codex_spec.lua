@@ -81,6 +81,21 @@ describe('codex backend', function()
       H.rm(dir)
     end)
 
+    it('keeps the thread under REPO/.orch/agents, except in the agent\'s own directory', function()
+      local dir = H.tmpdir()
+      local c = { scratch = dir .. '/scratch', run = { id = 'r1', repo = dir .. '/repo' }, task = { id = 't1' },
+                  cwd = dir .. '/repo/.orch/worktrees/r1/t1' }
+      assert.equals(dir .. '/repo/.orch/agents/r1/t1/codex-home', codex.home_for(c))
+      assert.truthy(core.readdir(dir .. '/repo/.orch/agents/r1/t1/codex-home'))
+      -- an in-place run works in the repo itself: the agent could rewrite its config there
+      c.cwd = dir .. '/repo'
+      assert.equals(dir .. '/scratch/codex-home', codex.home_for(c))
+      -- an id that could name another path is not used in one
+      c.cwd, c.task = dir .. '/w', { id = '../x' }
+      assert.equals(dir .. '/scratch/codex-home', codex.home_for(c))
+      H.rm(dir)
+    end)
+
     it('keeps CODEX_HOME out of TMPDIR (codex will not set up its sandbox there)', function()
       local env = codex.build_env({ env = { ORCH_TASK = 't' } }, '/s/codex-home', '/s/tmp-1')
       assert.equals('/s/codex-home', env.CODEX_HOME)
@@ -455,8 +470,18 @@ describe('codex backend', function()
       local db = repo .. '/.orch/orch.db'
       assert.equals(t.session_id, (H.sh("sqlite3 '" .. db .. "' \"SELECT session_id FROM sessions\""):gsub('%s+$', '')))
       assert.equals('', A.files_with(A.KEY, { repo, dir .. '/tmp', dir .. '/home' }))
-      -- the thread lived in the run's scratch, which ended with it
+      -- the thread outlives the run (REPO/.orch/agents/RUN/TASK/codex-home): a
+      -- person can open it in codex, until orch clean
       local a = H.orch({ 'attach', st.run.id, 'hello', '--cli', '--print' }, { cwd = repo, env = env() })
+      assert.equals(0, a.code, a.err)
+      local home = repo .. '/.orch/agents/' .. st.run.id .. '/hello/codex-home'
+      assert.truthy(a.out:find('CODEX_HOME=' .. home, 1, true), a.out)
+      assert.truthy(a.out:find('resume -C ', 1, true), a.out)
+      assert.truthy(a.out:find(t.session_id, 1, true), a.out)
+      local c = H.orch({ 'clean', st.run.id }, { cwd = repo, env = env() })
+      assert.equals(0, c.code, c.err)
+      assert.is_nil(H.read(home .. '/config.toml'))
+      a = H.orch({ 'attach', st.run.id, 'hello', '--cli', '--print' }, { cwd = repo, env = env() })
       assert.equals(1, a.code)
       assert.truthy(a.err:find('which is gone', 1, true), a.err)
     end)

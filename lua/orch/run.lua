@@ -515,6 +515,10 @@ function M.cli_clean(o)
   end
   local msg, cerr = wt.clean(loc.root, o[1])
   if not msg then err('%s', tostring(cerr)) return EXIT_FAIL end
+  -- the CLIs' own records of the run's conversations (orch.backends.cli.state_dir)
+  if o[1]:match('^[%w][%w%._%-]*$') then
+    os.execute("rm -rf '" .. loc.root .. "/.orch/agents/" .. o[1] .. "'")
+  end
   io.stdout:write(msg, '\n')
   return EXIT_OK
 end

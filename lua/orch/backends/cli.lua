@@ -146,6 +146,27 @@ function M.scratch(ctx)
   return dir
 end
 
+-- A directory that outlives the run, for what a person may want after it
+-- (a CLI's own record of the conversation, for `orch attach`):
+-- REPO/.orch/agents/RUN/TASK/NAME, 0700; `orch clean RUN` removes it. In the
+-- scratch instead when that would put it inside the agent's working
+-- directory (an in-place run), where the agent could rewrite its own
+-- configuration.
+function M.state_dir(ctx, name)
+  local run, task = ctx.run or {}, ctx.task or {}
+  local ok_id = function(v) return type(v) == 'string' and v:match('^[%w][%w%._%-]*$') ~= nil end
+  if type(run.repo) == 'string' and ok_id(run.id) and ok_id(task.id) then
+    local d = ('%s/.orch/agents/%s/%s/%s'):format(run.repo, run.id, task.id, name)
+    local cwd = ctx.cwd and (ctx.cwd:gsub('/+$', '') .. '/')
+    if not (cwd and (d .. '/'):sub(1, #cwd) == cwd) then
+      core.mkdir_p(run.repo .. '/.orch/agents', tonumber('700', 8))
+      core.mkdir_p(d, tonumber('700', 8))
+      return d
+    end
+  end
+  return M.subdir(ctx, name)
+end
+
 -- A directory under the scratch, created 0700.
 function M.subdir(ctx, name)
   local d = M.scratch(ctx) .. '/' .. name

@@ -189,13 +189,14 @@ function M.mcp_entry(ctx)
 end
 
 -- The CODEX_HOME of a turn: the one the conversation's thread lives in
--- (a task that continues another's conversation uses that task's), else a
--- new one in this task's scratch.
+-- (a task that continues another's conversation uses that task's), else
+-- the task's own under REPO/.orch/agents/RUN/TASK/ (kept after the run, so
+-- that `orch attach` can open the thread).
 function M.home_for(ctx)
   local data = ctx.session and ctx.session.data
   local h = type(data) == 'table' and data.codex_home or nil
   if type(h) == 'string' and require('orch.core').readdir(h) then return h end
-  return cli.subdir(ctx, 'codex-home')
+  return cli.state_dir(ctx, 'codex-home')
 end
 
 -- Writes CODEX_HOME for this turn; returns its path.
@@ -493,8 +494,8 @@ function M.attach_argv(session, cwd, env)
   for _, v in ipairs({ 'resume', '-C', cwd, session.id }) do argv[#argv + 1] = v end
   local home = type(session.data) == 'table' and session.data.codex_home or nil
   if home and not cli.read_file(home .. '/config.toml') then
-    return nil, ('the codex thread %s lived in %s, which is gone (the run ended and ' ..
-      'its scratch was removed)'):format(session.id, home)
+    return nil, ('the codex thread %s lived in %s, which is gone (removed by orch clean, ' ..
+      'or the run kept it in its scratch directory)'):format(session.id, home)
   end
   return argv, home and { CODEX_HOME = home } or {}
 end

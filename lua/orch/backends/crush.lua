@@ -240,12 +240,12 @@ local function run(ctx, session_id)
   local bin, berr = bin_of(ctx)
   if not bin then return nil, berr end
   local emit = ctx.emit or function() end
-  local global = cli.subdir(ctx, 'crush-global')
+  local global = cli.state_dir(ctx, 'crush-global')
   -- a conversation lives in its data directory: a task that continues
   -- another's uses that one
   local sd = type(ctx.session and ctx.session.data) == 'table' and ctx.session.data.data_dir
   local data_dir = (type(sd) == 'string' and require('orch.core').readdir(sd)) and sd
-    or cli.subdir(ctx, 'crush-data')
+    or cli.state_dir(ctx, 'crush-data')
   local ok, werr = cli.write_file(global .. '/crush.json', cli.json.encode(M.config(ctx)))
   if not ok then return nil, 'cannot write crush.json: ' .. tostring(werr) end
   local tmpdir = cli.turn_tmpdir(ctx)
@@ -337,7 +337,7 @@ function M.attach_argv(session, cwd, env)
   for _, v in ipairs({ '--cwd', cwd, '--data-dir', data, '--session', session.id }) do
     argv[#argv + 1] = v
   end
-  return argv, { CRUSH_GLOBAL_DATA = data:gsub('/crush%-data$', '/crush-global') }
+  return argv, { CRUSH_GLOBAL_DATA = (data:gsub('/crush%-data$', '/crush-global')) }
 end
 
 return M
