@@ -43,6 +43,7 @@ local function raw(port, data)
   local c = { got = {}, closed = false }
   c.conn = assert(core.tcp_connect({ port = port, on_connect = function(conn, err)
     assert(conn, err)
+    c.connected = true
     conn:on_close(function() c.closed = true end)
     conn:on_data(function(d) c.got[#c.got + 1] = d end)
     if data then conn:write(data) end
@@ -527,6 +528,29 @@ describe('scripted model server', function()
       assert.is_true(a < b and b < d)
       assert.is_false(c.closed)
       c.conn:close()
+    end)
+
+    it('parses requests split anywhere across reads', function()
+      srv = assert(ms.start({ scenario = { { when = { user = '(%w+)' }, reply = { text = 'echo {{1}}' } } } }))
+      local body = json.encode(anthropic_body('split', { stream = false }))
+      local half = math.floor(#body / 2)
+      local bytes = 'POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' ..
+                    ('%x\r\n'):format(half) .. body:sub(1, half) .. '\r\n' ..
+                    ('%x\r\n'):format(#body - half) .. body:sub(half + 1) .. '\r\n0\r\n\r\n' ..
+                    'POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: ' .. #body .. '\r\n\r\n' .. body
+      math.randomseed(7)
+      for _ = 1, 40 do
+        local cut = math.random(1, #bytes - 1)
+        local c = raw(srv.port)
+        assert.is_true(H.run_until(function() return c.connected end, 5000))
+        assert(c.conn:write(bytes:sub(1, cut)))
+        H.run_until(function() return false end, 5)
+        c.conn:write(bytes:sub(cut + 1))
+        assert.is_true(H.run_until(function() return select(2, c.text():gsub('echo split', '')) == 2 end, 5000),
+                       'split at ' .. cut)
+        c.conn:close()
+      end
+      assert.are.equal(0, srv:errors())
     end)
 
     it('serves many streams at once, each whole', function()
