@@ -329,6 +329,24 @@ describe('scripted model server', function()
       assert.is_nil(recs[4].rule)
     end)
 
+    it('answers a list of replies in turn', function()
+      srv = assert(ms.start({ scenario = {
+        { when = { user = 'go' }, replies = { 'one', { text = 'two' }, function() return 'three' end } },
+        { when = { user = 'rep' }, replies = { 'a', 'b' }, times = 3 } } }))
+      local got = {}
+      for _ = 1, 4 do
+        got[#got + 1] = deltas(request(srv.url .. '/v1/messages', { body = anthropic_body('go') }).events, 'text')
+      end
+      assert.are.same({ 'one', 'two', 'three', ms.DEFAULT_TEXT }, got)
+      got = {}
+      for _ = 1, 4 do
+        got[#got + 1] = deltas(request(srv.url .. '/v1/messages', { body = anthropic_body('rep') }).events, 'text')
+      end
+      assert.are.same({ 'a', 'b', 'b', ms.DEFAULT_TEXT }, got)
+      assert.is_nil((ms.start({ scenario = { { replies = {} } } })))
+      assert.is_nil((ms.start({ scenario = { { replies = { 'x' }, reply = 'y' } } })))
+    end)
+
     it('matches the system prompt, any text, offered tools and the last message', function()
       srv = assert(ms.start({ scenario = {
         { when = { tools = 'Nope' }, reply = 'no' },

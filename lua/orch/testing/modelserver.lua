@@ -237,8 +237,8 @@ function Server:model_request(req, res, pname)
   r.query = req.query ~= '' and req.query or nil
   r.headers, r.body, r.n = clean_headers(req.headers), body, #self.log + 1
   complete(r)
-  local rule, index, caps = scenario.match(self.scenario, r)
-  local reply = rule and rule.reply or self.scenario.default
+  local rule, index, caps, reply = scenario.match(self.scenario, r)
+  if not rule then reply = self.scenario.default end
   r.rule = rule and (rule.name or index) or nil
   r.default = rule == nil
   local out = expand(reply, r, caps or {}, req.body)

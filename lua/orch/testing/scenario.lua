@@ -37,10 +37,17 @@ local function check_rule(rule, i)
       if err then return err end
     end
   end
-  local r = rule.reply
-  if r == nil then return ('rule %d: no reply'):format(i) end
-  if type(r) ~= 'table' and type(r) ~= 'string' and type(r) ~= 'function' then
-    return ('rule %d: reply must be a table, a string or a function'):format(i)
+  if rule.replies ~= nil then
+    if type(rule.replies) ~= 'table' or rule.replies[1] == nil or rule.reply ~= nil then
+      return ('rule %d: replies must be a non-empty list (and no reply beside it)'):format(i)
+    end
+  end
+  local list = rule.replies or { rule.reply }
+  if list[1] == nil then return ('rule %d: no reply'):format(i) end
+  for _, r in ipairs(list) do
+    if type(r) ~= 'table' and type(r) ~= 'string' and type(r) ~= 'function' then
+      return ('rule %d: reply must be a table, a string or a function'):format(i)
+    end
   end
   if rule.times ~= nil and (type(rule.times) ~= 'number' or rule.times < 0) then
     return ('rule %d: times must be a number >= 0'):format(i)
@@ -164,16 +171,26 @@ local function matches(when, req)
   return true, caps
 end
 
--- The first rule that matches req and has uses left: rule, index, captures;
--- nil when none does. Counts the use.
+-- How many times a rule may answer (nil: without end). `replies` alone
+-- answers once with each.
+local function limit(rule)
+  if rule.times ~= nil then return rule.times end
+  if rule.replies then return #rule.replies end
+end
+
+-- The first rule that matches req and has uses left: rule, index,
+-- captures, the reply of this use; nil when none does. Counts the use.
 function M.match(sc, req)
   for i, rule in ipairs(sc.rules) do
     local used = sc.used[i] or 0
-    if rule.times == nil or used < rule.times then
+    local max = limit(rule)
+    if max == nil or used < max then
       local ok, caps = matches(rule.when, req)
       if ok then
         sc.used[i] = used + 1
-        return rule, i, caps
+        local reply = rule.reply
+        if rule.replies then reply = rule.replies[math.min(used + 1, #rule.replies)] end
+        return rule, i, caps, reply
       end
     end
   end
