@@ -154,6 +154,8 @@ describe('orch.agent.tools', function()
       end)())
       out = run(box, 'glob', { pattern = '*.md' })
       assert.equals('README.md', out)
+      assert.equals('src/a.lua', (run(box, 'glob', { pattern = './src/*.lua' })))
+      assert.equals('src/a.lua', (run(box, 'glob', { pattern = wt .. '/src/*.lua' })))
       local err
       out, err = run(box, 'grep', { pattern = 'return [0-9]', path = 'src' })
       assert.is_false(err, out)

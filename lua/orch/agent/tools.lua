@@ -343,7 +343,11 @@ function impl.glob(box, input, cb)
   end
   local abs, rel = box:path(input.path or '.')
   if not abs then return cb(rel, true) end
-  local match = glob_matcher(input.pattern)
+  -- a pattern may start with ./ or with the directory's absolute path
+  local pattern = input.pattern
+  if pattern:sub(1, #abs + 1) == abs .. '/' then pattern = pattern:sub(#abs + 2) end
+  pattern = pattern:gsub('^%./', '')
+  local match = glob_matcher(pattern)
   local found, state = {}, { seen = 0 }
   walk(abs, '', function(p, kind)
     if kind ~= 'dir' and match(p) then
