@@ -2,8 +2,11 @@
 --
 -- Each command is an entry of COMMANDS with its usage, a one-line summary,
 -- its help text, its options (see orch.args) and a function that returns
--- the exit code. Exit codes: 0 ok; 1 a task failed or a merge conflicted;
--- 2 bad usage, config or plan; 130 interrupted (129 on SIGHUP, 131 on SIGQUIT).
+-- the exit code (M.EXIT_CODES, the same in every command). The table is the
+-- one source of `orch help CMD`, the man pages (orch.man, built by
+-- scripts/man.lua) and the shell completions (orch.complete): a command's
+-- options are documented in its help text as "  --name ARG   what it does"
+-- lines (spec/man_spec.lua checks that every option is).
 local args_mod = require('orch.args')
 
 local M = {}
@@ -20,8 +23,10 @@ local COMMON = [[
 local COMMANDS = {}
 local ORDER = {}
 
+-- Every command takes --color=auto|always|never (orch.color) and -h/--help.
 local function command(name, def)
   def.name = name
+  def.options.color = def.options.color or 'string'
   COMMANDS[name] = def
   ORDER[#ORDER + 1] = name
 end
@@ -95,7 +100,8 @@ command('status', {
 With no RUN, the latest run. Works while the run is live in another process.
 
 Options:
-  --json             one JSON object: {"run": {...}, "tasks": [...]}
+  --json             one JSON object: {"version": 1, "run": {...},
+                     "tasks": [...]} (docs/json.md)
 ]] .. COMMON,
   options = { json = 'bool', repo = 'string', db = 'string' },
   run = function(o) return require('orch.run').cli_status(o) end,
@@ -109,8 +115,10 @@ Prints every line the task wrote (stderr lines marked), across attempts.
 
 Options:
   --follow           keep printing new lines while the run is live
+  --json             one JSON object a line, for each line of output
+                     (docs/json.md)
 ]] .. COMMON,
-  options = { repo = 'string', db = 'string', follow = 'bool' },
+  options = { repo = 'string', db = 'string', follow = 'bool', json = 'bool' },
   run = function(o) return require('orch.run').cli_logs(o) end,
 })
 
@@ -134,10 +142,13 @@ Options:
   --goal TEXT        what the plan is for
   -o, --output FILE  where the plan goes (default plan.json)
   --yes              accept the first valid plan
+  --json             with check: one JSON object, {"version": 1, "valid":
+                     ..., "errors": [...]} (docs/json.md)
   --repo DIR         the git repository (default: the one holding the
                      current directory)
 ]],
-  options = { goal = 'string', output = 'string', o = 'string', yes = 'bool', repo = 'string' },
+  options = { goal = 'string', output = 'string', o = 'string', yes = 'bool', repo = 'string',
+              json = 'bool' },
   run = function(o)
     if o.goal then return require('orch.plancmd').cli(o) end
     if o[1] ~= 'check' or not o[2] or o[3] then
@@ -146,6 +157,10 @@ Options:
     end
     local plan_mod = require('orch.plan')
     local plan, errs = plan_mod.load(o[2])
+    if o.json then
+      io.stdout:write(require('orch.jsonout').plan_check(o[2], plan, errs))
+      return plan and 0 or 2
+    end
     if not plan then
       io.stderr:write(plan_mod.format_errors(errs))
       return 2
@@ -164,6 +179,9 @@ branches: orch/RUN/integration and the task branches orch/RUN/TASK (merged
 work stays in your branch if you applied it).
 Refused while the run is live, and for a run that stopped before its end
 (crashed, interrupted: `orch resume RUN` finishes it) unless --force.
+
+Options:
+  --force            clean a run that stopped before its end too
 ]] .. COMMON,
   options = { repo = 'string', db = 'string', force = 'bool' },
   run = function(o) return require('orch.run').cli_clean(o) end,
@@ -312,11 +330,20 @@ Options:
 })
 
 command('help', {
-  usage = 'orch help [CMD]',
+  usage = 'orch help [--man] [CMD]',
   summary = 'show help for orch or a command',
-  help = '',
-  options = {},
-  run = function(o) return M.help(o[1]) end,
+  help = [[
+Prints what `orch CMD --help` prints: the usage, a summary and the options.
+The man pages (orch(1), orch-CMD(1)) are made from the same text.
+
+Options:
+  --man              print the man page (roff) instead, as the build makes it
+]],
+  options = { man = 'bool' },
+  run = function(o)
+    if o.man then return M.man(o[1]) end
+    return M.help(o[1])
+  end,
 })
 
 command('version', {
@@ -330,6 +357,88 @@ command('version', {
   end,
 })
 
+command('__complete', {
+  usage = 'orch __complete WORDS...',
+  summary = 'candidates for shell completion (used by completions/)',
+  help = '',
+  hidden = true,
+  options = {},
+  run = function() return 0 end,
+})
+
+M.EXIT_CODES = {
+  { 0, 'success: every task done (soft failures included), or the command did what it says' },
+  { 1, 'a task failed (hard), was blocked or cancelled, a merge conflicted; ' ..
+       'orch doctor: no backend usable; orch test: a spec failed' },
+  { 2, 'bad usage, config, role or plan (nothing ran)' },
+  { 3, 'stopped at the plan gate with no terminal to ask (orch resume --yes carries on)' },
+  { 130, 'interrupted (Ctrl+C, SIGINT, SIGTERM)' },
+  { 129, 'hung up (SIGHUP): shut down as for an interrupt' },
+  { 131, 'SIGQUIT: shut down as for an interrupt' },
+}
+
+-- The commands in order (hidden ones left out unless all), and by name.
+function M.commands(all)
+  local list = {}
+  for _, name in ipairs(ORDER) do
+    if all or not COMMANDS[name].hidden then list[#list + 1] = COMMANDS[name] end
+  end
+  return list, COMMANDS
+end
+
+-- What orch(1) says besides the commands.
+function M.man_info()
+  return {
+    commands = M.commands(),
+    intro = table.concat({
+      'orch runs a plan of tasks (a DAG) in parallel, each in its own git worktree and branch, ' ..
+      'dependencies first, never two tasks writing the same file at once, merging finished work ' ..
+      "into the run's integration branch and, once you approve, into your branch. Every step is " ..
+      'recorded in SQLite, so a crash or Ctrl+C loses nothing and orch resume carries on.',
+      'Given a goal instead of a plan, the orchestrator agent plans it; coders (Claude Code, ' ..
+      'Codex, Crush, or an OpenAI-compatible or Anthropic endpoint) work in parallel, reviewers ' ..
+      "and testers check the work, and agents' questions are answered by the orchestrator.",
+      'Each command has its own page, orch-CMD(1), and the same text as orch help CMD.',
+    }, '\n\n'),
+    exit_codes = M.EXIT_CODES,
+    environment = {
+      { 'NO_COLOR', 'set to anything but the empty string: no colour (unless --color=always)' },
+      { 'XDG_CONFIG_HOME', "the user's configuration: $XDG_CONFIG_HOME/orch/ (default " ..
+        '~/.config/orch/): init.lua, lua/, roles/, workflows/' },
+      { 'XDG_STATE_HOME', 'what orch keeps outside a repository: the orch repl history ' ..
+        '(default ~/.local/state/orch/)' },
+      { 'XDG_CACHE_HOME', 'caches: the agent CLIs the tests install (default ~/.cache/orch/)' },
+      { 'ORCH_BACKEND', 'the backend roles with backend auto use' },
+      { 'ORCH_RUNTIME', "where orch's Lua modules, roles and workflows are " ..
+        '(default: ../share/orch beside the executable)' },
+      { 'ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY, OPENAI_BASE_URL, OPENAI_API_KEY',
+        'the HTTP backends\' endpoints and keys, as the vendors\' SDKs read them' },
+    },
+    files = {
+      { 'REPO/.orch/orch.db', 'the state of the runs (SQLite; docs/state.md)' },
+      { 'REPO/.orch/worktrees/RUN/TASK', "each task's git worktree" },
+      { 'REPO/.orch/roles/, REPO/.orch/workflows/, REPO/.orch/lua/',
+        "the repository's own roles, workflows and modules" },
+      { '~/.config/orch/', "the user's (XDG_CONFIG_HOME)" },
+      { '/usr/share/orch/', 'the shipped Lua modules, roles, workflows and examples' },
+    },
+  }
+end
+
+-- `orch help --man [CMD]`: the roff source of orch(1) or orch-CMD(1).
+function M.man(name)
+  local man = require('orch.man')
+  local version = require('orch.core').version
+  if not name then
+    io.stdout:write(man.main_page(M.man_info(), version))
+    return 0
+  end
+  local c = COMMANDS[name]
+  if not c or c.hidden then return M.unknown(name) end
+  io.stdout:write(man.command_page(c, version))
+  return 0
+end
+
 function M.usage()
   local lines = {
     'usage: orch CMD [ARGS...]', '',
@@ -337,11 +446,12 @@ function M.usage()
     'records every step in SQLite, and carries on after a crash.', '',
     'Commands:',
   }
-  for _, name in ipairs(ORDER) do
-    lines[#lines + 1] = ('  %-9s %s'):format(name, COMMANDS[name].summary)
+  for _, c in ipairs(M.commands()) do
+    lines[#lines + 1] = ('  %-12s %s'):format(c.name, c.summary)
   end
   lines[#lines + 1] = ''
-  lines[#lines + 1] = "'orch help CMD' explains a command. orch --version prints the version."
+  lines[#lines + 1] = "'orch help CMD' explains a command (also 'orch CMD --help', 'man orch-CMD')."
+  lines[#lines + 1] = 'Every command takes --color=auto|always|never. orch --version prints the version.'
   return table.concat(lines, '\n') .. '\n'
 end
 
@@ -351,7 +461,7 @@ function M.help(name)
     return 0
   end
   local c = COMMANDS[name]
-  if not c then
+  if not c or c.hidden then
     return M.unknown(name)
   end
   io.stdout:write('usage: ', c.usage, '\n\n', c.summary, '\n\n', c.help)
@@ -365,7 +475,31 @@ function M.unknown(name)
   return 2
 end
 
+-- --color=WHEN / --color WHEN before the command name (orch --color=never
+-- status): taken off argv. Returns argv, or nil after reporting an error.
+local function global_color(argv)
+  local a = argv[1]
+  local when
+  if a == '--color' then
+    when = argv[2]
+    argv = { select(3, unpack(argv)) }
+  elseif a and a:match('^%-%-color=') then
+    when = a:match('^%-%-color=(.*)$')
+    argv = { select(2, unpack(argv)) }
+  else
+    return argv
+  end
+  local ok, msg = require('orch.color').set(when)
+  if not ok then err('%s', msg) return nil end
+  return argv
+end
+
 function M.main(argv)
+  if argv[1] == '__complete' then
+    return require('orch.complete').cli({ select(2, unpack(argv)) }, COMMANDS, ORDER)
+  end
+  argv = global_color(argv)
+  if not argv then return 2 end
   local name = argv[1]
   if name == nil then
     io.stderr:write(M.usage())
@@ -374,7 +508,7 @@ function M.main(argv)
   if name == '--help' or name == '-h' then return M.help() end
   if name == '--version' then return COMMANDS.version.run({}) end
   local c = COMMANDS[name]
-  if not c then
+  if not c or c.hidden then
     if name:sub(1, 1) == '-' then
       err("unknown option '%s' (see 'orch help')", name)
       return 2
@@ -390,6 +524,11 @@ function M.main(argv)
   if not opts then
     err('%s: %s\nusage: %s', name, msg, c.usage)
     return 2
+  end
+  if opts.color then
+    local ok, cmsg = require('orch.color').set(opts.color)
+    if not ok then err('%s: %s', name, cmsg) return 2 end
+    opts.color = nil
   end
   if name == 'run' or name == 'resume' then
     -- users' modules shadow orch's own: their directories go first on the

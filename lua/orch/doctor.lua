@@ -8,7 +8,6 @@
 -- endpoint it would talk to and whether it answers, whether a key (or a
 -- login) is present -- named, never printed -- and what to do.
 local core = require('orch.core')
-local cjson = require('cjson')
 local cli = require('orch.backends.cli')
 
 local M = {}
@@ -218,7 +217,8 @@ function M.roles(repo)
   return out
 end
 
-function M.format(report)
+-- The readable report; opts.color (boolean) colours usable / not ready.
+function M.format(report, opts)
   local lines = {}
   for _, e in ipairs(report.backends) do
     local bits = {}
@@ -234,8 +234,12 @@ function M.format(report)
       bits[#bits + 1] = e.endpoint.url .. (e.endpoint.reachable and ' answers' or ' does not answer')
     end
     if not e.http then bits[#bits + 1] = e.key and ('key: ' .. e.key) or 'no key' end
-    lines[#lines + 1] = ('%-10s %-9s %s'):format(e.name, e.usable and 'usable' or 'not ready',
-      table.concat(bits, '; '))
+    local word = e.usable and 'usable' or 'not ready'
+    local label = word .. (' '):rep(9 - #word)
+    if opts and opts.color then
+      label = require('orch.color').sgr(e.usable and 'green' or 'yellow', word) .. (' '):rep(9 - #word)
+    end
+    lines[#lines + 1] = ('%-10s %s %s'):format(e.name, label, table.concat(bits, '; '))
     if e.binary and e.binary.note then lines[#lines + 1] = ('%-10s   (%s)'):format('', e.binary.note) end
     for _, t in ipairs(e.todo) do lines[#lines + 1] = ('%-10s   -> %s'):format('', t) end
   end
@@ -256,9 +260,9 @@ function M.cli(o)
   local root = require('orch.repo').find(o.repo or core.cwd())
   report.roles = M.roles(root)
   if o.json then
-    io.stdout:write(cjson.encode(report), '\n')
+    io.stdout:write(require('orch.jsonout').doctor(report))
   else
-    io.stdout:write(M.format(report))
+    io.stdout:write(M.format(report, { color = require('orch.color').enabled(1) }))
   end
   for _, e in ipairs(report.backends) do if e.usable then return 0 end end
   return 1

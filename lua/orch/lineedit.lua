@@ -15,11 +15,22 @@ local M = {}
 
 M.HISTORY_MAX = 1000
 
--- ~/.local/share/orch/repl_history (XDG_DATA_HOME honoured).
+-- $XDG_STATE_HOME/orch/repl_history (default ~/.local/state/orch/): the
+-- history is state, not data (orch.xdg). A history left in the old place,
+-- $XDG_DATA_HOME/orch/repl_history, is moved there once.
 function M.history_file()
-  local base = os.getenv('XDG_DATA_HOME')
-  if not base or base == '' then base = (os.getenv('HOME') or '/tmp') .. '/.local/share' end
-  return base .. '/orch/repl_history'
+  local xdg = require('orch.xdg')
+  local path = xdg.state() .. '/repl_history'
+  local old = xdg.data() .. '/repl_history'
+  local f = io.open(path, 'r')
+  if f then f:close() return path end
+  f = io.open(old, 'r')
+  if f then
+    f:close()
+    core.mkdir_p(xdg.state())
+    os.rename(old, path)
+  end
+  return path
 end
 
 local Ed = {}

@@ -439,7 +439,7 @@ function M.cli_status(o)
     local id = o[1] or (st:latest_run() or {}).id
     if id then text, serr = status.json(st, id) else serr = 'no run recorded yet' end
   else
-    text, serr = status.text(st, o[1])
+    text, serr = status.text(st, o[1], { color = require('orch.color').enabled(1) })
   end
   st:close()
   if not text then err('%s', serr) return EXIT_USAGE end
@@ -469,7 +469,8 @@ function M.cli_logs(o)
     st:close()
     return EXIT_USAGE
   end
-  local text, last, attempt = status.logs(st, o[1], o[2], {})
+  local logs = o.json and status.logs_json or status.logs
+  local text, last, attempt = logs(st, o[1], o[2], {})
   io.stdout:write(text)
   if o.follow then
     local live = true
@@ -478,7 +479,7 @@ function M.cli_logs(o)
       local run = st:run(o[1])
       live = run and run.status == 'running' and M.is_live(loc_root, run)
       local more
-      more, last, attempt = status.logs(st, o[1], o[2], { after = last, last_attempt = attempt })
+      more, last, attempt = logs(st, o[1], o[2], { after = last, last_attempt = attempt })
       io.stdout:write(more)
       io.stdout:flush()
     end)

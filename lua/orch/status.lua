@@ -34,8 +34,9 @@ local function pad(s, w)
   return s .. string.rep(' ', w - #s)
 end
 
--- A table of rows (arrays of strings) with columns padded to fit.
-local function columns(rows)
+-- A table of rows (arrays of strings) with columns padded to fit;
+-- decorate(row, col, padded) may wrap a padded cell (in colour codes).
+local function columns(rows, decorate)
   local widths = {}
   for _, r in ipairs(rows) do
     for i, c in ipairs(r) do widths[i] = math.max(widths[i] or 0, #c) end
@@ -43,7 +44,10 @@ local function columns(rows)
   local out = {}
   for _, r in ipairs(rows) do
     local cells = {}
-    for i, c in ipairs(r) do cells[i] = i < #r and pad(c, widths[i]) or c end
+    for i, c in ipairs(r) do
+      cells[i] = i < #r and pad(c, widths[i]) or c
+      if decorate then cells[i] = decorate(#out + 1, i, cells[i]) end
+    end
     out[#out + 1] = (table.concat(cells, '  '):gsub('%s+$', ''))
   end
   return out
@@ -114,15 +118,20 @@ function M.view(st, run_id, live)
 end
 
 -- The readable `orch status [RUN]`: a run header and one line per task.
--- opts.now overrides the clock (for running tasks). Returns text or nil, err.
+-- opts.now overrides the clock (for running tasks); opts.color (boolean)
+-- colours the statuses (orch.color). Returns text or nil, err.
 function M.text(st, run_id, opts)
   opts = opts or {}
   local v, err = M.view(st, run_id)
   if not v then return nil, err end
   local run, tasks = v.run, v.tasks
   local now = opts.now or os.time()
+  local function paint(status)
+    if not opts.color then return status end
+    return require('orch.color').status_sgr(status)
+  end
   local lines = {
-    string.format('run %s  %s  %s', run.id, run.status, M.duration(run, now)),
+    string.format('run %s  %s  %s', run.id, paint(run.status), M.duration(run, now)),
   }
   if run.goal then lines[#lines + 1] = 'goal: ' .. printable((run.goal:gsub('\n.*', ' ...'))) end
   lines[#lines + 1] = string.format('started %s, %d task%s%s', local_time(run.started_at),
@@ -137,7 +146,12 @@ function M.text(st, run_id, opts)
       cost = cost + (t.cost_usd or 0)
     end
     lines[#lines + 1] = ''
-    for _, l in ipairs(columns(rows)) do lines[#lines + 1] = l end
+    local function decorate(r, c, cell)
+      if r == 1 or c ~= 3 then return cell end
+      local status = rows[r][3]
+      return paint(status) .. cell:sub(#status + 1)
+    end
+    for _, l in ipairs(columns(rows, decorate)) do lines[#lines + 1] = l end
     if cost > 0 then lines[#lines + 1] = ('\ncost: $%.4f'):format(cost) end
   end
   return table.concat(lines, '\n') .. '\n'
@@ -195,10 +209,16 @@ function M.object(st, run_id)
   return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal) }, tasks = tasks }
 end
 
--- `orch status --json`: one JSON object (DESIGN.md), or nil, err.
+-- The shape version of what `orch status --json` prints (docs/json.md;
+-- orch.jsonout.VERSION is the same number for every --json).
+M.JSON_VERSION = 1
+
+-- `orch status --json`: one JSON object (DESIGN.md's, with "version"), or
+-- nil, err.
 function M.json(st, run_id)
   local o, err = M.object(st, run_id)
   if not o then return nil, err end
+  o.version = M.JSON_VERSION
   return encode(o) .. '\n'
 end
 
@@ -232,6 +252,21 @@ function M.logs(st, run_id, task_id, opts)
   end
   local text = #out > 0 and (table.concat(out, '\n') .. '\n') or ''
   return text, last, attempt
+end
+
+-- `orch logs RUN TASK --json`: as M.logs, one JSON object a line (see
+-- orch.jsonout.log_line) instead of text; no "[orch] attempt" lines (every
+-- object has its attempt).
+function M.logs_json(st, run_id, task_id, opts)
+  opts = opts or {}
+  local jsonout = require('orch.jsonout')
+  local out, last = {}, opts.after
+  local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit, output = true}
+  for ev in st:events(run_id, task_id, q) do
+    out[#out + 1] = jsonout.log_line(run_id, task_id, ev)
+    last = ev.id
+  end
+  return table.concat(out), last, opts.last_attempt
 end
 
 return M

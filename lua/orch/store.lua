@@ -126,6 +126,12 @@ M.migrations = {
   ALTER TABLE tasks ADD COLUMN cost_usd REAL;
   ALTER TABLE tasks ADD COLUMN usage_json TEXT;
   ]],
+  -- 3: facts about the database itself: orch_version, the orch that last
+  -- migrated it (named when an older orch refuses the file). Every later
+  -- orch keeps this table and that key.
+  [[
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+  ]],
 }
 
 M.VERSION = #M.migrations
@@ -205,13 +211,45 @@ end
 local Store = {}
 Store.__index = Store
 
+-- The schema version in a database file's header (a big-endian integer at
+-- byte 60), read without opening it with SQLite; nil when path is not a
+-- database (absent, empty, not SQLite).
+function M.file_version(path)
+  local f = io.open(path, 'rb')
+  if not f then return nil end
+  local head = f:read(100)
+  f:close()
+  if not head or #head < 100 or head:sub(1, 16) ~= 'SQLite format 3\0' then return nil end
+  local a, b, c, d = head:byte(61, 64)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+-- The message for a database of schema version v, newer than this orch
+-- knows: both orch versions (the writer's from its meta table, when it can
+-- be read) and both schema versions.
+local function newer_message(path, v, h)
+  local writer
+  local function read(handle)
+    local ok, row = pcall(handle.first, handle,
+      "SELECT value FROM meta WHERE key = 'orch_version'")
+    if ok and row then writer = row.value end
+  end
+  if h then
+    read(h)
+  else
+    local ro = db.open(path, {readonly = true})
+    if ro then read(ro); ro:close() end
+  end
+  return string.format('%s was written by a newer orch%s (schema version %d); this is ' ..
+    'orch %s, which knows schema versions up to %d: upgrade orch to use it ' ..
+    '(the file was left as it is)', path, writer and (' ' .. writer) or '', v,
+    core.version, #M.migrations)
+end
+M.newer_message = newer_message
+
 local function migrate(h, path)
   local v = h:first('PRAGMA user_version').user_version
-  if v > #M.migrations then
-    return nil, string.format(
-      '%s was written by a newer orch (schema version %d; this orch knows ' ..
-      'up to %d): upgrade orch to use it', path, v, #M.migrations)
-  end
+  if v > #M.migrations then return nil, newer_message(path, v, h) end
   for i = v + 1, #M.migrations do
     local ok, err = pcall(h.transaction, h, function()
       -- another process may have migrated while we waited for the lock
@@ -225,12 +263,19 @@ local function migrate(h, path)
                                 path, i, tostring(err))
     end
   end
+  if v < #M.migrations then
+    h:run("INSERT OR REPLACE INTO meta (key, value) VALUES ('orch_version', ?)", core.version)
+  end
   return true
 end
 
 -- store.open(path, {readonly = bool}) -> st or nil, err
 function M.open(path, opts)
   opts = opts or {}
+  -- a database from a newer orch is refused before SQLite opens it for
+  -- writing (which would set its journal mode, its permissions)
+  local fv = M.file_version(path)
+  if fv and fv > #M.migrations then return nil, newer_message(path, fv) end
   local dir = dirname(path)
   -- the state directory is private (0700): the database holds plan env
   -- values and all task output; the database files are 0600 (core/db.c)
@@ -247,8 +292,7 @@ function M.open(path, opts)
     if v == 0 then
       msg = path .. ': not an orch database (or no run was recorded yet)'
     elseif v > #M.migrations then
-      msg = string.format('%s was written by a newer orch (schema version %d;' ..
-        ' this orch knows up to %d): upgrade orch to read it', path, v, #M.migrations)
+      msg = newer_message(path, v, h)
     elseif v < #M.migrations then
       msg = string.format('%s has schema version %d and needs a migration to %d:' ..
         ' run orch on it with write access first', path, v, #M.migrations)

@@ -91,7 +91,8 @@ function M.open(src, opts)
     on_key = function(k) keys.handle(v, k) end,
     on_frame = function() v:on_frame() end,
     on_resize = function() v.dag_dirty = true end,
-    fps = cfg.fps, max_tiles = cfg.max_tiles, no_color = cfg.no_color, log = opts.log,
+    fps = cfg.fps, max_tiles = cfg.max_tiles, log = opts.log,
+    no_color = cfg.no_color or require('orch.color').mode == 'never',
   })
   if not scr then return nil, err end
   v.scr = scr
