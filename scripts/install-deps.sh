@@ -6,7 +6,7 @@ PKGS="build-essential cmake ninja-build pkg-config git
 libluajit-5.1-dev luajit libuv1-dev libsqlite3-dev sqlite3 libgit2-dev
 libcurl4-openssl-dev libncurses-dev ca-certificates curl
 lua-cjson lua-yaml lua-busted lua-check python3 tmux
-bubblewrap"
+bubblewrap man-db zsh fish"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
