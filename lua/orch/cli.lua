@@ -372,8 +372,8 @@ M.EXIT_CODES = {
        'orch doctor: no backend usable; orch test: a spec failed' },
   { 2, 'bad usage, config, role or plan (nothing ran)' },
   { 3, 'stopped at the plan gate with no terminal to ask (orch resume --yes carries on)' },
-  { 130, 'interrupted (Ctrl+C, SIGINT, SIGTERM)' },
   { 129, 'hung up (SIGHUP): shut down as for an interrupt' },
+  { 130, 'interrupted (Ctrl+C, SIGINT, SIGTERM)' },
   { 131, 'SIGQUIT: shut down as for an interrupt' },
 }
 
