@@ -338,7 +338,7 @@ describe('orch.store', function()
       local keys = {}
       for k in pairs(s) do keys[#keys + 1] = k end
       table.sort(keys)
-      assert.are.same({'run', 'tasks'}, keys)
+      assert.are.same({'questions', 'run', 'tasks'}, keys) -- DESIGN.md's two, and the questions asked
       assert.are.same({id = 'r', status = 'pending', goal = 'add a --json flag'}, s.run)
       assert.are.equal(3, #s.tasks)
       local t = s.tasks[1]

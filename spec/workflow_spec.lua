@@ -122,6 +122,13 @@ describe('code_review_test', function()
     assert.equal('b', qs[1].task)
     assert.equal('orchestrator', qs[1].by)
     assert.matches('UTF%-8', qs[1].answer)
+    -- shown in orch logs and orch status (text and --json)
+    local logs = T.spawn({ T.orch_bin(), 'logs', r.run_id, 'b', '--repo', repo.dir }).out
+    assert.matches('%[question%] Which encoding for b%.txt%?', logs)
+    assert.matches('%[answer%] %(orchestrator%) Use UTF%-8', logs)
+    local st = T.spawn({ T.orch_bin(), 'status', '--repo', repo.dir }).out
+    assert.matches('questions: 1', st)
+    assert.equal('Which encoding for b.txt?', r.status.questions[1].question)
   end)
 
   it('with review_rounds=0 nobody is sent back', function()

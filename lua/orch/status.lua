@@ -154,6 +154,17 @@ function M.text(st, run_id, opts)
     for _, l in ipairs(columns(rows, decorate)) do lines[#lines + 1] = l end
     if cost > 0 then lines[#lines + 1] = ('\ncost: $%.4f'):format(cost) end
   end
+  local qs = st.questions and st:questions(run.id) or {}
+  if #qs > 0 then
+    lines[#lines + 1] = ''
+    lines[#lines + 1] = ('questions: %d'):format(#qs)
+    for i = math.max(1, #qs - 9), #qs do
+      local q = qs[i]
+      lines[#lines + 1] = ('  %s: %s'):format(tostring(q.task or 'run'), printable(tostring(q.question)))
+      lines[#lines + 1] = q.answer and ('    -> (%s) %s'):format(tostring(q.by or '?'),
+        printable(tostring(q.answer))) or '    -> (open)'
+    end
+  end
   return table.concat(lines, '\n') .. '\n'
 end
 
@@ -206,7 +217,13 @@ function M.object(st, run_id)
       cost_usd = null(t.cost_usd), usage = null(t.usage),
     }
   end
-  return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal) }, tasks = tasks }
+  local questions = setmetatable({}, M.array_mt)
+  for _, q in ipairs(st.questions and st:questions(v.run.id) or {}) do
+    questions[#questions + 1] = { task = null(q.task), question = q.question,
+                                  answer = null(q.answer), by = null(q.by) }
+  end
+  return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal) }, tasks = tasks,
+           questions = questions }
 end
 
 -- The shape version of what `orch status --json` prints (docs/json.md;
@@ -227,6 +244,14 @@ local PLAIN = {stdout = true, text = true}
 -- One event row as a log line: stdout (and agent text) as is, every other
 -- stream prefixed with "[stream] ".
 function M.log_line(ev)
+  if ev.kind == 'question' then
+    local ok, q = pcall(cjson.decode, ev.payload or '')
+    if not ok or type(q) ~= 'table' then return '[question] ?' end
+    if q.answer ~= nil and q.answer ~= cjson.null then
+      return ('[answer] (%s) %s'):format(tostring(q.by or '?'), printable(tostring(q.answer)))
+    end
+    return '[question] ' .. printable(tostring(q.question or ''))
+  end
   local data = ev.data or ''
   if PLAIN[ev.stream] then return data end
   return '[' .. ev.stream .. '] ' .. data
@@ -239,7 +264,8 @@ end
 function M.logs(st, run_id, task_id, opts)
   opts = opts or {}
   local out, last, attempt = {}, opts.after, opts.last_attempt
-  local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit, output = true}
+  local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit, output = true,
+             questions = true}
   for ev in st:events(run_id, task_id, q) do
     if ev.attempt and ev.attempt ~= attempt then
       if attempt or ev.attempt > 1 then

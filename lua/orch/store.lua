@@ -650,6 +650,27 @@ function Store:record(run_id, ev, change)
   end)
 end
 
+-- The run's questions, in the order asked: {id=, task=, question=,
+-- answer=, by=} (answer nil while open).
+function Store:questions(run_id)
+  if not self.readonly then self:flush() end
+  local by_id, order = {}, {}
+  for row in self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND kind = 'question'
+                           ORDER BY seq]], run_id) do
+    local ok, q = pcall(cjson.decode, row.payload or '')
+    if ok and type(q) == 'table' and q.id ~= nil then
+      local cur = by_id[q.id]
+      if not cur then
+        cur = { id = q.id, task = q.task, question = q.question }
+        by_id[q.id] = cur
+        order[#order + 1] = cur
+      end
+      if q.answer ~= nil and q.answer ~= cjson.null then cur.answer, cur.by = q.answer, q.by end
+    end
+  end
+  return order
+end
+
 -- The highest seq stored for a run (0 when none): where its engine goes on.
 function Store:last_seq(run_id)
   self:flush()
@@ -697,8 +718,13 @@ function Store:events(run_id, task_id, opts)
   if task_id ~= nil then where[#where + 1] = 'task_id = ?'; args[#args + 1] = task_id end
   if opts.after then where[#where + 1] = 'id > ?'; args[#args + 1] = opts.after end
   if opts.attempt then where[#where + 1] = 'attempt = ?'; args[#args + 1] = opts.attempt end
-  if opts.output then where[#where + 1] = "(kind IS NULL OR kind = 'output')" end
-  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data, kind, seq FROM events WHERE '
+  if opts.output and opts.questions then
+    -- output lines and the task's questions and answers, in order
+    where[#where + 1] = "(kind IS NULL OR kind = 'output' OR kind = 'question')"
+  elseif opts.output then
+    where[#where + 1] = "(kind IS NULL OR kind = 'output')"
+  end
+  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data, kind, seq, payload FROM events WHERE '
     .. table.concat(where, ' AND ') .. ' ORDER BY id'
   if opts.limit then sql = sql .. ' LIMIT ' .. math.floor(tonumber(opts.limit)) end
   return self.h:rows(sql, unpack(args, 1, #args))
