@@ -72,7 +72,7 @@ end
 report('output lines: on_line -> batch -> record -> store', N, out_s, 80000)
 io.write(('  (%d events for %d lines: %.0f lines per batch)\n'):format(events - AGENT, N,
   N / math.max(1, events - AGENT)))
-report('agent events: emit -> record (one commit each)', AGENT, agent_s)
+report('agent text events: emit -> record (batched)', AGENT, agent_s)
 
 -- reference: the same lines through st:event alone
 local t0 = core.hrtime()

@@ -189,16 +189,22 @@ end
 -- names a task, that task's status); change() writes the state it describes
 -- to the store in the same transaction as the event row; then the
 -- subscribers are told. Buffered output is recorded first, so that events
--- keep the order things happened in. Returns ev.
-function Engine:record(ev, change)
+-- keep the order things happened in. buffered: ev changes no state (an
+-- agent's text, a tool call): its row is written with the output, by the
+-- store's next flush or state change, not committed on its own. Returns ev.
+function Engine:record(ev, change, buffered)
   -- (a late line or event after the store closed has nowhere to go)
   if self.closed or not self.store.h:is_open() then return ev end
-  if ev.kind ~= 'output' then self:flush_output() end
+  -- output before a state event is recorded first; a buffered event (an
+  -- agent's text, say) may come before the output batch it arrived with
+  if ev.kind ~= 'output' and not (buffered and not change) then self:flush_output() end
   ev.seq = self.seq + 1
   ev.t = core.time()
   if ev.task and ev.status == nil then ev.status = self.status[ev.task] end
   if ev.kind == 'output' then
     self.store:output(self.run.id, ev.task, ev.attempt, ev.stream, ev.lines, ev.seq)
+  elseif buffered and not change then
+    self.store:buffer_event(self.run.id, ev)
   else
     self.store:record(self.run.id, ev, change)
   end
@@ -593,6 +599,8 @@ function Engine:task_usage(id)
   return u
 end
 
+local COMMITTED = { session = true, usage = true, result = true, error = true }
+
 -- A backend's normalised event becomes {kind='agent', type=...}; a session
 -- is stored (sessions row and tasks.session_id) in the event's transaction,
 -- before anything acts on it; usage is summed into the task's columns.
@@ -621,7 +629,9 @@ function Engine:agent_event(id, rec, bev)
   elseif bev.type == 'result' then
     rec.text = bev.text
   end
-  self:record(ev, change)
+  -- what changes no state is written with the output (batched), the rest
+  -- (session, usage, the result, an error) committed at once
+  self:record(ev, change, not COMMITTED[bev.type])
 end
 
 -- Records a task's end (settle may be called from a process callback: the

@@ -304,7 +304,7 @@ function M.open(path, opts)
   end
   local st = setmetatable({
     h = h, path = path, readonly = opts.readonly or false,
-    buf = {}, nbuf = 0, timer = nil,
+    buf = {}, nbuf = 0, ebuf = {}, nbytes = 0, timer = nil,
   }, Store)
   return st
 end
@@ -533,7 +533,7 @@ function Store:_arm_timer()
   end
   if type(core.timer) ~= 'function' then self.timer = false; return end
   local ok, t = pcall(core.timer, M.FLUSH_MS, function()
-    if self.h:is_open() and self.nbuf > 0 then self:flush() end
+    if self.h:is_open() and (self.nbuf > 0 or #self.ebuf > 0 or self.deferred) then self:flush() end
   end)
   self.timer = ok and t or false
 end
@@ -547,13 +547,10 @@ function Store:event(run_id, task_id, attempt, stream, data, seq)
   local b, n = self.buf, self.nbuf
   b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
   b[n + 4], b[n + 5], b[n + 6], b[n + 7] = M.now(), stream, data or false, seq or false
-  n = n + STRIDE
-  self.nbuf = n
-  if n >= M.BATCH * STRIDE then
-    self:flush()
-  elseif n == STRIDE then
-    self:_arm_timer()
-  end
+  local was = n + #self.ebuf
+  self.nbuf = n + STRIDE
+  if data then self.nbytes = self.nbytes + #data end
+  self:_after_buffer(was)
 end
 
 -- Buffers an output batch (the engine's {kind='output'} event): one row per
@@ -562,18 +559,41 @@ end
 function Store:output(run_id, task_id, attempt, stream, lines, seq)
   self:_writable()
   local b, n, t = self.buf, self.nbuf, M.now()
-  local was = n
+  local was, bytes = n + #self.ebuf, self.nbytes
   for i = 1, #lines do
+    local l = lines[i]
     b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
-    b[n + 4], b[n + 5], b[n + 6], b[n + 7] = t, stream, lines[i], seq or false
+    b[n + 4], b[n + 5], b[n + 6], b[n + 7] = t, stream, l, seq or false
     n = n + STRIDE
+    bytes = bytes + #l
   end
-  self.nbuf = n
-  if n >= M.BATCH * STRIDE then
+  self.nbuf, self.nbytes = n, bytes
+  self:_after_buffer(was)
+end
+
+M.BATCH_BYTES = 4 * 1024 * 1024 -- buffered bytes before a flush (memory stays bounded)
+
+-- Flushes a full buffer; arms the timer for the first buffered row.
+function Store:_after_buffer(was)
+  if self.nbuf >= M.BATCH * STRIDE or #self.ebuf >= M.BATCH or self.nbytes >= M.BATCH_BYTES then
     self:flush()
-  elseif was == 0 and n > 0 then
+  elseif was == 0 then
     self:_arm_timer()
   end
+end
+
+-- Buffers an event that changes no state (an agent's text, tool call,
+-- tool result, ...): written like output, by the next flush or state
+-- change, with its kind, seq and payload.
+function Store:buffer_event(run_id, ev)
+  self:_writable()
+  local was = self.nbuf + #self.ebuf
+  local payload = M.encode_event(ev, M.MAX_BUFFERED_STRING)
+  local e = self.ebuf
+  e[#e + 1] = { run_id, ev.task or false, ev.attempt or false, ev.t or M.now(), ev.kind,
+                ev.seq or false, payload }
+  self.nbytes = self.nbytes + #payload
+  self:_after_buffer(was)
 end
 
 -- Writes the buffer inside the caller's transaction.
@@ -583,8 +603,8 @@ function Store:_write_events()
     self.deferred = nil
     for _, u in ipairs(d) do self.h:run(u[1], unpack(u, 2, u.n)) end
   end
-  local n = self.nbuf
-  if n == 0 then return end
+  local n, eb = self.nbuf, self.ebuf
+  if n == 0 and #eb == 0 then return end
   local b, h = self.buf, self.h
   local sql = [[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq)
                 VALUES (?, ?, ?, ?, ?, ?, 'output', ?)]]
@@ -592,7 +612,14 @@ function Store:_write_events()
     local task, att, data, seq = b[i + 1], b[i + 2], b[i + 5], b[i + 6]
     h:run(sql, b[i], task or nil, att or nil, b[i + 3], b[i + 4], data or nil, seq or nil)
   end
-  self.buf, self.nbuf = {}, 0
+  if #eb > 0 then
+    local esql = [[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq, payload)
+                   VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)]]
+    for _, r in ipairs(eb) do
+      h:run(esql, r[1], r[2] or nil, r[3] or nil, r[4], r[5], r[5], r[6] or nil, r[7])
+    end
+  end
+  self.buf, self.nbuf, self.ebuf, self.nbytes = {}, 0, {}, 0
   if self.timer then pcall(self.timer.stop, self.timer) end
 end
 
@@ -600,19 +627,23 @@ local function pack(...) return { n = select('#', ...), ... } end
 
 M.MAX_PAYLOAD = 1024 * 1024 -- bytes of an event's JSON kept in the store
 
--- A copy of ev with long strings cut (cjson must never see a huge string,
--- see DESIGN.md's pitfalls), nested at most a few levels.
-local function bounded(v, depth)
+-- the longest string kept in a buffered event's payload: an agent's tool
+-- output is in the task's output rows already, whole
+M.MAX_BUFFERED_STRING = 16 * 1024
+
+-- A copy of ev with strings longer than cap cut (cjson must never see a
+-- huge string, see DESIGN.md's pitfalls), nested at most a few levels.
+local function bounded(v, depth, cap)
   local t = type(v)
   if t == 'string' then
-    if #v > M.MAX_PAYLOAD / 4 then return v:sub(1, M.MAX_PAYLOAD / 4) .. '...(cut)' end
+    if #v > cap then return v:sub(1, cap) .. '...(cut)' end
     return v
   end
   if t == 'number' or t == 'boolean' or v == cjson.null then return v end
   if t ~= 'table' or depth > 6 then return nil end
   local out = {}
   for k, x in pairs(v) do
-    if type(k) == 'string' or type(k) == 'number' then out[k] = bounded(x, depth + 1) end
+    if type(k) == 'string' or type(k) == 'number' then out[k] = bounded(x, depth + 1, cap) end
   end
   return out
 end
@@ -623,10 +654,10 @@ ejson.encode_sparse_array(true)
 ejson.encode_invalid_numbers('null')
 ejson.encode_max_depth(16)
 
--- The JSON of an event as stored (long strings cut; '{}' when it cannot
--- be encoded).
-function M.encode_event(ev)
-  local ok, s = pcall(ejson.encode, bounded(ev, 0))
+-- The JSON of an event as stored (strings longer than cap, default a
+-- quarter of MAX_PAYLOAD, cut; '{}' when it cannot be encoded).
+function M.encode_event(ev, cap)
+  local ok, s = pcall(ejson.encode, bounded(ev, 0, cap or M.MAX_PAYLOAD / 4))
   if not ok then return '{}' end
   if #s > M.MAX_PAYLOAD then
     s = ejson.encode({ kind = ev.kind, seq = ev.seq, task = ev.task, cut = true })
@@ -699,12 +730,12 @@ function Store:note_pid(run_id, task_id, n, pid)
   self.deferred = self.deferred or {}
   table.insert(self.deferred, { 'UPDATE attempts SET pid = ? WHERE run_id = ? AND task_id = ? AND n = ?',
     pid, run_id, task_id, n, n = 5 })
-  if self.nbuf == 0 then self:_arm_timer() end
+  if self.nbuf == 0 and #self.ebuf == 0 then self:_arm_timer() end
 end
 
 -- Writes the buffered events (and noted pids) in one transaction.
 function Store:flush()
-  if self.nbuf == 0 and not self.deferred then return end
+  if self.nbuf == 0 and #self.ebuf == 0 and not self.deferred then return end
   self.h:transaction(function() self:_write_events() end)
 end
 
