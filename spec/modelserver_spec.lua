@@ -347,6 +347,19 @@ describe('scripted model server', function()
       assert.is_nil((ms.start({ scenario = { { replies = { 'x' }, reply = 'y' } } })))
     end)
 
+    it('a reply function that fails answers 500 and is counted; odd replies still answer', function()
+      srv = assert(ms.start({ scenario = {
+        { when = { user = 'boom' }, reply = function() error('scenario bug') end },
+        { when = { user = 'odd' }, reply = { text = 42, tool_calls = { { input = { a = 1 } } } } } } }))
+      local r = request(srv.url .. '/v1/messages', { body = anthropic_body('boom') })
+      assert.are.equal(500, r.status)
+      assert.are.equal(1, srv:errors())
+      r = request(srv.url .. '/v1/messages', { body = anthropic_body('odd', { stream = false }) })
+      assert.are.equal(200, r.status)
+      assert.are.equal('42', json.decode(r.body).content[1].text)
+      assert.are.equal(1, srv:errors())
+    end)
+
     it('matches the system prompt, any text, offered tools and the last message', function()
       srv = assert(ms.start({ scenario = {
         { when = { tools = 'Nope' }, reply = 'no' },

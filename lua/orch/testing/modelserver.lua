@@ -104,8 +104,7 @@ end
 -- ---------------------------------------------------------------- replies
 
 local FAULT_KEYS = { 'status', 'retry_after', 'message', 'error_type', 'hang', 'stall', 'cut',
-                     'stream_error',
-                     'delay', 'interval', 'headers', 'stop_reason' }
+                     'stream_error', 'delay', 'interval', 'headers', 'stop_reason' }
 
 -- The reply of a rule, templated and turned into {text, calls, usage, ...}.
 local function expand(reply, req, caps, raw)
@@ -113,14 +112,15 @@ local function expand(reply, req, caps, raw)
   if type(reply) == 'string' then reply = { text = reply } end
   if type(reply) ~= 'table' then reply = { text = tostring(reply) } end
   reply = scenario.template(reply, req, caps)
-  local out = { text = reply.text or '', thinking = reply.thinking, calls = tools.calls(req, reply) }
+  local out = { text = reply.text and tostring(reply.text) or '',
+                thinking = reply.thinking and tostring(reply.thinking), calls = tools.calls(req, reply) }
   for _, k in ipairs(FAULT_KEYS) do out[k] = reply[k] end
   for _, c in ipairs(out.calls) do
     if c.kind == nil and req.tool_specs[c.name] then c.kind = req.tool_specs[c.name].kind end
   end
   local u = reply.usage or {}
   local produced = out.text .. (out.thinking or '')
-  for _, c in ipairs(out.calls) do produced = produced .. c.name .. util.args_json(c.input) end
+  for _, c in ipairs(out.calls) do produced = produced .. tostring(c.name) .. util.args_json(c.input) end
   out.usage = { input_tokens = u.input_tokens or util.tokens(raw),
                 output_tokens = u.output_tokens or util.tokens(produced),
                 cache_read_tokens = u.cache_read_tokens, cache_write_tokens = u.cache_write_tokens }
