@@ -432,6 +432,13 @@ describe('scripted model server', function()
       H.rm(dir)
     end)
 
+    it('refuses a port in use', function()
+      srv = assert(ms.start({}))
+      local other, err = ms.start({ port = srv.port })
+      assert.is_nil(other)
+      assert.matches('address already in use', err)
+    end)
+
     it('lists models and answers unknown paths with 404', function()
       srv = assert(ms.start({ models = { 'a', 'b' } }))
       local r = request(srv.url .. '/v1/models')
