@@ -283,3 +283,70 @@ describe('worktree bootstrap', function()
     repo:rm()
   end)
 end)
+
+describe('a workflow definition', function()
+  it('is reloaded when edited during the run; a broken edit keeps the old hooks', function()
+    local repo = T.repo({ ['README.md'] = 'x\n' })
+    local wf = repo.dir .. '/.orch/flow.lua'
+    core.mkdir_p(repo.dir .. '/.orch')
+    local function version(v)
+      return ([[
+        local W = require('orch.workflow')
+        return W.define({ test_cmd = false,
+          on_task_end = function(w, task)
+            if not task.id:find('.', 1, true) then
+              w:add({ id = task.id .. '.after', cmd = 'echo VERSION > ' .. task.id .. '.v',
+                      deps = { task.id }, files = { task.id .. '.v' } })
+            end
+          end })
+      ]]):gsub('VERSION', v)
+    end
+    H.write(wf, version('v1'))
+    local flag = repo.dir .. '/.git/flag'
+    local plan = { tasks = {
+      { id = 'a', cmd = ('while [ ! -e %s1 ]; do sleep 0.05; done'):format(flag) },
+      { id = 'b', cmd = ('while [ ! -e %s2 ]; do sleep 0.05; done'):format(flag), deps = { 'a' } } } }
+    H.write(repo.dir .. '/.git/plan.json', cjson.encode(plan))
+    local done, res = false, {}
+    assert(core.spawn({ argv = { T.orch_bin(), 'run', wf, '--plan', repo.dir .. '/.git/plan.json',
+      '--repo', repo.dir, '--yes', '--no-tui' }, cwd = repo.dir,
+      stderr = function(l) res[#res + 1] = l end, stdout = function() end,
+      on_exit = function(c) res.code, done = c, true end }))
+    local function seen(pat)
+      return H.run_until(function() return table.concat(res, '\n'):find(pat) ~= nil end, 30000)
+    end
+    assert.is_true(seen('a: started'), table.concat(res, '\n'))
+    H.write(wf, version('v2'))
+    assert.is_true(seen('flow%.lua reloaded'), table.concat(res, '\n'))
+    H.write(flag .. '1', '')
+    assert.is_true(seen('b: started'))
+    H.write(wf, 'return W.define({ oops')
+    assert.is_true(seen('not reloaded, the old version stays'), table.concat(res, '\n'))
+    H.write(flag .. '2', '')
+    assert.is_true(H.run_until(function() return done end, 30000))
+    assert.equal(0, res.code, table.concat(res, '\n'))
+    assert.equal('v2\n', repo:file('a.v', 'main'))
+    assert.equal('v2\n', repo:file('b.v', 'main'))
+    repo:rm()
+  end)
+
+  it('sets the run\'s failure policy and merge strategy', function()
+    local repo = T.repo({ ['README.md'] = 'x\n' })
+    local wf = repo.dir .. '/.orch/flow.lua'
+    core.mkdir_p(repo.dir .. '/.orch')
+    H.write(wf, [[
+      local W = require('orch.workflow')
+      return W.define({ test_cmd = false, merge = 'squash',
+        policy = function(task) return task.id == 'flaky' and 'soft' or 'hard' end })
+    ]])
+    local r = T.run({ repo = repo, workflow = wf, plan = { tasks = {
+      { id = 'flaky', cmd = 'exit 3' },
+      { id = 'w', cmd = 'echo w > w.txt; echo more > m.txt', files = { 'w.txt', 'm.txt' } } } } })
+    assert.equal(0, r.code, r.err)
+    assert.equal('failed', r:task('flaky').status)
+    assert.equal('w\n', repo:file('w.txt', 'main'))
+    -- squashed: no merge commit on the integration branch
+    assert.equal('', (repo:git('log --merges --format=%H orch/' .. r.run_id .. '/integration')))
+    repo:rm()
+  end)
+end)

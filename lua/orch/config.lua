@@ -65,4 +65,26 @@ function M.load(root)
   return true
 end
 
+-- The config files of a run in repo root that exist (for watching).
+function M.files(root)
+  local out = {}
+  for _, dir in ipairs(dirs_for(root)) do
+    if exists(dir .. '/init.lua') then out[#out + 1] = dir .. '/init.lua' end
+  end
+  return out
+end
+
+-- Runs one config file again (hot reload: what it sets with policy.set,
+-- launcher.set, ... replaces what the earlier version set). A file that
+-- does not load changes nothing; one that raises half way keeps what it
+-- set before the error. Returns true, or nil and "FILE:LINE: message".
+function M.reload_file(file)
+  local chunk, err = loadfile(file)
+  if not chunk then return nil, err end
+  local ok, rerr = xpcall(chunk, debug.traceback)
+  if not ok then return nil, tostring(rerr) end
+  M.loaded[file] = true
+  return true
+end
+
 return M

@@ -400,13 +400,14 @@ function M.cli_resume(o)
     run.id, ndone, #plan.tasks,
     reclaimed > 0 and (', stopped ' .. reclaimed .. ' left-over task process(es)') or ''))
   run.concurrency = o.concurrency or run.concurrency or 4
+  local wdef, wfile = M.workflow_of(run, o)
+  if wdef and wdef.merge ~= nil and o.merge == nil then o.merge = wdef.merge end
   local ws = M.workspace_for(loc, run, o)
   if ws.fresh then ws.fresh = fresh end
   local ok, berr = ws:begin(run, { resume = true })
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
   local s = { o = o, loc = loc, plan = plan, store = st, run = run, ws = ws, done = done,
               exited = exited, resume = true }
-  local wdef, wfile = M.workflow_of(run, o)
   if wdef then return require('orch.workflow').resume(wdef, s, wfile) end
   local e, ecode = M.start_engine(s)
   if not e then M.close(s) return ecode end

@@ -27,12 +27,13 @@ local verdict = require('orch.verdict')
 local W = {}
 
 W.EXIT_GATE = 3 -- stopped at a gate with nobody to answer it
+W.DEBOUNCE_MS = 150 -- hot reload acts this long after the last change of a file
 
 local Flow = {}
 Flow.__index = Flow
 W.Flow = Flow
 
-W.HOOKS = { 'plan', 'on_plan', 'on_task_end', 'on_idle', 'on_start', 'on_end', 'bootstrap' }
+W.HOOKS = { 'plan', 'on_plan', 'on_task_end', 'on_idle', 'on_start', 'on_end', 'bootstrap', 'policy' }
 
 -- Checks a definition: def, or nil and a message.
 function W.validate(def, file)
@@ -411,24 +412,43 @@ end
 -- an edit is loaded from the next task on (a broken one is reported and
 -- the old version kept).
 function Flow:watch()
-  self.watchers = {}
+  self.watchers, self.watching = {}, true
   local roles = require('orch.roles')
   local root = self.run.repo
   local function on_roles()
     local ok, err2 = roles.reload({ repo = root })
     if ok then self:say('roles reloaded') else self:warn('roles not reloaded, the old ones stay: %s', err2) end
   end
+  -- an editor's save is a burst of events (truncate, write, rename):
+  -- act once, DEBOUNCE_MS after the last
   local function add(path, fn)
-    local ok, w = pcall(core.watch, path, function() fn() end)
+    local timer
+    local ok, w = pcall(core.watch, path, function()
+      if timer then timer:close() end
+      timer = core.timer(W.DEBOUNCE_MS, function()
+        timer:close()
+        timer = nil
+        if self.watching then fn() end
+      end)
+    end)
     if ok and w then self.watchers[#self.watchers + 1] = w end
   end
   if self.file then add(self.file, function() self:reload() end) end
+  -- the failure policy, launcher and other extension points set in init.lua
+  local config = require('orch.config')
+  for _, f in ipairs(config.files(root)) do
+    add(f, function()
+      local ok, cerr = config.reload_file(f)
+      if ok then self:say('%s reloaded', f) else self:warn('%s not reloaded: %s', f, tostring(cerr)) end
+    end)
+  end
   for _, dir in ipairs(roles.dirs(root)) do
     if core.readdir(dir) then add(dir, on_roles) end
   end
 end
 
 function Flow:unwatch()
+  self.watching = false
   for _, w in ipairs(self.watchers or {}) do pcall(w.close, w) end
   self.watchers = {}
 end
@@ -455,12 +475,17 @@ function W.drive(w, s)
     if orch then orch:tell(summary(task, result)) end
     w:call('on_task_end', task, result)
   end
+  -- the definition's failure policy, for this run
+  if type(w.def.policy) == 'function' then
+    local policy = require('orch.policy')
+    policy.set(function(task, result) return w.def.policy(task, result) end)
+  end
   w.engine = run_mod.make_engine(s)
   w.engine:on_bootstrap(bootstrap)
   w.engine:on_task_end(on_end)
-  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator' })
-  if not e then run_mod.close(s) return ecode end
   w:watch()
+  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator' })
+  if not e then w:unwatch() run_mod.close(s) return ecode end
   local code
   while true do
     code = run_mod.await_end(s)
@@ -525,6 +550,7 @@ function W.run(def, opts, file)
   local o2 = {}
   for k, v in pairs(opts) do o2[k] = v end
   o2.plan, o2.workflow = path, file
+  if o2.merge == nil and def.merge ~= nil then o2.merge = def.merge end -- the definition's strategy
   local s = { loc = loc, plan = checked, o = o2 }
   if not run_mod.check_backends(checked, path, { repo = loc.root }) then return 2 end
   if not run_mod.open_store(s) then return 2 end
