@@ -12,7 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ORCH=$(realpath "${1:-build/bin/orch}")
 N=${2:-50000}
-ROUNDS=${3:-3}
+ROUNDS=${3:-5}
 WORK=$(mktemp -d /tmp/orch-bench-tui.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT INT TERM
 
@@ -41,7 +41,7 @@ import os, pty, time, select, struct, fcntl, termios, signal, subprocess, statis
 ORCH = os.environ['ORCH']
 ROUNDS = int(os.environ['ROUNDS'])
 N = int(os.environ['N'])
-ENV = dict(os.environ, LANG='C.UTF-8', TERM='xterm-256color',
+ENV = dict(os.environ, LANG='C.UTF-8', TERM='xterm-256color', ORCH_TUI_STATS=os.environ.get('ORCH_TUI_STATS', ''),
            ORCH_SOCKET_DIR=os.path.join(os.getcwd(), '..', 'sock'))
 os.makedirs(ENV['ORCH_SOCKET_DIR'], mode=0o700, exist_ok=True)
 ARGS = [ORCH, 'run', '--plan', 'plan.json', '--yes', '--in-place']
@@ -76,7 +76,7 @@ def tui(keys):
     os.kill(pid, signal.SIGWINCH)
     t0 = time.monotonic()
     peak, lat, tail = 0, [], b''
-    sent, shown, next_key = None, False, t0 + 0.5
+    sent, shown, next_key = None, False, t0 + 0.2
     status = None
     while True:
         now = time.monotonic()
@@ -99,7 +99,7 @@ def tui(keys):
                     lat.append(time.monotonic() - sent)
                     sent = None
                     os.write(fd, b'j')
-                    next_key = time.monotonic() + 0.1
+                    next_key = time.monotonic() + 0.05
         peak = peak_kb(pid, peak)
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -120,14 +120,18 @@ def tui(keys):
 print('bench/tui.sh: 4 tasks x %d lines, %d rounds (median)' % (N, ROUNDS))
 plain, tuis, peaks, lats = [], [], [], []
 for i in range(ROUNDS):
-    w, _, code = no_tui()
-    assert code == 0, 'no-tui run exited %d' % code
-    plain.append(w)
-    w, pk, code, _ = tui(False)
-    assert code == 0, 'tui run exited %d' % code
-    tuis.append(w)
-    peaks.append(pk)
-    print('  round %d: --no-tui %.2fs, TUI %.2fs, TUI peak RSS %.1f MB' % (i + 1, plain[-1], w, pk / 1024))
+    # alternating which goes first, so that neither gets the warm caches
+    for which in (('plain', 'tui') if i % 2 == 0 else ('tui', 'plain')):
+        if which == 'plain':
+            w, _, code = no_tui()
+            assert code == 0, 'no-tui run exited %d' % code
+            plain.append(w)
+        else:
+            w, pk, code, _ = tui(False)
+            assert code == 0, 'tui run exited %d' % code
+            tuis.append(w)
+            peaks.append(pk)
+    print('  round %d: --no-tui %.2fs, TUI %.2fs, TUI peak RSS %.1f MB' % (i + 1, plain[-1], tuis[-1], peaks[-1] / 1024))
 _, pk, code, lat = tui(True)
 peaks.append(pk)
 assert code == 0, 'tui run (keys) exited %d' % code

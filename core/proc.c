@@ -26,6 +26,7 @@ typedef struct orch_proc_stream {
     int open;    /* handle initialised and not yet closing */
     int eof;     /* no more bytes will come */
     int stream;  /* 1 or 2 */
+    int throttled; /* reading paused until the end of this turn */
     orch_proc *proc;
 } orch_proc_stream;
 
@@ -58,6 +59,8 @@ static size_t orch_proc_nlive;
 static uv_signal_t orch_proc_sigchld;
 static int orch_proc_inited;
 
+static void orch_proc_unthrottle(orch_proc_stream *s);
+
 /* ------------------------------------------------------------ lifetime */
 
 static void orch_proc_on_close(uv_handle_t *h)
@@ -82,6 +85,7 @@ static void orch_proc_close_handle(orch_proc *p, uv_handle_t *h)
 
 static void orch_proc_close_stream(orch_proc_stream *s)
 {
+    orch_proc_unthrottle(s);
     if (s->open) {
         s->open = 0;
         uv_read_stop((uv_stream_t *)&s->pipe);
@@ -151,6 +155,78 @@ void orch_proc_release(orch_proc *p)
         orch_proc_begin_close(p);
 }
 
+/* ------------------------------------------------------------ fairness */
+
+/* A flood of output on a few pipes must not hold up the rest of the loop
+ * (other pipes, timers, the terminal's keys): libuv reads a readable pipe
+ * up to 32 times in one callback, and every line is work. Once a turn of
+ * the loop has gone on for ORCH_PROC_TURN_MS since its poll returned, a
+ * stream reads one small chunk and pauses until the end of the turn (a
+ * check handle starts it again), so the turn ends soon and everything else
+ * gets its go; the pipe's own buffer holds the rest (the writer waits). */
+#define ORCH_PROC_TURN_MS 5
+#define ORCH_PROC_CHUNK 16384
+#define ORCH_PROC_SLOW_CHUNK 4096
+
+static orch_proc_stream **orch_proc_paused;
+static size_t orch_proc_npaused, orch_proc_cappaused;
+static uv_check_t orch_proc_resume;
+static int orch_proc_resume_inited;
+
+static int orch_proc_turn_over(uv_loop_t *loop)
+{
+    return uv_hrtime() / 1000000 >= uv_now(loop) + ORCH_PROC_TURN_MS;
+}
+
+static void orch_proc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void orch_proc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+static void orch_proc_on_resume(uv_check_t *h)
+{
+    size_t n = orch_proc_npaused;
+    (void)h;
+    orch_proc_npaused = 0;
+    uv_check_stop(&orch_proc_resume);
+    for (size_t i = 0; i < n; i++) {
+        orch_proc_stream *s = orch_proc_paused[i];
+        s->throttled = 0;
+        if (s->open && !s->eof)
+            uv_read_start((uv_stream_t *)&s->pipe, orch_proc_alloc, orch_proc_read);
+    }
+}
+
+/* Pauses s until the end of this turn; without room to note it, it goes on. */
+static void orch_proc_throttle(orch_proc_stream *s)
+{
+    if (s->throttled || !orch_proc_resume_inited)
+        return;
+    if (orch_proc_npaused == orch_proc_cappaused) {
+        size_t cap = orch_proc_cappaused ? orch_proc_cappaused * 2 : 16;
+        orch_proc_stream **v = realloc(orch_proc_paused, cap * sizeof *v);
+        if (!v)
+            return;
+        orch_proc_paused = v;
+        orch_proc_cappaused = cap;
+    }
+    uv_read_stop((uv_stream_t *)&s->pipe);
+    s->throttled = 1;
+    orch_proc_paused[orch_proc_npaused++] = s;
+    uv_check_start(&orch_proc_resume, orch_proc_on_resume);
+}
+
+static void orch_proc_unthrottle(orch_proc_stream *s)
+{
+    if (!s->throttled)
+        return;
+    s->throttled = 0;
+    for (size_t i = 0; i < orch_proc_npaused; i++) {
+        if (orch_proc_paused[i] == s) {
+            orch_proc_paused[i] = orch_proc_paused[--orch_proc_npaused];
+            break;
+        }
+    }
+}
+
 /* ------------------------------------------------------------ reading */
 
 static void orch_proc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -163,6 +239,12 @@ static void orch_proc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     (void)hint;
     if (avail > (1u << 30))
         avail = 1u << 30;
+    /* reads of a bounded size, so that the turn's clock is looked at often;
+     * a turn that went on too long: a small read, then a pause */
+    if (avail > ORCH_PROC_CHUNK)
+        avail = ORCH_PROC_CHUNK;
+    if (avail > ORCH_PROC_SLOW_CHUNK && orch_proc_turn_over(s->proc->loop))
+        avail = ORCH_PROC_SLOW_CHUNK;
     *buf = uv_buf_init(base, base ? (unsigned)avail : 0);
 }
 
@@ -183,6 +265,8 @@ static void orch_proc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     if (n > 0) {
         orch_linebuf_commit(&s->lb, (size_t)n, orch_proc_emit, s);
+        if (s->open && !s->eof && orch_proc_turn_over(s->proc->loop))
+            orch_proc_throttle(s);
     } else if (n < 0) {
         orch_proc_stream_eof(s); /* UV_EOF, or an error: nothing more comes */
     }
@@ -274,6 +358,10 @@ int orch_proc_init(uv_loop_t *loop)
     if (rc < 0)
         return orch_err_set(rc, "SIGCHLD watcher: %s", uv_strerror(rc));
     uv_unref((uv_handle_t *)&orch_proc_sigchld);
+    if (uv_check_init(loop, &orch_proc_resume) == 0) {
+        uv_unref((uv_handle_t *)&orch_proc_resume); /* the pipes keep the loop alive */
+        orch_proc_resume_inited = 1;
+    }
     orch_proc_inited = 1;
     return 0;
 }
@@ -284,6 +372,13 @@ void orch_proc_shutdown_watchers(void)
         uv_close((uv_handle_t *)&orch_proc_sigchld, NULL);
         orch_proc_inited = 0;
     }
+    if (orch_proc_resume_inited) {
+        uv_close((uv_handle_t *)&orch_proc_resume, NULL);
+        orch_proc_resume_inited = 0;
+    }
+    free(orch_proc_paused);
+    orch_proc_paused = NULL;
+    orch_proc_npaused = orch_proc_cappaused = 0;
 }
 
 /* ------------------------------------------------------------ spawning */

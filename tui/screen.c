@@ -48,6 +48,8 @@ struct tui_screen {
     uv_poll_t input;
     uv_timer_t frame;
     uv_signal_t winch;
+    uv_prepare_t turn;       /* measures the loop's turns (for the bench) */
+    uint64_t turn_start;
     int handles_open, closing;
     SCREEN *scr;
     FILE *in, *out;
@@ -1098,6 +1100,21 @@ static void tui_tail_log(tui_screen *s)
     }
 }
 
+static void tui_on_turn(uv_prepare_t *h)
+{
+    tui_screen *s = h->data;
+    uint64_t now = tui_now_ns();
+    if (s->turn_start) {
+        uint64_t dt = now - s->turn_start;
+        s->stats.turns++;
+        if (dt > s->stats.turn_ns_max)
+            s->stats.turn_ns_max = dt;
+        if (dt > 33000000ull)
+            s->stats.turns_over_frame++;
+    }
+    s->turn_start = now;
+}
+
 static void tui_on_frame(uv_timer_t *h)
 {
     tui_screen *s = h->data;
@@ -1247,8 +1264,11 @@ int tui_screen_open(tui_screen **out, uv_loop_t *loop, const tui_options *o,
     uv_poll_init(loop, &s->input, s->in_fd);
     uv_timer_init(loop, &s->frame);
     uv_signal_init(loop, &s->winch);
-    s->input.data = s->frame.data = s->winch.data = s;
-    s->handles_open = 3;
+    uv_prepare_init(loop, &s->turn);
+    s->input.data = s->frame.data = s->winch.data = s->turn.data = s;
+    s->handles_open = 4;
+    uv_prepare_start(&s->turn, tui_on_turn);
+    uv_unref((uv_handle_t *)&s->turn);
     uv_poll_start(&s->input, UV_READABLE, tui_on_input);
     uv_timer_start(&s->frame, tui_on_frame, 1000 / (uint64_t)s->fps,
                    1000 / (uint64_t)s->fps);
@@ -1339,4 +1359,5 @@ void tui_screen_close(tui_screen *s)
     uv_close((uv_handle_t *)&s->input, tui_closed_cb);
     uv_close((uv_handle_t *)&s->frame, tui_closed_cb);
     uv_close((uv_handle_t *)&s->winch, tui_closed_cb);
+    uv_close((uv_handle_t *)&s->turn, tui_closed_cb);
 }

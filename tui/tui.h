@@ -231,6 +231,7 @@ int tui_screen_zoom(const tui_screen *s);
 /* Figures for the benchmark. */
 typedef struct tui_stats {
     uint64_t frames, draw_ns_total, draw_ns_max, keys;
+    uint64_t turns, turn_ns_max, turns_over_frame; /* the loop's turns */
 } tui_stats;
 void tui_screen_stats(const tui_screen *s, tui_stats *out);
 

@@ -385,6 +385,12 @@ static int ltui_m_stats(lua_State *L)
     lua_setfield(L, -2, "draw_ms_max");
     lua_pushnumber(L, (lua_Number)st.keys);
     lua_setfield(L, -2, "keys");
+    lua_pushnumber(L, (lua_Number)st.turns);
+    lua_setfield(L, -2, "turns");
+    lua_pushnumber(L, (lua_Number)st.turn_ns_max / 1e6);
+    lua_setfield(L, -2, "turn_ms_max");
+    lua_pushnumber(L, (lua_Number)st.turns_over_frame);
+    lua_setfield(L, -2, "turns_over_frame");
     return 1;
 }
 

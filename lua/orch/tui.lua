@@ -340,6 +340,17 @@ function View:close()
   if self.closed then return end
   self.closed = true
   if self.unsub then self.unsub() self.unsub = nil end
+  local stats_file = os.getenv('ORCH_TUI_STATS')
+  if self.scr and stats_file then
+    local f = io.open(stats_file, 'a')
+    if f then
+      local st = self.scr:stats()
+      f:write(('frames %d keys %d draw_ms_total %.1f draw_ms_max %.2f turns %d ' ..
+        'turn_ms_max %.1f turns_over_frame %d\n'):format(st.frames, st.keys, st.draw_ms_total,
+        st.draw_ms_max, st.turns, st.turn_ms_max, st.turns_over_frame))
+      f:close()
+    end
+  end
   if self.scr then self.scr:close() self.scr = nil end
   if self.redirected then core.tui.restore() self.redirected = false end
 end
