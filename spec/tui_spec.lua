@@ -132,12 +132,14 @@ local function focused_title(text)
   end
 end
 
--- The processes of a task (found by their environment).
+-- The processes of a task of the test's run (found by their environment).
+local the_dir
 local function task_pids(name)
   local pids = {}
   for _, p in ipairs(H.ps()) do
-    local env = H.read('/proc/' .. p.pid .. '/environ') or ''
-    if env:find('\0ORCH_TASK=' .. name .. '\0', 1, true) and env:find('ORCH_RUN=', 1, true) then
+    local env = '\0' .. (H.read('/proc/' .. p.pid .. '/environ') or '')
+    if env:find('\0ORCH_TASK=' .. name .. '\0', 1, true)
+        and env:find('\0ORCH_REPO=' .. the_dir .. '\0', 1, true) then
       pids[#pids + 1] = p
     end
   end
@@ -205,6 +207,7 @@ describe('the TUI', function()
   before_each(function()
     assert.is_true(have_tmux(), 'tmux is needed (scripts/install-deps.sh installs it)')
     dir = H.tmpdir()
+    the_dir = dir
     git_repo(dir)
     sockdir = H.tmpdir()
     H.sh('chmod 700 ' .. q(sockdir))
@@ -213,15 +216,19 @@ describe('the TUI', function()
 
   after_each(function()
     H.write(dir .. '/go', '') -- lets any task still waiting end
-    if ctx.tmux then
-      ctx.tmux:keys('main:0', 'q')
-      ctx.tmux:kill()
-    end
-    -- whatever the test left: the run's orch (detached ones too)
+    -- whatever the test left: the run's orch (detached ones too) stops its
+    -- tasks (paused ones too) on SIGTERM
+    local left = {}
     for _, p in ipairs(H.ps()) do
-      if p.cmd:find(dir .. '/plan.json', 1, true) then H.sh('kill -TERM ' .. p.pid) end
+      if p.cmd:sub(1, #H.ORCH) == H.ORCH and p.cmd:find(dir .. '/plan', 1, true) then
+        H.sh('kill -TERM ' .. p.pid)
+        left[#left + 1] = p.pid
+      end
     end
-    H.sh('sleep 0.3')
+    for _, pid in ipairs(left) do
+      wait_until(function() return H.read('/proc/' .. pid .. '/stat') == nil end, 'orch ' .. pid .. ' to stop')
+    end
+    if ctx.tmux then ctx.tmux:kill() end
     if os.getenv('TUI_SPEC_KEEP') then print('# kept ' .. dir) else H.rm(dir) end
     H.rm(sockdir)
   end)
@@ -303,6 +310,63 @@ describe('the TUI', function()
     t:keys('main:0', 'p')
     t:wait_for('main:0', 'gamma · exec · running', 'gamma running again')
     wait_until(function() return not states('gamma'):find('T') end, 'gamma continued')
+    -- x cancels, after a confirmation
+    t:keys('main:0', 'x')
+    t:wait_for('main:0', 'Cancel task gamma?', 'the cancel dialog')
+    t:keys('main:0', 'n')
+    t:wait('main:0', function(s) return not s:find('Cancel task gamma?', 1, true) end, 'the dialog closed')
+    assert.truthy(t:capture('main:0'):find('gamma · exec · running', 1, true))
+    t:keys('main:0', 'x')
+    t:wait_for('main:0', 'Cancel task gamma?', 'the cancel dialog again')
+    t:keys('main:0', 'y')
+    t:wait_for('main:0', 'gamma · exec · cancelled', 'gamma cancelled')
+    wait_until(function() return #task_pids('gamma') == 0 end, 'gamma\'s processes gone')
+    assert.truthy(#task_pids('alpha') > 0, 'the others go on')
+  end)
+
+  it('shows an agent\'s question, the task detail and the apply gate as dialogs', function()
+    local tasks = {
+      { id = 'alpha', cmd = ('echo %s | %s repl --repo %s; while [ ! -e %s/answer ]; do sleep 0.05; done; ' ..
+        'echo "answer: $(cat %s/answer)"'):format(
+        q('orch.engine:ask("alpha", "which colour?", function(a) local f = io.open("' .. dir ..
+          '/answer", "w") f:write(a) f:close() end)'), q(H.ORCH), q(dir), q(dir), q(dir)) },
+      { id = 'gamma', cmd = 'echo painted > gamma.txt; echo "gamma wrote"', files = { 'gamma.txt' } },
+    }
+    local path = dir .. '/plan2.json'
+    H.write(path, cjson.encode({ goal = 'dialogs', tasks = tasks }))
+    local cmd = ('cd %s && %s %s run --plan %s; echo "EXIT=$?"; sleep 600'):format(
+      q(dir), env_prefix(sockdir), q(H.ORCH), q(path))
+    local t = tmux_new(dir, 160, 45, cmd)
+    ctx.tmux = t
+    local text = t:wait_for('main:0', 'which colour?', 'the question dialog')
+    assert.truthy(text:find('alpha asks:', 1, true), text)
+    t:keys('main:0', 'Enter')
+    t:wait_for('main:0', '\nanswer:', 'the answer prompt')
+    t:keys('main:0', 'blue', 'Enter')
+    t:wait_for('main:0', 'answer: blue', 'the task got the answer')
+    -- the apply gate, once every task is done
+    t:wait_for('main:0', 'apply its work to your branch?', 'the apply gate')
+    t:keys('main:0', 'y')
+    t:wait_for('main:0', 'finished · exit code 0', 'the end')
+    -- the detail of gamma: its command, its state, its work
+    for _ = 1, 6 do
+      if (focused_title(t:capture('main:0')) or ''):find('gamma', 1, true) then break end
+      t:keys('main:0', 'Tab')
+      H.sh('sleep 0.1')
+    end
+    assert.truthy((focused_title(t:capture('main:0')) or ''):find('gamma', 1, true))
+    t:keys('main:0', 'Enter')
+    text = t:wait('main:0', function(s) return s:find('── prompt', 1, true) and s:find('+painted', 1, true) end,
+      'the detail view with the diff')
+    assert.truthy(text:find('$ echo painted > gamma.txt', 1, true), text)
+    assert.truthy(text:find('status done', 1, true), text)
+    t:keys('main:0', 'Escape')
+    t:wait('main:0', function(s) return not s:find('── prompt', 1, true) end, 'the detail closed')
+    t:keys('main:0', 'q')
+    t:wait_for('main:0', 'EXIT=0', 'the exit code')
+    -- the gate let the work into the branch
+    assert.equal('painted\n', H.read(dir .. '/gamma.txt'))
+    assert.equal('blue', H.read(dir .. '/answer'))
   end)
 
   it('q offers stop or detach; after detach orch attach shows the run and it finishes', function()

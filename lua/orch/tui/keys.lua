@@ -133,7 +133,7 @@ end
 
 function M.handle(v, key)
   if v.ended_hold and not v.dlg and not v.input then
-    if key == 'q' or key == 'Enter' or key == 'Esc' or key == 'C-c' then
+    if key == 'q' or key == 'C-c' then
       v.left = true
       return
     end
