@@ -340,7 +340,6 @@ function View:close()
   if self.closed then return end
   self.closed = true
   if self.unsub then self.unsub() self.unsub = nil end
-  if self.hup then self.hup:close() self.hup = nil end
   local stats_file = os.getenv('ORCH_TUI_STATS')
   if self.scr and stats_file then
     local f = io.open(stats_file, 'a')
@@ -396,7 +395,8 @@ function View:detach()
     tostring(self.src.run_id), core.getpid(), tostring(self.log_file), tostring(self.src.run_id)))
   io.stderr:flush()
   if e then e.interactive = false end -- nobody answers: questions get the default
-  if self.hup then self.hup:close() self.hup = nil end
+  -- (orch stops on SIGHUP, as when its terminal closes; detached, it
+  -- ignores it: core.tui.detach sets SIGHUP to SIG_IGN)
   if self.log_file then core.tui.detach(self.log_file) end
   if fg then M.background() end
 end
@@ -439,12 +439,7 @@ function M.start(engine, o)
   core.on_shutdown(function(phase)
     if phase == 'begin' then v:close() end
   end)
-  -- the terminal went away (its window closed): stop as for SIGTERM, so
-  -- the tasks are stopped and the run checkpointed (a detached run ignores
-  -- SIGHUP instead)
-  v.hup = core.signal('SIGHUP', function()
-    if not v.detached then core.kill(core.getpid(), 'SIGTERM') end
-  end)
+
   local ui = { view = v }
   -- ui.stop(code) and ui:stop(code) both work
   function ui.stop(a, b)
