@@ -152,6 +152,13 @@ local function states(name)
   return table.concat(out)
 end
 
+-- Stopped: every process of the task stopped (T) but those that had just
+-- exited (Z, their parent being stopped too).
+local function stopped(name)
+  local s = states(name)
+  return s:find('T') ~= nil and s:match('^[TZ]+$') ~= nil
+end
+
 local function wait_until(pred, what)
   for _ = 1, DEADLINE * 10 do
     if pred() then return true end
@@ -302,10 +309,7 @@ describe('the TUI', function()
     assert.truthy((focused_title(t:capture('main:0')) or ''):find('gamma', 1, true))
     t:keys('main:0', 'p')
     t:wait_for('main:0', 'gamma · exec · paused', 'gamma paused')
-    wait_until(function()
-      local s = states('gamma')
-      return s ~= '' and s:match('^T+$') ~= nil
-    end, 'gamma stopped (state T)')
+    wait_until(function() return stopped('gamma') end, 'gamma stopped (state T)')
     assert.is_nil(states('alpha'):find('T'), 'alpha is not stopped')
     t:keys('main:0', 'p')
     t:wait_for('main:0', 'gamma · exec · running', 'gamma running again')
@@ -388,7 +392,7 @@ describe('the TUI', function()
     t:wait('main:att', function(s) return (focused_title(s) or ''):find('alpha', 1, true) end, 'focus on alpha')
     t:keys('main:att', 'p')
     t:wait_for('main:att', 'alpha · exec · paused', 'alpha paused through the socket')
-    wait_until(function() return states('alpha'):match('^T+$') ~= nil end, 'alpha stopped')
+    wait_until(function() return stopped('alpha') end, 'alpha stopped')
     t:keys('main:att', 'p')
     t:wait_for('main:att', 'alpha · exec · running', 'alpha running again')
     H.write(dir .. '/go', '')
@@ -437,5 +441,60 @@ describe('the TUI', function()
     for _, n in ipairs(NAMES) do
       assert.truthy(text:find('✓ ' .. n .. ' · exec · done', 1, true), text)
     end
+  end)
+end)
+
+-- What an agent pane says of each normalised backend event (one line each,
+-- the whole kept for the expanded view), without a terminal.
+describe('the TUI agent events', function()
+  local view = require('orch.tui.view')
+
+  it('condenses each event type to one line, keeping the whole of a long one', function()
+    local text, style, full = view.condense({ type = 'text', text = 'first line\nsecond line' })
+    assert.equal('first line', text)
+    assert.equal('text', style)
+    assert.equal('first line\nsecond line', full)
+    text, style, full = view.condense({ type = 'tool_call', tool = 'Bash', input = { command = 'make test' } })
+    assert.equal('▸ Bash make test', text)
+    assert.equal('tool', style)
+    assert.truthy(full:find('"command":"make test"', 1, true))
+    text, style = view.condense({ type = 'tool_result', output = 'ok\n41 tests', is_error = false })
+    assert.equal('  ↳ ok', text)
+    assert.equal('result', style)
+    local _, st2 = view.condense({ type = 'tool_result', output = 'boom', is_error = true })
+    style = st2
+    assert.equal('error', style)
+    text, style = view.condense({ type = 'question', question = 'json or yaml?' })
+    assert.equal('? json or yaml?', text)
+    assert.equal('question', style)
+    text = view.condense({ type = 'denied', tool = 'Write', message = 'read-only role' })
+    assert.equal('✗ denied Write: read-only role', text)
+    text = view.condense({ type = 'usage', usage = { input_tokens = 10, output_tokens = 5 }, cost_usd = 0.0123 })
+    assert.equal('· usage: 10 in, 5 out · $0.0123', text)
+    text = view.condense({ type = 'session', session_id = 'abc' })
+    assert.equal('· session abc', text)
+    text, style = view.condense({ type = 'result', text = 'done', ok = true })
+    assert.equal('= done', text)
+    assert.equal('text', style)
+    text, style = view.condense({ type = 'error', message = 'rate limited', retryable = true })
+    assert.equal('! rate limited (retryable)', text)
+    assert.equal('error', style)
+    text = view.condense({ type = 'something_new' })
+    assert.equal('· something_new', text)
+    -- a short one-line event keeps no separate whole
+    local _, _, whole = view.condense({ type = 'text', text = 'short' })
+    assert.is_nil(whole)
+  end)
+
+  it('finds the critical path among the unfinished tasks', function()
+    local v = view.new({ run_id = 'r' }, { max_tiles = 4, keep_panes = 8, scrollback = 10 })
+    v:load({ { id = 'a' }, { id = 'b', deps = { 'a' } }, { id = 'c', deps = { 'b' } },
+             { id = 'd', deps = { 'a' } } }, { tasks = {} })
+    assert.same({ 'a', 'b', 'c' }, v:critical_path())
+    v.tasks.a.status = 'done'
+    assert.same({ 'b', 'c' }, v:critical_path())
+    local lines = v:dag_lines()
+    assert.truthy(lines[1]:find('run r', 1, true))
+    assert.truthy(table.concat(lines, '\n'):find('critical path: b → c', 1, true))
   end)
 end)

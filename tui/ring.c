@@ -30,7 +30,8 @@ void tui_ring_clear(tui_ring *r)
 {
     for (size_t i = 0; i < r->count; i++)
         tui_line_free(&r->v[(r->start + i) % r->cap]);
-    r->start = r->count = 0;
+    r->start = r->count = r->trim = 0;
+    r->full_bytes = 0;
 }
 
 void tui_ring_free(tui_ring *r)
@@ -70,14 +71,28 @@ int tui_ring_push(tui_ring *r, const char *s, size_t n, int style,
     l.style = (uint8_t)(style >= 0 && style < TUI_S_COUNT ? style : TUI_S_NORMAL);
     if (r->count == r->cap) {
         slot = &r->v[r->start];
+        r->full_bytes -= slot->flen;
         tui_line_free(slot);
         r->start = (r->start + 1) % r->cap;
         r->count--;
+        if (r->trim > 0)
+            r->trim--;
     }
     slot = &r->v[(r->start + r->count) % r->cap];
     *slot = l;
     r->count++;
     r->pushed++;
+    r->full_bytes += l.flen;
+    /* the expanded texts have a budget of their own: past it, the oldest
+     * lines keep only their condensed text */
+    while (r->full_bytes > TUI_FULL_BUDGET && r->trim < r->count - 1) {
+        slot = &r->v[(r->start + r->trim) % r->cap];
+        r->full_bytes -= slot->flen;
+        free(slot->full);
+        slot->full = NULL;
+        slot->flen = 0;
+        r->trim++;
+    }
     return 0;
 }
 

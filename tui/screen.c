@@ -54,7 +54,7 @@ struct tui_screen {
     SCREEN *scr;
     FILE *in, *out;
     int in_fd, out_fd;
-    int utf8, color, suspended;
+    int utf8, color, suspended, hungup;
     int cols, rows;
     int fps, max_tiles;
     tui_pane *panes[TUI_MAX_PANES];
@@ -1034,9 +1034,13 @@ static void tui_on_input(uv_poll_t *h, int status, int events)
 {
     tui_screen *s = h->data;
     int any = 0;
-    (void)events;
-    if (status < 0) {
+    if (status < 0 || (events & UV_DISCONNECT)) {
+        /* the terminal hung up: nothing more will come; the owner is told
+         * with the key "Hangup" */
         uv_poll_stop(h);
+        s->hungup = 1;
+        if (s->cb.on_key && !s->closing)
+            s->cb.on_key(s->cb.ud, "Hangup");
         return;
     }
     while (!s->closing && !s->suspended) {
@@ -1269,7 +1273,7 @@ int tui_screen_open(tui_screen **out, uv_loop_t *loop, const tui_options *o,
     s->handles_open = 4;
     uv_prepare_start(&s->turn, tui_on_turn);
     uv_unref((uv_handle_t *)&s->turn);
-    uv_poll_start(&s->input, UV_READABLE, tui_on_input);
+    uv_poll_start(&s->input, UV_READABLE | UV_DISCONNECT, tui_on_input);
     uv_timer_start(&s->frame, tui_on_frame, 1000 / (uint64_t)s->fps,
                    1000 / (uint64_t)s->fps);
     uv_signal_start(&s->winch, tui_on_winch, SIGWINCH);
@@ -1328,7 +1332,8 @@ void tui_screen_resume(tui_screen *s)
     s->suspended = 0;
     set_term(s->scr);
     reset_prog_mode();
-    uv_poll_start(&s->input, UV_READABLE, tui_on_input);
+    if (!s->hungup)
+        uv_poll_start(&s->input, UV_READABLE | UV_DISCONNECT, tui_on_input);
     s->clear = 1;
     tui_screen_draw(s);
 }

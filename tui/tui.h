@@ -49,7 +49,13 @@ typedef struct tui_ring {
     tui_line *v;
     size_t cap, start, count;
     uint64_t pushed;
+    size_t full_bytes; /* of the expanded texts kept */
+    size_t trim;       /* the oldest `trim` lines have no expanded text */
 } tui_ring;
+
+/* The most bytes of expanded text one pane keeps (the condensed lines are
+ * bounded by the line count and TUI_LINE_MAX). */
+#define TUI_FULL_BUDGET (8u << 20)
 
 int tui_ring_init(tui_ring *r, size_t cap);
 void tui_ring_free(tui_ring *r);

@@ -236,6 +236,14 @@ function View:quit()
   })
 end
 
+-- The terminal is gone (its window closed): attached, leave; in the run's
+-- own process, stop the run as SIGHUP does (it may come first).
+function View:hangup()
+  self.left = true
+  if self.attach or self.detached then return end
+  if core.shutdown then core.shutdown('SIGHUP') else core.kill(core.getpid(), 'SIGHUP') end
+end
+
 -- Ctrl-C: in the run's own process, the interrupt it always is (the run
 -- stops and checkpoints); attached, the quit dialog.
 function View:interrupt()
@@ -369,7 +377,10 @@ function View:finish(code)
       tostring(code)))
     self.scr:ref(true)
     self.scr:redraw(true)
-    while not self.left and not self.closed do core.run('once') end
+    -- (nothing left on the loop: the terminal is gone, stop holding)
+    while not self.left and not self.closed do
+      if not core.run('once') then break end
+    end
   end
   local summary = self:counts_line()
   self:close()
@@ -443,7 +454,8 @@ function M.start(engine, o)
   local ui = { view = v }
   -- ui.stop(code) and ui:stop(code) both work
   function ui.stop(a, b)
-    local code = type(a) == 'table' and b or a
+    local code = a
+    if type(a) == 'table' then code = b end
     v:finish(code)
     if v.unsub_progress and not v.detached then v.unsub_progress() v.unsub_progress = nil end
   end

@@ -132,6 +132,7 @@ local function on_dialog(v, key)
 end
 
 function M.handle(v, key)
+  if key == 'Hangup' then return v:hangup() end
   if v.ended_hold and not v.dlg and not v.input then
     if key == 'q' or key == 'C-c' then
       v.left = true
