@@ -447,7 +447,7 @@ function M.usage()
     'Commands:',
   }
   for _, c in ipairs(M.commands()) do
-    lines[#lines + 1] = ('  %-12s %s'):format(c.name, c.summary)
+    lines[#lines + 1] = ('  %-13s %s'):format(c.name, c.summary)
   end
   lines[#lines + 1] = ''
   lines[#lines + 1] = "'orch help CMD' explains a command (also 'orch CMD --help', 'man orch-CMD')."
