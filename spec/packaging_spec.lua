@@ -63,6 +63,8 @@ describe('the Debian package', function()
     local checked = 0
     for _, b in ipairs(bins) do
       for _, lib in ipairs(lines(sh_ok('objdump -p ' .. q(b) .. " | awk '/NEEDED/ {print $2}'"))) do
+        -- a sanitizer build's runtimes (such a package is for testing, not a release)
+        if os.getenv('ORCH_SANITIZE') == 'ON' and lib:match('^lib%a*san%.') then goto next_lib end
         -- the package that holds it here (usr-merged paths: try both)
         local path = sh_ok('/sbin/ldconfig -p | awk -v l=' .. q(lib) .. " '$1 == l {print $NF; exit}'")
           :gsub('%s+$', '')
@@ -74,6 +76,7 @@ describe('the Debian package', function()
         assert.is_true(depends[pkg] == true, ('%s links %s (package %s), which Depends does not name')
                        :format(b, lib, pkg))
         checked = checked + 1
+        ::next_lib::
       end
     end
     assert.truthy(checked >= 8)
