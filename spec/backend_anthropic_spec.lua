@@ -51,6 +51,23 @@ describe('anthropic backend', function()
       assert.equals('text', body.messages[3].content[2].type)
     end)
 
+    it("marks cache breakpoints on Anthropic's own API only", function()
+      local req = { model = 'm', system = 'sys', messages = {
+        { role = 'user', content = 'one' }, { role = 'assistant', content = 'two' },
+        { role = 'user', content = 'three' } } }
+      local plain = cjson.decode(A.body(req))
+      assert.equals('sys', plain.system)
+      assert.is_nil(plain.messages[3].content[1].cache_control)
+      req.cache = true
+      local cached = cjson.decode(A.body(req))
+      assert.same({ { type = 'text', text = 'sys', cache_control = { type = 'ephemeral' } } }, cached.system)
+      assert.same({ type = 'ephemeral' }, cached.messages[3].content[1].cache_control)
+      assert.is_nil(cached.messages[1].content[1].cache_control)
+      assert.is_true(A.endpoint({ env = { ANTHROPIC_BASE_URL = false, ANTHROPIC_API_KEY = 'k' } }).cache)
+      local local_ep = A.endpoint({ env = { ANTHROPIC_BASE_URL = 'http://127.0.0.1:9', ANTHROPIC_API_KEY = 'k' } })
+      assert.is_false(local_ep.cache)
+    end)
+
     it('takes the endpoint from the role, else ANTHROPIC_BASE_URL; the key only in x-api-key', function()
       local ep = assert(A.endpoint({ role = { endpoint = { base_url = 'http://127.0.0.1:9',
         api_key_env = 'MY_KEY' } }, env = { MY_KEY = 'sk-ant-distinctive' } }))

@@ -210,7 +210,7 @@ function Turn:request()
   local ep = self.ep
   local body = self.adapter.body({ model = self.model, system = self.system,
                                    messages = self.messages, tools = self.box.schemas,
-                                   max_tokens = self.max_tokens })
+                                   max_tokens = self.max_tokens, cache = ep.cache })
   local d = self.adapter.decoder()
   local status, headers, json_reply
   local errbody, errlen = {}, 0
@@ -545,7 +545,8 @@ function M.endpoint(ctx, env_base, env_key, default_url)
   local env = ctx.env or {}
   local function get(name)
     local v = env[name]
-    if v == nil or v == false then v = os.getenv(name) end
+    if v == false then return nil end -- removed from the agent's environment
+    if v == nil then v = os.getenv(name) end
     if v == '' then v = nil end
     return v
   end

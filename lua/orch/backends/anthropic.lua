@@ -28,7 +28,10 @@ function A.endpoint(ctx)
                     ['anthropic-version'] = M.VERSION }
   if key then headers['x-api-key'] = key end
   local url = base:match('/v1$') and base .. '/messages' or base .. '/v1/messages'
-  return { url = url, base = base, headers = headers, key = key, key_env = key_env }
+  -- prompt caching on Anthropic's own API (a compatible server may refuse
+  -- the cache_control fields)
+  return { url = url, base = base, headers = headers, key = key, key_env = key_env,
+           cache = base == M.DEFAULT_URL }
 end
 
 -- Content blocks of one neutral message.
@@ -81,6 +84,17 @@ function A.body(req)
     for i, s in ipairs(req.tools) do
       body.tools[i] = { name = s.name, description = s.description, input_schema = s.parameters }
     end
+  end
+  if req.cache then
+    -- prompt caching: one breakpoint after the system prompt (tools and
+    -- system), one on the conversation's last block, so each step reads
+    -- the conversation so far from the cache
+    if body.system then
+      body.system = { { type = 'text', text = body.system, cache_control = { type = 'ephemeral' } } }
+    end
+    local last = body.messages[#body.messages]
+    local block = last and last.content[#last.content]
+    if block then block.cache_control = { type = 'ephemeral' } end
   end
   return cjson.encode(body)
 end

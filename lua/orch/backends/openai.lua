@@ -73,7 +73,15 @@ function A.body(req)
     messages = A.messages(req.system, req.messages),
   }
   if req.tools and #req.tools > 0 then body.tools = encode_tools(req.tools) end
-  if req.max_tokens then body.max_tokens = req.max_tokens end
+  if req.max_tokens then
+    -- OpenAI's reasoning models take max_completion_tokens only
+    local m = tostring(req.model or '')
+    if m:match('^o%d') or m:match('^gpt%-5') then
+      body.max_completion_tokens = req.max_tokens
+    else
+      body.max_tokens = req.max_tokens
+    end
+  end
   return cjson.encode(body)
 end
 
