@@ -304,6 +304,24 @@ describe('claude backend', function()
       assert.truthy(res.error:find('npm i -g @anthropic-ai/claude-code', 1, true))
     end)
 
+    it('stops a turn at the role\'s time limit', function()
+      local c = ctx(script('sleep 30'))
+      c.role.limits = { time = 0.3 }
+      local res = drive(c)
+      assert.is_false(res.ok)
+      assert.equals('time', res.limit)
+      assert.is_false(res.retryable)
+      assert.truthy(res.error:find("time limit of 0.3 s", 1, true), res.error)
+    end)
+
+    it('reports the role\'s turn and budget limits as such', function()
+      local res = drive(ctx(script('echo \'{"type":"result","subtype":"error_max_turns","is_error":true,' ..
+        '"errors":["Reached maximum number of turns (1)"]}\'; exit 1')))
+      assert.is_false(res.ok)
+      assert.equals('turns', res.limit)
+      assert.truthy(res.error:find('limit of turns', 1, true))
+    end)
+
     it('says which binary is missing and how to install it', function()
       local _, _, _, err = drive(ctx(nil, { env = { ORCH_CLAUDE_BIN = false,
         PATH = dir .. '/nothing-here', XDG_CACHE_HOME = dir } }))

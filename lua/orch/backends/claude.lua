@@ -224,6 +224,8 @@ function M.finish(turn, code, sig)
     res.text = type(r.result) == 'string' and r.result or st.last_text
     if r.is_error then
       res.ok, res.error, res.retryable = false, result_error(r), M.retryable(r)
+      res.limit = (r.subtype == 'error_max_turns' and 'turns')
+        or (r.subtype == 'error_max_budget_usd' and 'budget') or nil
       res.no_conversation = type(r.errors) == 'table' and
         tostring(r.errors[1] or ''):find('No conversation found', 1, true) ~= nil
     elseif sig or code ~= 0 then

@@ -22,6 +22,7 @@ M.MAX_JSON_LINE = 64 * 1024 * 1024 -- a longer line is not decoded
 M.MAX_TEXT = 256 * 1024           -- text and tool output carried in events
 M.STDERR_TAIL = 20                -- stderr lines kept for error messages
 M.ARG_PROMPT_MAX = 100 * 1024     -- longer prompts go through stdin
+M.CANCEL_GRACE_MS = 2000          -- SIGTERM, then SIGKILL this much later
 
 local json = cjson.new()
 json.decode_max_depth(256)
@@ -312,12 +313,17 @@ end
 function Turn:exited(code, sig)
   if self.finished then return end
   self.finished = true
+  if self.timer then self.timer:close() self.timer = nil end
   local ok, res = xpcall(self.finish, debug.traceback, self, code, sig)
   if not ok then
     res = { ok = false, exit_code = code, signal = sig, error = 'backend error: ' .. tostring(res) }
   end
   res.exit_code = res.exit_code or code
   res.signal = res.signal or sig
+  if self.timed_out then
+    res.ok, res.retryable, res.limit = false, false, 'time'
+    res.error = ("%s stopped: the role's time limit of %g s was reached"):format(self.name, self.time_limit)
+  end
   local completed = false
   local function complete(r)
     if completed then return end
@@ -354,6 +360,15 @@ function M.turn(ctx, o)
     return nil, ('%s: cannot start %s: %s'):format(o.name, tostring(o.argv[1]), tostring(err))
   end
   self.proc = p
+  -- the role's limits.time: the CLIs have no such option of their own
+  local limit = tonumber(((ctx.role or {}).limits or {}).time)
+  if limit and limit > 0 then
+    self.time_limit = limit
+    self.timer = core.timer(math.floor(math.min(limit, 2147483) * 1000), function()
+      self.timed_out = true
+      p:cancel(M.CANCEL_GRACE_MS)
+    end)
+  end
   return {
     pid = p:pid(),
     cancel = function(grace) p:cancel(grace) end,
