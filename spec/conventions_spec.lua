@@ -255,6 +255,26 @@ describe('conventions', function()
     end)
   end)
 
+  describe('XDG directories', function()
+    it('keeps the repl history under XDG_STATE_HOME, moving one from XDG_DATA_HOME there', function()
+      local home = H.tmpdir()
+      local script = home .. '/probe.lua'
+      H.write(script, "print(require('orch.lineedit').history_file())\n")
+      core.mkdir_p(home .. '/data/orch')
+      H.write(home .. '/data/orch/repl_history', 'return 1\n')
+      local env = { HOME = home, XDG_STATE_HOME = home .. '/state', XDG_DATA_HOME = home .. '/data' }
+      local r = H.orch({ '-l', script }, { env = env })
+      assert.equal(0, r.code, r.err)
+      assert.equal(home .. '/state/orch/repl_history', r.out)
+      assert.equal('return 1\n', H.read(home .. '/state/orch/repl_history'))
+      assert.is_nil(H.read(home .. '/data/orch/repl_history'))
+      -- unset, empty or relative: the default under HOME
+      r = H.orch({ '-l', script }, { env = { HOME = home, XDG_STATE_HOME = 'rel', XDG_DATA_HOME = '' } })
+      assert.equal(home .. '/.local/state/orch/repl_history', r.out)
+      H.rm(home)
+    end)
+  end)
+
   describe('every command', function()
     it('answers -h and --help with its usage, exit 0', function()
       for _, c in ipairs(cli.commands()) do
@@ -281,8 +301,8 @@ describe('conventions', function()
     end)
   end)
 
-  describe('a database from a newer orch', function()
-    it('is refused by every command that opens it, naming both versions, and left as it was', function()
+  describe('the state database', function()
+    it('from a newer orch is refused by every command that opens it, naming both versions, and left as it was', function()
       local dir = git_repo()
       local r = H.orch({ 'run', '--plan', H.SRC .. '/examples/hello.yaml', '--repo', dir, '--yes',
                          '--no-tui', '--quiet' })
@@ -315,6 +335,26 @@ describe('conventions', function()
       assert.is_nil(st)
       assert.matches('upgrade orch', err)
       assert.equal(before, H.read(path))
+      H.rm(dir)
+    end)
+
+    it('of an older orch is migrated forward by orch status, a read-only command', function()
+      local dir = git_repo()
+      local r = H.orch({ 'run', '--plan', H.SRC .. '/examples/hello.yaml', '--repo', dir, '--yes',
+                         '--no-tui', '--quiet' })
+      assert.equal(0, r.code, r.err)
+      local path = dir .. '/.orch/orch.db'
+      -- back to schema 2: what orch before the meta table wrote
+      local h = assert(core.db.open(path))
+      h:exec('DROP TABLE meta; PRAGMA user_version = 2')
+      h:close()
+      r = H.orch({ 'status', '--repo', dir })
+      assert.equal(0, r.code, r.err)
+      assert.matches('4 done', r.out)
+      assert.equal(store.VERSION, store.file_version(path))
+      local st = assert(store.open(path, { readonly = true }))
+      assert.equal(core.version, st.h:first("SELECT value FROM meta WHERE key = 'orch_version'").value)
+      st:close()
       H.rm(dir)
     end)
 

@@ -425,6 +425,14 @@ local function open_readonly(o)
     return nil
   end
   f:close()
+  -- a database of an older orch is migrated forward first (what any
+  -- writing command would do), so orch status works after an upgrade; when
+  -- that cannot be done (no write access), the read-only open says why
+  local fv = store_mod.file_version(loc.db)
+  if fv and fv > 0 and fv < store_mod.VERSION then
+    local w = store_mod.open(loc.db)
+    if w then w:close() end
+  end
   local st, serr = store_mod.open(loc.db, { readonly = true })
   if not st then err('%s', serr) return nil end
   return st, loc
