@@ -269,7 +269,8 @@ describe('conventions', function()
       assert.equal('return 1\n', H.read(home .. '/state/orch/repl_history'))
       assert.is_nil(H.read(home .. '/data/orch/repl_history'))
       -- unset, empty or relative: the default under HOME
-      r = H.orch({ '-l', script }, { env = { HOME = home, XDG_STATE_HOME = 'rel', XDG_DATA_HOME = '' } })
+      r = H.orch({ '-l', script },
+                 { env = { HOME = home, XDG_STATE_HOME = 'rel', XDG_DATA_HOME = '' } })
       assert.equal(home .. '/.local/state/orch/repl_history', r.out)
       H.rm(home)
     end)
@@ -302,7 +303,7 @@ describe('conventions', function()
   end)
 
   describe('the state database', function()
-    it('from a newer orch is refused by every command that opens it, naming both versions, and left as it was', function()
+    it('from a newer orch is refused by every command, naming both versions, left as it was', function()
       local dir = git_repo()
       local r = H.orch({ 'run', '--plan', H.SRC .. '/examples/hello.yaml', '--repo', dir, '--yes',
                          '--no-tui', '--quiet' })
