@@ -704,7 +704,8 @@ function Engine:complete_task(id, rec, result, secs)
     out = { status = 'failed', message = 'workspace: ' .. tostring(out) }
   end
   if not self.ws.trivial_finish then
-    self:record({ kind = 'merge', task = id, result = out.status == 'done' and 'merged' or out.status,
+    local merged = out.merged == 'kept' and 'kept' or 'merged' -- kept: merge = false
+    self:record({ kind = 'merge', task = id, result = out.status == 'done' and merged or out.status,
                   message = out.message, files = out.files })
   end
   if out.status == 'done' then
