@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 orch_gitjob *orch_gitjob_new(int kind, const char *root)
 {
@@ -73,10 +74,27 @@ static int orch_gitjob_run(orch_gitjob *j, orch_git *g)
     return orch_err_set(-EINVAL, "unknown git job %d", j->kind);
 }
 
+/* A pool thread that runs git work yields to the loop thread: nice +5 for
+ * this thread (Linux keeps nice values per thread; the checkout's writer
+ * threads it starts inherit it), once per thread. Background work either
+ * way; on a loaded machine the loop's timers and pipes come first. */
+static void orch_gitjob_yield_to_loop(void)
+{
+    static _Thread_local int done;
+    if (done)
+        return;
+    done = 1;
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0 && cur < 15)
+        setpriority(PRIO_PROCESS, 0, cur + 5);
+}
+
 static void orch_gitjob_work(uv_work_t *req)
 {
     orch_gitjob *j = req->data;
     orch_git *g = NULL;
+    orch_gitjob_yield_to_loop();
     orch_err_clear();
     j->rc = orch_git_open(&g, j->root);
     if (j->rc == 0)
@@ -99,7 +117,17 @@ static void orch_gitjob_after(uv_work_t *req, int status)
 
 int orch_gitjob_queue(uv_loop_t *loop, orch_gitjob *job, orch_gitjob_cb done)
 {
+    static int held;
     int rc;
+    /* libgit2 keeps an error state per thread and frees the other threads'
+     * only if it stays initialised until they exit: once a pool thread ran
+     * git work, keep one reference for the life of the process (a
+     * repository handle's close would otherwise shut libgit2 down under the
+     * pool threads, leaking their states). */
+    if (!held) {
+        git_libgit2_init();
+        held = 1;
+    }
     job->done = done;
     job->req.data = job;
     rc = uv_queue_work(loop, &job->req, orch_gitjob_work, orch_gitjob_after);
