@@ -262,9 +262,16 @@ describe('orch.agent.tools', function()
       local sockdir = assert(core.ctl.socket_dir())
       local mark = sockdir .. '/orch-spec-probe-' .. core.getpid()
       H.write(mark, 'x')
-      local box = new_box('full', { shell = 'sandbox' })
-      local out = run(box, 'shell', { command = "ls -A /run '" .. sockdir .. "'; ls /proc | grep -c '^[0-9]'" })
+      -- the run's control socket named in the environment, wherever it is
+      local ctl = '/var/tmp/orch-spec-ctl-' .. core.getpid()
+      assert(core.mkdir_p(ctl))
+      H.write(ctl .. '/orch-spec-probe.sock', 'x')
+      local box = new_box('full', { shell = 'sandbox' },
+                          { env = { ORCH_CONTROL = ctl .. '/orch-spec-probe.sock' } })
+      local out = run(box, 'shell', { command = "ls -A /run '" .. sockdir .. "' '" .. ctl
+        .. "'; ls /proc | grep -c '^[0-9]'" })
       os.remove(mark)
+      H.sh("rm -rf '" .. ctl .. "'")
       assert.is_nil(out:find('orch-spec-probe', 1, true), out)
       assert.is_nil(out:find('dbus', 1, true), out)
       -- the sandbox has its own pid namespace: orch's /proc/PID/environ

@@ -34,7 +34,8 @@ local function inside(path, root)
 end
 
 -- The bwrap arguments for running argv with opts = {cwd=, home=, scratch=,
--- repo=, network=bool}. All paths absolute and real.
+-- repo=, control= (the run's control socket), network=bool}. All paths
+-- absolute and real.
 function M.argv(argv, opts)
   local cwd = opts.cwd
   local a = { M.BWRAP, '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc',
@@ -56,6 +57,7 @@ function M.argv(argv, opts)
   add_hidden(os.getenv('XDG_RUNTIME_DIR'))
   local ok_ctl, sockdir = pcall(function() return core.ctl.socket_dir() end)
   if ok_ctl and type(sockdir) == 'string' then add_hidden(core.realpath(sockdir) or sockdir) end
+  if type(opts.control) == 'string' then add_hidden(dirname(core.realpath(opts.control) or opts.control)) end
   add_hidden(opts.home)
   add_hidden(dirname(cwd))
   if opts.repo then add_hidden(opts.repo .. '/.orch') end

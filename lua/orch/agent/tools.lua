@@ -390,7 +390,8 @@ function impl.shell(box, input, cb)
   local argv = { 'sh', '-c', input.command }
   if box.shell_mode == 'sandbox' then
     argv = sandbox.argv(argv, { cwd = box.root, home = box.home, scratch = box.scratch,
-                                repo = box.repo, network = box.network })
+                                repo = box.repo, network = box.network,
+                                control = box.env.ORCH_CONTROL or os.getenv('ORCH_CONTROL') })
   end
   box:spawn(argv, timeout, function(out, code, sig, timed_out)
     local tail
