@@ -10,7 +10,7 @@ local replies = {
   '```json\n{"tasks":[{"id":"a","role":"coder","prompt":"x","deps":["b"]},' ..
     '{"id":"b","role":"coder","prompt":"y","deps":["a"]}]}\n```',
   'Fixed:\n```json\n{"goal":"two files","tasks":[' ..
-    '{"id":"a","role":"coder","prompt":"write a","files":["a.txt"]},' ..
+    '{"id":"a","role":"coder","prompt":"write a","files":["src/a.txt"]},' ..
     '{"id":"b","role":"coder","prompt":"write b","deps":["a"]}]}\n```',
 }
 local n = 0
@@ -54,4 +54,50 @@ describe('orch plan --goal', function()
     assert.equal(0, c.code, c.err)
     assert.matches('ok %(2 tasks%)', c.out)
   end)
+
+  it('writes JSON too, readable (no escaped slashes)', function()
+    local r = H.orch({ 'plan', '--goal', 'two files', '-o', dir .. '/plan.json', '--repo', dir }, { cwd = dir })
+    assert.equal(0, r.code, r.err)
+    local text = H.read(dir .. '/plan.json')
+    assert.matches('"src/a.txt"', text, 1, true)
+    assert.is_nil(text:find('\\/'))
+    local c = H.orch({ 'plan', 'check', dir .. '/plan.json' })
+    assert.equal(0, c.code, c.err)
+  end)
 end)
+
+-- The orchestrator on Claude Code and on Codex: the plan comes from the
+-- CLI's final reply, a bad one is sent back in the same session.
+local T = require('orch.testing')
+local agents = require('spec.cli_agents')
+local bf = { describe = describe, it = it, pending = pending }
+for _, cli in ipairs({ 'claude', 'codex' }) do
+  agents.e2e(bf, cli, 'orch plan --goal with the orchestrator on ' .. cli, function(bin)
+    it('plans through the real CLI', function()
+      local repo = T.repo({ ['README.md'] = 'x\n' })
+      local srv = T.server({ rules = {
+        { when = { user = 'cannot be used' },
+          reply = 'Fixed:\n```json\n{"tasks":[{"id":"a","role":"coder","prompt":"x","files":["src/a"]}]}\n```' },
+        { when = { user = 'Plan this goal' },
+          reply = '```json\n{"tasks":[{"id":"a","role":"coder","prompt":"x","deps":["a"]}]}\n```' },
+      } })
+      local home = H.tmpdir()
+      H.sh('mkdir -p ' .. repo.dir .. '/.orch/roles')
+      -- a model codex has no metadata for: plain tools, no JavaScript tool
+      H.write(repo.dir .. '/.orch/roles/orchestrator.yaml', 'backend: ' .. cli .. '\nmodel: scripted-orch\n')
+      local env = T.env_for(srv, { HOME = home, PATH = bin:match('^(.*)/') .. ':' .. os.getenv('PATH') })
+      local r = T.spawn({ T.orch_bin(), 'plan', '--goal', 'x', '-o', repo.dir .. '/.git/p.json',
+                          '--repo', repo.dir }, { cwd = repo.dir, env = env, timeout = 120000 })
+      srv:stop()
+      assert.equal(0, r.code, r.err)
+      assert.matches('"src/a"', H.read(repo.dir .. '/.git/p.json'), 1, true)
+      local reqs = srv:requests()
+      assert.equal(2, #reqs)
+      assert.matches('depends on itself', reqs[2].last_user)
+      -- the second request carries the first turn: the same conversation
+      assert.matches('Plan this goal', require('cjson').encode(reqs[2].body), 1, true)
+      repo:rm()
+      H.rm(home)
+    end)
+  end)
+end

@@ -56,9 +56,8 @@ local function plan_text(plan, file)
     end
     return table.concat(out, '\n') .. '\n'
   end
-  local enc = cjson.new()
-  enc.encode_escape_forward_slash(false)
-  return enc.encode({ goal = plan.goal, tasks = tasks }) .. '\n'
+  -- (Debian's cjson 2.1.0 escapes every '/'; a person reads this file)
+  return (cjson.encode({ goal = plan.goal, tasks = tasks }):gsub('\\/', '/')) .. '\n'
 end
 
 local function write(file, text)
