@@ -111,3 +111,36 @@ describe('gates and questions at a terminal', function()
     assert.is_nil(repo:file('a.txt', 'main'))
   end)
 end)
+
+describe('orch plan --goal at a terminal', function()
+  it('takes changes in plain words and writes the plan the person accepts', function()
+    assert.truthy(TMUX ~= '', 'tmux is needed for this spec')
+    local repo = T.repo({ ['README.md'] = 'x\n' })
+    local srv = T.server({ rules = {
+      { when = { user = 'person asks for changes.*docs' },
+        reply = '```json\n{"tasks":[{"id":"code","role":"coder","prompt":"c"},' ..
+          '{"id":"docs","role":"coder","prompt":"d","deps":["code"]}]}\n```' },
+      { when = { user = 'Plan this goal' },
+        reply = '```json\n{"tasks":[{"id":"code","role":"coder","prompt":"c"}]}\n```' },
+    } })
+    local t = tmux(repo.dir .. '/.git/tmux.sock')
+    local env = T.env_for(srv, { ORCH_BACKEND = 'openai' })
+    local parts = {}
+    for k, v in pairs(env) do parts[#parts + 1] = k .. '=' .. q(v) end
+    t.start(('cd %s && env %s %s plan --goal %s -o plan.json; echo "EXIT=$?"; sleep 60')
+      :format(q(repo.dir), table.concat(parts, ' '), q(T.orch_bin()), q('a feature')))
+    assert.is_true(t.wait_for('say what to change'), t.screen())
+    assert.matches('%(1 tasks%)', t.screen())
+    t.keys(q('please add a docs task after it') .. ' Enter')
+    assert.is_true(t.wait_for('(2 tasks)'), t.screen())
+    t.keys('a Enter')
+    assert.is_true(t.wait_for('EXIT='), t.screen())
+    assert.matches('EXIT=0', t.screen())
+    local plan = cjson.decode(H.read(repo.dir .. '/plan.json'))
+    assert.equal(2, #plan.tasks)
+    assert.equal('docs', plan.tasks[2].id)
+    t.kill()
+    srv:stop()
+    repo:rm()
+  end)
+end)

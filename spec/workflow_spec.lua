@@ -35,7 +35,7 @@ local function scenario(o)
       reply = 'Fixed:\n```json\n' .. cjson.encode(PLAN) .. '\n```' },
     { when = { system = ORCH }, reply = 'Noted.' },
     { when = { system = CODER, tool_result = 'UTF%-8' },
-      reply = { write = { path = 'b.txt', content = 'B\n' } } },
+      reply = { write = { path = 'b.txt', content = 'B\n' }, delay = o.coder_delay } },
     { when = { system = CODER, tool_result = true }, reply = 'Done.' },
     { when = { system = CODER, user = 'write b.txt' }, times = 1,
       reply = { tool_calls = { { name = 'ask_orchestrator', input = { question = 'Which encoding for b.txt?' } } } } },
