@@ -266,6 +266,60 @@ describe('the control socket', function()
     assert.equal(0, wait_exit(r), table.concat(r.stderr, '\n'))
   end)
 
+  -- issue 12, item 2: each of these hung a live run beyond Ctrl+C
+  local HOSTILE = {
+    'while true do pcall(function() while true do end end) end',
+    'while true do xpcall(function() while true do end end, function() while true do end end) end',
+    'local u = newproxy(true) getmetatable(u).__tostring = function() while true do end end return u',
+    'local k = setmetatable({}, { __tostring = function() while true do end end }) return { [k] = 1, [{}] = 2 }',
+    'local u = newproxy(true) getmetatable(u).__tostring = function() while true do end end error(u)',
+    'loadstring("while true do end")()',
+  }
+
+  it('stops every hostile evaluation; the run records output and stops on SIGTERM', function()
+    local r = start_run(dir, sockdir, { { id = 'talk', cmd = 'i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.05; done' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    for _, code in ipairs(HOSTILE) do
+      local out = repl(dir, code .. '\nreturn "alive"\n')
+      assert.equal('"alive"', out.out:match('"alive"$'), code .. '\n' .. out.out .. out.err)
+      assert.matches('evaluation stopped: more than %d+ instructions', out.out .. out.err)
+    end
+    -- output recording went on meanwhile
+    local logs = H.orch({ 'logs', r.id, 'talk', '--repo', dir })
+    assert.matches('tick5', logs.out)
+    r.proc:kill('SIGTERM')
+    assert.equal(130, wait_exit(r))
+  end)
+
+  it('SIGINT and SIGTERM stop a run in the middle of a hostile evaluation', function()
+    for _, sig in ipairs({ 'SIGINT', 'SIGTERM' }) do
+      local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 30' } })
+      assert.truthy(r.id, table.concat(r.stderr, '\n'))
+      local c = json_client(r.record.socket)
+      c.send(cjson.encode({ id = 1, method = 'eval', params = { code = HOSTILE[1] } }) .. '\n')
+      H.run_until(function() return false end, 100) -- the evaluation has begun
+      r.proc:kill(sig)
+      assert.equal(130, wait_exit(r), sig)
+      c.conn:close()
+    end
+  end)
+
+  it('bounds what an evaluation prints and returns', function()
+    local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 30' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    local c = json_client(r.record.socket)
+    local reply = c.call('eval', { code = 'for i = 1, 3e4 do print(("x"):rep(100)) end' })
+    local output = reply.result.output
+    assert.is_true(#output < 1100 * 1024, #output)
+    assert.matches('the rest was dropped', output)
+    reply = c.call('eval', { code = 'return ("y"):rep(5e6)' })
+    assert.is_true(#reply.result.output < 100 * 1024)
+    assert.matches('more bytes', reply.result.output)
+    c.conn:close()
+    r.proc:kill('SIGTERM')
+    assert.equal(130, wait_exit(r))
+  end)
+
   it('refuses a socket directory open to others', function()
     core.mkdir_p(sockdir)
     H.sh("chmod 755 '" .. sockdir .. "'")

@@ -52,20 +52,33 @@ local function sort_keys(a, b)
 end
 
 local MAX_ITEMS = 100
+M.MAX_STRING = 64 * 1024 -- a string longer than this is shown cut
 
+local function render_string(v)
+  local extra = ''
+  if #v > M.MAX_STRING then
+    extra = (' .. (%d more bytes)'):format(#v - M.MAX_STRING)
+    v = v:sub(1, M.MAX_STRING)
+  end
+  return ('%q'):format(v):gsub('\\\n', '\\n') .. extra
+end
+
+-- Reads tables raw (no __index, no __pairs): printing a value must not run
+-- more of its code than tostring's __tostring (which runs under the
+-- evaluation's instruction limit, see M.eval).
 local function render(v, depth, seen, indent)
   local t = type(v)
-  if t == 'string' then return ('%q'):format(v):gsub('\\\n', '\\n') end
+  if t == 'string' then return render_string(v) end
   if t ~= 'table' then return tostring(v) end
   if seen[v] then return '<cycle>' end
   if depth <= 0 then return '{...}' end
   seen[v] = true
   local parts, n = {}, #v
   for i = 1, math.min(n, MAX_ITEMS) do
-    parts[#parts + 1] = render(v[i], depth - 1, seen, indent .. '  ')
+    parts[#parts + 1] = render(rawget(v, i), depth - 1, seen, indent .. '  ')
   end
   local keys = {}
-  for k in pairs(v) do
+  for k in next, v do
     if not (type(k) == 'number' and k >= 1 and k <= n and k == math.floor(k)) then
       keys[#keys + 1] = k
     end
@@ -77,7 +90,7 @@ local function render(v, depth, seen, indent)
       break
     end
     local ks = is_ident(k) and k or ('[' .. render(k, 1, seen, indent) .. ']')
-    parts[#parts + 1] = ks .. ' = ' .. render(v[k], depth - 1, seen, indent .. '  ')
+    parts[#parts + 1] = ks .. ' = ' .. render(rawget(v, k), depth - 1, seen, indent .. '  ')
   end
   if n > MAX_ITEMS then parts[#parts + 1] = ('... (%d more)'):format(n - MAX_ITEMS) end
   seen[v] = nil
@@ -125,27 +138,92 @@ local function trim_traceback(tb)
   return 'stack traceback:\n' .. table.concat(out, '\n')
 end
 
--- Runs f under an instruction limit (a count hook; JIT off for the input's
--- functions so the hook sees them). Returns xpcall's results.
-local function run_limited(f, limit)
+M.OUTPUT_LIMIT = 1024 * 1024 -- bytes an evaluation may print (and return)
+
+local function limit_message(limit)
+  return ('evaluation stopped: more than %d instructions (an endless loop?)'):format(limit)
+end
+
+-- Runs f(...) under an instruction limit and returns ok, value-or-error,
+-- and why it stopped ('limit', 'interrupted' or nil). A count hook counts
+-- VM instructions; the JIT compiler is off meanwhile (compiled code runs no
+-- hooks), so code the input loads itself is counted too. Once the limit is
+-- passed (or SIGINT/SIGTERM arrived) the hook fires at every instruction and
+-- raises each time, so no pcall or xpcall in the input can catch the stop
+-- and go on. The error handler is C (no Lua instruction runs in it before
+-- the hook is removed); everything orch does with the values afterwards
+-- (printing results and error values, which calls their __tostring) goes
+-- through this function again.
+local stopped = false -- the running evaluation passed its limit
+
+-- xpcall as the input sees it: once the evaluation is stopped, the input's
+-- own error handler is not called (LuaJIT runs an error handler with hooks
+-- off when the error came from a hook, so a looping handler could not be
+-- stopped).
+local function input_xpcall(f, handler, ...)
+  return xpcall(f, function(e)
+    if stopped then return e end
+    return handler(e)
+  end, ...)
+end
+M.input_xpcall = input_xpcall
+
+local function run_limited(limit, f, ...)
   local prev = { debug.gethook() }
-  local steps, max, handling = 0, math.ceil(limit / M.HOOK_STEP), false
-  jit.off(f, true)
-  -- once the limit is passed the hook stays and raises at every step, so a
-  -- pcall in the user's code cannot swallow the stop and loop on
-  debug.sethook(function()
-    steps = steps + 1
-    if steps >= max and not handling then
-      error(('evaluation stopped: more than %d instructions (an endless loop?)'):format(limit), 2)
+  local jit_was_on = jit.status()
+  local steps, max, stop, guarded = 0, math.ceil(limit / M.HOOK_STEP), nil, nil
+  local function hook()
+    if not stop then
+      steps = steps + 1
+      if core.interrupted() then stop = 'interrupted'
+      elseif steps >= max then stop = 'limit' end
+      if not stop then return end
+      stopped = true
+      debug.sethook(hook, '', 1)
     end
-  end, '', M.HOOK_STEP)
-  local r = { xpcall(f, function(e)
-    handling = true
-    local msg = type(e) == 'string' and e or M.inspect(e)
-    return { message = msg, traceback = trim_traceback(debug.traceback(msg, 2)) }
-  end) }
-  if prev[1] then debug.sethook(prev[1], prev[2], prev[3]) else debug.sethook() end
-  return r
+    -- the few instructions between xpcall's return and the hook's removal
+    if debug.getinfo(2, 'f').func == guarded then return end
+    if stop == 'limit' then error(limit_message(limit), 2) end
+    error(('evaluation stopped: %s (orch is shutting down)'):format(tostring(core.interrupted())), 2)
+  end
+  guarded = function(...)
+    local r = { xpcall(f, debug.traceback, ...) }
+    debug.sethook()
+    return r
+  end
+  jit.off()
+  stopped = false
+  debug.sethook(hook, '', M.HOOK_STEP)
+  local r = guarded(...)
+  stopped = false
+  if prev[1] then debug.sethook(prev[1], prev[2], prev[3]) end
+  if jit_was_on then jit.on() end
+  return r, stop
+end
+
+-- Renders v with M.inspect under the instruction limit; returns the text,
+-- or a note saying why it could not be printed.
+local function cannot_print(what, err)
+  local why = type(err) == 'string' and err:match('^[^\n]*') or 'error'
+  return ('<%s that cannot be printed: %s>'):format(what, (why:gsub('^.-:%d+: ', '')))
+end
+
+local function limited_inspect(v, limit)
+  if type(v) == 'string' and #v <= M.MAX_STRING then return render_string(v) end
+  local r = run_limited(limit, M.inspect, v)
+  if r[1] then return r[2] end
+  return cannot_print(type(v) .. ' value', r[2])
+end
+
+-- The error of a failed run_limited as {message=, traceback=}.
+local function eval_error(e, stop, limit)
+  if stop == 'limit' then return { message = limit_message(limit), traceback = '' } end
+  if type(e) == 'string' then
+    -- debug.traceback appended the frames to a string error
+    local msg = e:match('^(.-)\nstack traceback:\n') or e
+    return { message = msg, traceback = trim_traceback(e) }
+  end
+  return { message = limited_inspect(e, limit), traceback = '' }
 end
 
 -- Evaluates code in the session's environment. Returns {output=} (printed
@@ -156,24 +234,39 @@ function M.eval(sess, code)
     if cerr == 'incomplete' then return { incomplete = true } end
     return nil, { message = cerr, traceback = '', output = '' }
   end
-  local out = {}
+  local out, size, cut = {}, 0, false
+  local function emit(s)
+    if cut then return end
+    if size + #s > M.OUTPUT_LIMIT then
+      cut = true
+      s = s:sub(1, M.OUTPUT_LIMIT - size) ..
+          ('\n... (output over %d bytes: the rest was dropped)'):format(M.OUTPUT_LIMIT)
+    end
+    size = size + #s + 1
+    out[#out + 1] = s
+  end
   sess.env.print = function(...)
     local n, parts = select('#', ...), {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
-    out[#out + 1] = table.concat(parts, '\t')
+    emit(table.concat(parts, '\t'))
   end
   setfenv(f, sess.env)
-  local r = run_limited(f, sess.limit or M.INSTRUCTION_LIMIT)
+  local limit = sess.limit or M.INSTRUCTION_LIMIT
+  local r, stop = run_limited(limit, f)
   if not r[1] then
-    local e = r[2]
+    local e = eval_error(r[2], stop, limit)
     e.output = table.concat(out, '\n')
     return nil, e
   end
   local n = table.maxn(r)
   if n > 1 then
-    local vals = {}
-    for i = 2, n do vals[#vals + 1] = M.inspect(r[i]) end
-    out[#out + 1] = table.concat(vals, '\t')
+    -- one budget for all the results (each may run a __tostring)
+    local rr = run_limited(limit, function()
+      local vals = {}
+      for i = 2, n do vals[#vals + 1] = M.inspect(r[i]) end
+      return table.concat(vals, '\t')
+    end)
+    emit(rr[1] and rr[2] or cannot_print('result', rr[2]))
   end
   return { output = table.concat(out, '\n') }
 end
@@ -245,7 +338,7 @@ Session.__index = Session
 
 function M.new_session(e, conn)
   local s = setmetatable({ engine = e, conn = conn, mode = 'line', first = true }, Session)
-  s.env = setmetatable({ orch = orch_api(e) }, { __index = _G })
+  s.env = setmetatable({ orch = orch_api(e), xpcall = input_xpcall }, { __index = _G })
   return s
 end
 
@@ -624,6 +717,7 @@ Server.__index = Server
 function M.start(e, root)
   local dir, derr = core.ctl.socket_dir()
   if not dir then return nil, derr end
+  core.interrupted() -- starts watching: an evaluation stops at SIGINT/SIGTERM
   local path = dir .. '/' .. e.run.id .. '.sock'
   local self = setmetatable({ engine = e, root = root, path = path, sessions = {} }, Server)
   local srv, lerr = core.ctl.listen(path, function(conn) self:accept(conn) end)
