@@ -277,7 +277,8 @@ describe('the control socket', function()
   }
 
   it('stops every hostile evaluation; the run records output and stops on SIGTERM', function()
-    local r = start_run(dir, sockdir, { { id = 'talk', cmd = 'i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.05; done' } })
+    local talk = 'i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.05; done'
+    local r = start_run(dir, sockdir, { { id = 'talk', cmd = talk } })
     assert.truthy(r.id, table.concat(r.stderr, '\n'))
     for _, code in ipairs(HOSTILE) do
       local out = repl(dir, code .. '\nreturn "alive"\n')
