@@ -1,8 +1,10 @@
-/* ctl.c - the control socket: framer, socket directory, server, client.
+/* ctl.c - the control socket: socket directory, server, client (frames are
+ * split by core/linebuf.c).
  * See ctl.h. */
 #include "ctl.h"
 
 #include "err.h"
+#include "linebuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,108 +16,6 @@
 #include <unistd.h>
 
 #define CTL_READ_CHUNK 65536
-
-/* ================================================================ framer */
-
-void orch_ctl_framer_init(orch_ctl_framer *f, size_t max)
-{
-    memset(f, 0, sizeof *f);
-    f->max = max ? max : ORCH_CTL_MAX_FRAME;
-}
-
-void orch_ctl_framer_free(orch_ctl_framer *f)
-{
-    free(f->buf);
-    memset(f, 0, sizeof *f);
-}
-
-static int ctl_framer_reserve(orch_ctl_framer *f, size_t extra)
-{
-    size_t want = f->len + extra, cap = f->cap ? f->cap : 4096;
-    char *nb;
-    if (want <= f->cap)
-        return 0;
-    while (cap < want)
-        cap *= 2;
-    nb = realloc(f->buf, cap);
-    if (!nb)
-        return -ENOMEM;
-    f->buf = nb;
-    f->cap = cap;
-    return 0;
-}
-
-/* Drops the first n bytes of the buffer. */
-static void ctl_framer_consume(orch_ctl_framer *f, size_t n)
-{
-    memmove(f->buf, f->buf + n, f->len - n);
-    f->len -= n;
-}
-
-int orch_ctl_framer_feed(orch_ctl_framer *f, const char *data, size_t len,
-                         orch_ctl_frame_fn fn, void *ud)
-{
-    while (len > 0) {
-        const char *nl;
-        size_t take;
-
-        if (f->discarding) {
-            /* Skip the rest of an oversized frame. */
-            nl = memchr(data, '\n', len);
-            if (!nl)
-                return 0;
-            f->discarding = 0;
-            len -= (size_t)(nl - data) + 1;
-            data = nl + 1;
-            continue;
-        }
-        /* Take bytes up to and including the next '\n' (or all), but never
-         * buffer more than max + 1 bytes. */
-        nl = memchr(data, '\n', len);
-        take = nl ? (size_t)(nl - data) + 1 : len;
-        if (f->len + take - (nl ? 1 : 0) > f->max) {
-            size_t seen = f->len + take - (nl ? 1 : 0);
-            f->len = 0;
-            f->discarding = nl == NULL;
-            len -= take;
-            data += take;
-            if (fn(NULL, seen, ORCH_CTL_TOO_BIG, ud))
-                return 1;
-            continue;
-        }
-        if (ctl_framer_reserve(f, take) < 0)
-            return -ENOMEM;
-        memcpy(f->buf + f->len, data, take);
-        f->len += take;
-        len -= take;
-        data += take;
-        if (nl) {
-            size_t flen = f->len - 1;
-            f->buf[flen] = '\0';
-            /* fn sees the frame NUL-terminated; it is dropped after. */
-            {
-                int stop = fn(f->buf, flen, 0, ud);
-                ctl_framer_consume(f, f->len);
-                if (stop)
-                    return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-void orch_ctl_framer_finish(orch_ctl_framer *f, orch_ctl_frame_fn fn, void *ud)
-{
-    if (f->len > 0 && !f->discarding) {
-        if (ctl_framer_reserve(f, 1) == 0) {
-            size_t n = f->len;
-            f->buf[n] = '\0';
-            fn(f->buf, n, 0, ud);
-        }
-    }
-    f->len = 0;
-    f->discarding = 0;
-}
 
 /* ================================================================ places */
 
@@ -218,24 +118,66 @@ static int ctl_dial(const char *path)
 
 struct orch_ctl_conn {
     uv_pipe_t pipe; /* first: the handle's address is the connection's */
-    orch_ctl_framer fr;
+    orch_linebuf lb;
     orch_ctl_conn_cb cb;
     void *ud;
-    char *rbuf;
-    int reading, released, peer_gone;
+    int reading;   /* the owner wants frames */
+    int throttled; /* reading stopped: too many replies unread */
+    int released, peer_gone, accepted;
+    size_t counted; /* bytes of lb.cap counted in ctl_total_buffered */
+    size_t queued;  /* bytes handed to uv_write and not yet written */
     uv_shutdown_t shut;
+    orch_ctl_conn *tprev, *tnext; /* the list of throttled connections */
 };
 
 typedef struct ctl_wreq {
     uv_write_t req;
+    orch_ctl_conn *conn;
+    size_t len;
     char data[];
 } ctl_wreq;
+
+/* Totals over every connection (one loop per process). */
+static size_t ctl_total_buffered, ctl_total_queued, ctl_nconns;
+static orch_ctl_conn *ctl_throttled;
+
+size_t orch_ctl_total_buffered(void)
+{
+    return ctl_total_buffered;
+}
+
+size_t orch_ctl_total_queued(void)
+{
+    return ctl_total_queued;
+}
+
+static void ctl_count_buffer(orch_ctl_conn *c)
+{
+    ctl_total_buffered += c->lb.cap;
+    ctl_total_buffered -= c->counted;
+    c->counted = c->lb.cap;
+}
+
+static void ctl_unthrottle_link(orch_ctl_conn *c)
+{
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else if (ctl_throttled == c)
+        ctl_throttled = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    c->tprev = c->tnext = NULL;
+}
 
 static void ctl_conn_free(uv_handle_t *h)
 {
     orch_ctl_conn *c = (orch_ctl_conn *)h;
-    orch_ctl_framer_free(&c->fr);
-    free(c->rbuf);
+    orch_linebuf_free(&c->lb);
+    ctl_count_buffer(c);
+    if (c->throttled)
+        ctl_unthrottle_link(c);
+    if (c->accepted)
+        ctl_nconns--;
     free(c);
 }
 
@@ -249,41 +191,57 @@ static orch_ctl_conn *ctl_conn_new(uv_loop_t *loop)
         return NULL;
     }
     c->pipe.data = c;
+    orch_linebuf_init(&c->lb);
     return c;
 }
 
 static void ctl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     orch_ctl_conn *c = h->data;
+    size_t avail = 0;
+    char *at = orch_linebuf_space(&c->lb, CTL_READ_CHUNK, &avail);
     (void)hint;
-    if (!c->rbuf)
-        c->rbuf = malloc(CTL_READ_CHUNK);
-    buf->base = c->rbuf;
-    buf->len = c->rbuf ? CTL_READ_CHUNK : 0;
+    if (avail > CTL_READ_CHUNK)
+        avail = CTL_READ_CHUNK;
+    *buf = uv_buf_init(at, at ? (unsigned)avail : 0);
 }
 
-static int ctl_on_frame(const char *data, size_t len, int status, void *ud)
+static void ctl_read_stop(orch_ctl_conn *c)
+{
+    if (c->reading && !c->throttled && !c->released && !c->peer_gone)
+        uv_read_stop((uv_stream_t *)&c->pipe);
+}
+
+static int ctl_on_frame(const char *data, size_t len, void *ud)
 {
     orch_ctl_conn *c = ud;
+    int status = data ? 0 : ORCH_CTL_TOO_BIG;
     if (c->released || !c->reading)
         return 1;
     if (status == ORCH_CTL_TOO_BIG)
         orch_ctl_pause(c);
     if (c->cb.on_frame)
         c->cb.on_frame(c, data, len, status, c->ud);
-    return c->released || !c->reading;
+    /* stop at once when the replies are not read (see ctl_throttle) */
+    return c->released || !c->reading || c->throttled;
 }
 
 static void ctl_peer_gone(orch_ctl_conn *c, int status)
 {
     if (c->peer_gone)
         return;
+    ctl_read_stop(c);
     c->peer_gone = 1;
-    if (c->reading)
-        uv_read_stop((uv_stream_t *)&c->pipe);
     c->reading = 0;
     if (!c->released && c->cb.on_close)
         c->cb.on_close(c, status, c->ud);
+}
+
+/* Frames still buffered after a throttle or a restart. */
+static void ctl_deliver(orch_ctl_conn *c)
+{
+    orch_linebuf_commit(&c->lb, 0, ctl_on_frame, c);
+    ctl_count_buffer(c);
 }
 
 static void ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -293,15 +251,32 @@ static void ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n == 0 || c->released)
         return;
     if (n < 0) {
-        if (n == UV_EOF && c->reading)
-            orch_ctl_framer_finish(&c->fr, ctl_on_frame, c);
+        /* a partial frame at the end is dropped, never executed: the
+         * client may have been cut off in the middle of it */
+        orch_linebuf_reset(&c->lb);
         ctl_peer_gone(c, n == UV_EOF ? 0 : (int)n);
         return;
     }
     if (!c->reading)
         return;
-    if (orch_ctl_framer_feed(&c->fr, buf->base, (size_t)n, ctl_on_frame, c) < 0)
-        ctl_peer_gone(c, -ENOMEM);
+    orch_linebuf_commit(&c->lb, (size_t)n, ctl_on_frame, c);
+    ctl_count_buffer(c);
+    if (!c->released && c->reading && c->lb.len > 0 &&
+        ctl_total_buffered > ORCH_CTL_TOTAL_BUFFERED) {
+        /* every connection together holds too much: this one's partial
+         * frame is refused like an oversized one */
+        size_t seen = c->lb.len;
+        orch_linebuf_reset(&c->lb);
+        ctl_on_frame(NULL, seen, c);
+    }
+}
+
+static int ctl_read_start(orch_ctl_conn *c)
+{
+    int rc = uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_read);
+    if (rc < 0)
+        return orch_err_set(rc, "cannot read the connection: %s", uv_strerror(rc));
+    return 0;
 }
 
 int orch_ctl_conn_start(orch_ctl_conn *c, const orch_ctl_conn_cb *cb,
@@ -315,26 +290,67 @@ int orch_ctl_conn_start(orch_ctl_conn *c, const orch_ctl_conn_cb *cb,
     if (c->reading)
         return 0;
     /* a restart after a pause: drop what the framer held (no leak) */
-    orch_ctl_framer_free(&c->fr);
-    orch_ctl_framer_init(&c->fr, max);
-    rc = uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_read);
-    if (rc < 0)
-        return orch_err_set(rc, "cannot read the connection: %s", uv_strerror(rc));
+    orch_linebuf_free(&c->lb);
+    ctl_count_buffer(c);
+    orch_linebuf_limit(&c->lb, max ? max : ORCH_CTL_MAX_FRAME, ORCH_LINEBUF_DROP);
+    if (!c->throttled && (rc = ctl_read_start(c)) < 0)
+        return rc;
     c->reading = 1;
     return 0;
 }
 
 void orch_ctl_pause(orch_ctl_conn *c)
 {
-    if (c->reading && !c->released)
-        uv_read_stop((uv_stream_t *)&c->pipe);
+    ctl_read_stop(c);
     c->reading = 0;
+}
+
+/* Backpressure: a client that does not read its replies stops being read
+ * (its requests wait in the kernel's socket buffer) until they drain. */
+static int ctl_over(const orch_ctl_conn *c)
+{
+    return c->queued > ORCH_CTL_WRITE_MAX || ctl_total_queued > ORCH_CTL_TOTAL_QUEUED;
+}
+
+static void ctl_throttle(orch_ctl_conn *c)
+{
+    if (c->throttled || c->released || c->peer_gone || !ctl_over(c))
+        return;
+    ctl_read_stop(c);
+    c->throttled = 1;
+    c->tnext = ctl_throttled;
+    if (ctl_throttled)
+        ctl_throttled->tprev = c;
+    ctl_throttled = c;
+}
+
+static void ctl_unthrottle_ready(void)
+{
+    orch_ctl_conn *c = ctl_throttled, *next;
+    for (; c; c = next) {
+        next = c->tnext;
+        if (c->queued > ORCH_CTL_WRITE_MAX / 2 ||
+            ctl_total_queued > ORCH_CTL_TOTAL_QUEUED / 2)
+            continue;
+        ctl_unthrottle_link(c);
+        c->throttled = 0;
+        if (c->reading && !c->released && !c->peer_gone) {
+            if (ctl_read_start(c) < 0)
+                continue;
+            ctl_deliver(c);
+        }
+    }
 }
 
 static void ctl_written(uv_write_t *req, int status)
 {
+    ctl_wreq *w = (ctl_wreq *)req;
     (void)status; /* a broken peer shows up on the read side */
-    free(req);
+    w->conn->queued -= w->len;
+    ctl_total_queued -= w->len;
+    free(w);
+    if (ctl_throttled)
+        ctl_unthrottle_ready();
 }
 
 int orch_ctl_write(orch_ctl_conn *c, const char *data, size_t len)
@@ -364,18 +380,23 @@ int orch_ctl_write(orch_ctl_conn *c, const char *data, size_t len)
     if (!w)
         return orch_err_set(-ENOMEM, "out of memory");
     memcpy(w->data, data, len);
+    w->conn = c;
+    w->len = len;
     b = uv_buf_init(w->data, (unsigned)len);
     rc = uv_write(&w->req, s, &b, 1, ctl_written);
     if (rc < 0) {
         free(w);
         return orch_err_set(rc, "write: %s", uv_strerror(rc));
     }
+    c->queued += len;
+    ctl_total_queued += len;
+    ctl_throttle(c);
     return 0;
 }
 
 size_t orch_ctl_queued(const orch_ctl_conn *c)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+    return c->queued;
 }
 
 static void ctl_shut(uv_shutdown_t *req, int status)
@@ -388,9 +409,8 @@ void orch_ctl_close(orch_ctl_conn *c)
 {
     if (!c || c->released)
         return;
+    ctl_read_stop(c);
     c->released = 1;
-    if (c->reading)
-        uv_read_stop((uv_stream_t *)&c->pipe);
     c->reading = 0;
     if (orch_ctl_queued(c) > 0 &&
         uv_shutdown(&c->shut, (uv_stream_t *)&c->pipe, ctl_shut) == 0)
@@ -424,11 +444,14 @@ static void ctl_on_connection(uv_stream_t *ls, int status)
     c = ctl_conn_new(ls->loop);
     if (!c)
         return;
-    if (uv_accept(ls, (uv_stream_t *)&c->pipe) < 0) {
+    if (uv_accept(ls, (uv_stream_t *)&c->pipe) < 0 || ctl_nconns >= ORCH_CTL_MAX_CONNS) {
+        /* past the limit the connection is closed at once */
         c->released = 1;
         uv_close((uv_handle_t *)&c->pipe, ctl_conn_free);
         return;
     }
+    c->accepted = 1;
+    ctl_nconns++;
     s->fn(s, c, s->ud);
 }
 

@@ -8,10 +8,24 @@
  * by a killed process (connect is refused) is removed by the next listen on
  * that path; a socket that answers is never replaced.
  *
- * Frames are bytes up to a '\n' (the '\n' is not part of the frame), at most
- * `max` bytes (ORCH_CTL_MAX_FRAME by default); a longer one is reported once
- * as ORCH_CTL_TOO_BIG and the connection stops reading (its owner replies and
- * closes it). A partial frame at end of stream is delivered as a last frame.
+ * Frames are bytes up to a '\n' (the '\n' is not part of the frame), split by
+ * core/linebuf.c in its DROP mode: at most `max` bytes (ORCH_CTL_MAX_FRAME
+ * by default); a longer one is reported once as ORCH_CTL_TOO_BIG and the
+ * connection stops reading (its owner replies and closes it). A partial
+ * frame at end of stream is dropped, never delivered: a client cut off in
+ * the middle of a line must not have half a command executed.
+ *
+ * Bounds (what a client can make the run hold):
+ * - at most ORCH_CTL_MAX_CONNS accepted connections; more are closed at once;
+ * - the frames being read, over every connection together, at most
+ *   ORCH_CTL_TOTAL_BUFFERED bytes: past it, the connection whose partial
+ *   frame is growing gets ORCH_CTL_TOO_BIG as if its frame were too long;
+ * - replies not yet written: when a connection has more than
+ *   ORCH_CTL_WRITE_MAX queued, or all together more than
+ *   ORCH_CTL_TOTAL_QUEUED, that connection is not read until they drain to
+ *   half (its requests wait in the kernel; it gets no more replies to
+ *   leave unread). Events a server pushes on its own are the owner's to
+ *   bound (it sees orch_ctl_queued() and orch_ctl_total_queued()).
  *
  * Lifetime: a connection is owned by the module until its owner calls
  * orch_ctl_close(); callbacks stop then, queued writes are flushed, and it is
@@ -25,29 +39,10 @@
 
 #define ORCH_CTL_MAX_FRAME ((size_t)16 * 1024 * 1024)
 #define ORCH_CTL_TOO_BIG 1 /* status of on_frame for an oversized frame */
-
-/* ---------------------------------------------------------------- framer */
-
-/* Splits a byte stream into frames; pure, for the fuzzer and the sockets. */
-typedef struct orch_ctl_framer {
-    char *buf;
-    size_t len, cap, max;
-    int discarding; /* an oversized frame was reported: drop to its '\n' */
-} orch_ctl_framer;
-
-/* status is 0 for a frame, ORCH_CTL_TOO_BIG (data NULL, len = bytes seen so
- * far) for one over max. Returning non-zero stops the feed. */
-typedef int (*orch_ctl_frame_fn)(const char *data, size_t len, int status,
-                                 void *ud);
-
-void orch_ctl_framer_init(orch_ctl_framer *f, size_t max);
-void orch_ctl_framer_free(orch_ctl_framer *f);
-/* Feeds bytes; calls fn per complete frame. Returns 0, 1 if fn stopped it,
- * or -ENOMEM. */
-int orch_ctl_framer_feed(orch_ctl_framer *f, const char *data, size_t len,
-                         orch_ctl_frame_fn fn, void *ud);
-/* At end of stream: a partial frame left is handed to fn. */
-void orch_ctl_framer_finish(orch_ctl_framer *f, orch_ctl_frame_fn fn, void *ud);
+#define ORCH_CTL_MAX_CONNS 64
+#define ORCH_CTL_TOTAL_BUFFERED ((size_t)64 * 1024 * 1024)
+#define ORCH_CTL_WRITE_MAX ((size_t)4 * 1024 * 1024)
+#define ORCH_CTL_TOTAL_QUEUED ((size_t)64 * 1024 * 1024)
 
 /* ---------------------------------------------------------------- places */
 
@@ -91,8 +86,11 @@ int orch_ctl_conn_start(orch_ctl_conn *c, const orch_ctl_conn_cb *cb,
                         size_t max, void *ud);
 /* Queues bytes (copied). -EPIPE once closed. */
 int orch_ctl_write(orch_ctl_conn *c, const char *data, size_t len);
-/* Bytes queued and not yet written. */
+/* Bytes queued and not yet written: this connection's, every one's. */
 size_t orch_ctl_queued(const orch_ctl_conn *c);
+size_t orch_ctl_total_queued(void);
+/* Bytes held by the connections' frame buffers together. */
+size_t orch_ctl_total_buffered(void);
 /* Stops reading (e.g. after an oversized frame); writes still go out. */
 void orch_ctl_pause(orch_ctl_conn *c);
 /* The owner lets go: flushes queued writes, closes, frees. */

@@ -116,12 +116,13 @@ static void orch_proc_begin_close(orch_proc *p)
     }
 }
 
-static void orch_proc_emit(const char *line, size_t len, void *ud)
+static int orch_proc_emit(const char *line, size_t len, void *ud)
 {
     orch_proc_stream *s = ud;
     orch_proc *p = s->proc;
     if (!p->released && p->cb.on_line)
         p->cb.on_line(p, s->stream, line, len, p->ud);
+    return 0;
 }
 
 static int orch_proc_streams_done(orch_proc *p)
@@ -449,6 +450,8 @@ static int orch_proc_open_stream(orch_proc *p, orch_proc_stream *s, int fd,
     s->proc = p;
     s->stream = stream;
     orch_linebuf_init(&s->lb);
+    /* a line longer than this keeps its head and tail (linebuf.h) */
+    orch_linebuf_limit(&s->lb, ORCH_PROC_MAX_LINE, ORCH_LINEBUF_CUT);
     rc = uv_pipe_init(p->loop, &s->pipe, 0);
     if (rc < 0)
         return rc;

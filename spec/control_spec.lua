@@ -321,6 +321,81 @@ describe('the control socket', function()
     assert.equal(130, wait_exit(r))
   end)
 
+  -- issue 12, item 15: what a client can make the run hold
+  local function rss_kb(pid)
+    return tonumber((H.read('/proc/' .. pid .. '/status') or ''):match('VmRSS:%s*(%d+)'))
+  end
+
+  it('drops a partial line at the end of a connection instead of running it', function()
+    local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 30' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    local c = assert(core.ctl.connect(r.record.socket))
+    local closed = false
+    c:start(function() end, function() closed = true end)
+    c:write('orch.pause("long")') -- no newline
+    c:close()
+    local out = repl(dir, 'return orch.task("long").paused\n')
+    assert.equal('false', out.out)
+    r.proc:kill('SIGTERM')
+    assert.equal(130, wait_exit(r))
+  end)
+
+  it('does not buffer unread eval replies without bound', function()
+    local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 30' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    local base = rss_kb(r.pid)
+    -- a client that sends 300 evals of 1 MB replies and reads none
+    local a = assert(core.ctl.connect(r.record.socket))
+    a:start(function() end, function() end)
+    a:write('\27json\n')
+    for i = 1, 300 do
+      a:write(cjson.encode({ id = i, method = 'eval', params = { code = 'print(("x"):rep(1e6))' } }) .. '\n')
+    end
+    H.run_until(function() return a:queued() == 0 end, 10000)
+    -- another client is still answered, and the run holds a few MB, not 300
+    local b = json_client(r.record.socket)
+    assert.equal('pong', b.call('ping').result)
+    local grown = rss_kb(r.pid) - base
+    assert.is_true(grown < 64 * 1024, ('grew by %d kB'):format(grown))
+    a:close()
+    b.conn:close()
+    r.proc:kill('SIGTERM')
+    assert.equal(130, wait_exit(r))
+  end)
+
+  it('bounds the frames buffered over every connection together', function()
+    local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 30' } })
+    assert.truthy(r.id, table.concat(r.stderr, '\n'))
+    local base = rss_kb(r.pid)
+    local conns, refused = {}, 0
+    local chunk = ('x'):rep(1024 * 1024)
+    for i = 1, 20 do
+      local c = assert(core.ctl.connect(r.record.socket))
+      local me = { conn = c }
+      c:start(function(d)
+        if d and d:find('frame too large', 1, true) then me.refused = true end
+      end, function() me.closed = true end)
+      for _ = 1, 8 do c:write(chunk) end -- 8 MB, no newline: under the 16 MB frame limit
+      conns[i] = me
+    end
+    H.run_until(function()
+      for _, me in ipairs(conns) do
+        if me.conn:queued() > 0 and not me.closed then return false end
+      end
+      return true
+    end, 60000)
+    local b = json_client(r.record.socket)
+    assert.equal('pong', b.call('ping').result)
+    for _, me in ipairs(conns) do if me.refused or me.closed then refused = refused + 1 end end
+    assert.is_true(refused >= 10, refused .. ' refused')
+    local grown = rss_kb(r.pid) - base
+    assert.is_true(grown < 100 * 1024, ('grew by %d kB'):format(grown))
+    for _, me in ipairs(conns) do me.conn:close() end
+    b.conn:close()
+    r.proc:kill('SIGTERM')
+    assert.equal(130, wait_exit(r))
+  end)
+
   it('refuses a socket directory open to others', function()
     core.mkdir_p(sockdir)
     H.sh("chmod 755 '" .. sockdir .. "'")

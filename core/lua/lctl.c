@@ -15,7 +15,9 @@
  *             raw = bool} -> reader     (core/term.h: raw: a TTY in raw mode;
  *       reader:close()  reader.tty  reader.raw      on_resize: SIGWINCH)
  *   ctl.tty_size() -> cols, rows   (isatty is core.isatty)
- *   ctl.max_frame
+ *   ctl.total_queued() -> bytes        -- replies unwritten, every connection
+ *   ctl.max_frame, ctl.limits = {max_frame=, max_conns=, total_buffered=,
+ *                                write_max=, total_queued=}  (core/ctl.h)
  *
  * Errors of the system come back as nil, msg, code; every object keeps
  * itself alive while open. */
@@ -413,6 +415,18 @@ static int lctl_clear_stale(lua_State *L)
     return 1;
 }
 
+static int lctl_total_queued(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)orch_ctl_total_queued());
+    return 1;
+}
+
+static void lctl_limit(lua_State *L, const char *name, size_t v)
+{
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, name);
+}
+
 int lorch_open_ctl(lua_State *L)
 {
     lorch_class(L, LCTL_CONN_MT, lctl_conn_methods);
@@ -437,7 +451,16 @@ int lorch_open_ctl(lua_State *L)
     lua_setfield(L, -2, "clear_stale");
     lua_pushcfunction(L, lctl_tty_size);
     lua_setfield(L, -2, "tty_size");
+    lua_pushcfunction(L, lctl_total_queued);
+    lua_setfield(L, -2, "total_queued");
     lua_pushnumber(L, (lua_Number)ORCH_CTL_MAX_FRAME);
     lua_setfield(L, -2, "max_frame");
+    lua_newtable(L);
+    lctl_limit(L, "max_frame", ORCH_CTL_MAX_FRAME);
+    lctl_limit(L, "max_conns", ORCH_CTL_MAX_CONNS);
+    lctl_limit(L, "total_buffered", ORCH_CTL_TOTAL_BUFFERED);
+    lctl_limit(L, "write_max", ORCH_CTL_WRITE_MAX);
+    lctl_limit(L, "total_queued", ORCH_CTL_TOTAL_QUEUED);
+    lua_setfield(L, -2, "limits");
     return 1;
 }

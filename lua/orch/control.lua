@@ -24,6 +24,7 @@ M.INSTRUCTION_LIMIT = 1e8 -- per evaluation, as redis's script time limit
 M.HOOK_STEP = 1e5
 M.EVENT_QUEUE_LIMIT = 8 * 1024 * 1024 -- bytes queued before events are dropped
 M.LATER = setmetatable({}, { __tostring = function() return 'control.LATER' end })
+M.EVENT_TOTAL_LIMIT = 64 * 1024 * 1024 -- ... on every connection together
 
 -- JSON-RPC's codes, plus orch's own (positive).
 M.E = {
@@ -475,7 +476,7 @@ M.METHODS = METHODS
 function Session:push_event(ev)
   local conn = self.conn
   if not conn or conn:closed() then return end
-  if conn:queued() > M.EVENT_QUEUE_LIMIT then
+  if conn:queued() > M.EVENT_QUEUE_LIMIT or core.ctl.total_queued() > M.EVENT_TOTAL_LIMIT then
     self.dropped = self.dropped + 1
     return
   end

@@ -479,7 +479,9 @@ function M.cli_logs(o)
     return EXIT_USAGE
   end
   local logs = o.json and status.logs_json or status.logs
-  local text, last, attempt = logs(st, o[1], o[2], {})
+  -- streamed row by row: a 200 MB log is never held whole
+  local write = function(s) io.stdout:write(s) end
+  local text, last, attempt = logs(st, o[1], o[2], { write = write })
   io.stdout:write(text)
   if o.follow then
     local live = true
@@ -488,7 +490,8 @@ function M.cli_logs(o)
       local run = st:run(o[1])
       live = run and run.status == 'running' and M.is_live(loc_root, run)
       local more
-      more, last, attempt = logs(st, o[1], o[2], { after = last, last_attempt = attempt })
+      more, last, attempt = logs(st, o[1], o[2], { after = last, last_attempt = attempt,
+                                                    write = write })
       io.stdout:write(more)
       io.stdout:flush()
     end)

@@ -261,9 +261,14 @@ end
 -- of opts.attempt only if given. Returns text, last event id (for
 -- following a live run: call again with after = that id). When more than
 -- one attempt shows, each begins with an "[orch] attempt N" line.
+-- With opts.write (a function), each line is written as it is read and
+-- the text returned is '': a long log is streamed, never held whole.
 function M.logs(st, run_id, task_id, opts)
   opts = opts or {}
   local out, last, attempt = {}, opts.after, opts.last_attempt
+  if opts.write then
+    out = setmetatable({}, { __newindex = function(_, _, line) opts.write(line .. '\n') end })
+  end
   local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit, output = true,
              questions = true}
   for ev in st:events(run_id, task_id, q) do
@@ -287,6 +292,9 @@ function M.logs_json(st, run_id, task_id, opts)
   opts = opts or {}
   local jsonout = require('orch.jsonout')
   local out, last = {}, opts.after
+  if opts.write then -- streamed, as M.logs
+    out = setmetatable({}, { __newindex = function(_, _, line) opts.write(line) end })
+  end
   local q = {after = opts.after, attempt = opts.attempt, limit = opts.limit, output = true}
   for ev in st:events(run_id, task_id, q) do
     out[#out + 1] = jsonout.log_line(run_id, task_id, ev)

@@ -14,10 +14,27 @@ M.FLUSH_MS = 200 -- and at most this long (when orch.core.timer exists)
 -- this many pages (see core/dbckpt.h)
 M.CHECKPOINT_PAGES = 1000
 
+-- What one task may make the database hold (see docs/state.md, "Output
+-- limits"); a user's init.lua may change them:
+--   require('orch.store').limits.output = 256 * 1024 * 1024
+M.limits = {
+  -- one stored line (event data): a longer one keeps its first and last
+  -- line/2 bytes around "[... orch cut N bytes ...]"
+  line = 1024 * 1024,
+  -- the output of one attempt of a task: past it the rest is not stored
+  -- (a marker line says so, and the attempt's end says how much was dropped)
+  output = 64 * 1024 * 1024,
+}
+
 local core = require('orch.core')
 local db = core.db
 
 M.now = db.now
+
+local function mib(n)
+  if n % (1024 * 1024) == 0 then return ('%d MiB'):format(n / (1024 * 1024)) end
+  return ('%d bytes'):format(n)
+end
 
 -- ---------------------------------------------------------------- schema
 
@@ -304,7 +321,7 @@ function M.open(path, opts)
   end
   local st = setmetatable({
     h = h, path = path, readonly = opts.readonly or false,
-    buf = {}, nbuf = 0, ebuf = {}, nbytes = 0, timer = nil,
+    buf = {}, nbuf = 0, ebuf = {}, nbytes = 0, timer = nil, outcount = {},
   }, Store)
   return st
 end
@@ -468,6 +485,15 @@ end
 -- changes too when fields.task_status is given, in the same transaction.
 function Store:finish_attempt(run_id, task_id, n, fields)
   fields = fields or {}
+  local key = run_id .. '\0' .. task_id .. '\0' .. tostring(n or 0)
+  local count = self.outcount[key]
+  if count then
+    self.outcount[key] = nil
+    if count.dropped > 0 then
+      self:_append(run_id, task_id, n, M.now(), 'orch', ('%d bytes in %d lines of output were not stored ' ..
+        '(over the limit of %s)'):format(count.dropped, count.lines, mib(M.limits.output)))
+    end
+  end
   local f = {}
   for k, v in pairs(fields) do
     if k ~= 'task_status' then f[k] = v end
@@ -540,34 +566,75 @@ end
 
 local STRIDE = 7 -- buffered row: run, task, attempt, t, stream, data, seq
 
--- Buffers one output line; written by the next flush. seq: the engine's
--- event number of the batch it belongs to (nil for a line outside one).
-function Store:event(run_id, task_id, attempt, stream, data, seq)
-  self:_writable()
+-- data cut to limits.line: its head and tail around a marker.
+function M.cut_line(data, max)
+  max = max or M.limits.line
+  if #data <= max then return data end
+  local head = math.floor(max / 2)
+  local tail = max - head
+  return data:sub(1, head) .. (' [... orch cut %d bytes ...] '):format(#data - head - tail)
+    .. data:sub(-tail)
+end
+
+-- Appends one row to the buffer (no flush).
+function Store:_append(run_id, task_id, attempt, t, stream, data, seq)
   local b, n = self.buf, self.nbuf
   b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
-  b[n + 4], b[n + 5], b[n + 6], b[n + 7] = M.now(), stream, data or false, seq or false
-  local was = n + #self.ebuf
+  b[n + 4], b[n + 5], b[n + 6], b[n + 7] = t, stream, data or false, seq or false
   self.nbuf = n + STRIDE
   if data then self.nbytes = self.nbytes + #data end
+end
+
+-- Counts an attempt's output against limits.output. Returns true when the
+-- line is to be stored (the first line over the limit is replaced by a
+-- marker).
+function Store:_count_output(run_id, task_id, attempt, data, seq)
+  local key = run_id .. '\0' .. task_id .. '\0' .. tostring(attempt or 0)
+  local c = self.outcount[key]
+  if not c then c = { bytes = 0, dropped = 0, lines = 0 } self.outcount[key] = c end
+  if c.dropped == 0 and c.bytes + #data <= M.limits.output then
+    c.bytes = c.bytes + #data
+    return true
+  end
+  if c.dropped == 0 then
+    self:_append(run_id, task_id, attempt, M.now(), 'orch', ('output over the limit of %s for one attempt ' ..
+      "(orch.store.limits.output): the rest of it is not stored"):format(mib(M.limits.output)), seq)
+  end
+  c.dropped, c.lines = c.dropped + #data, c.lines + 1
+  return false
+end
+
+-- Buffers one output line; written by the next flush. seq: the engine's
+-- event number of the batch it belongs to (nil for a line outside one).
+-- A line is cut to limits.line; an attempt's output past limits.output is
+-- counted, not stored.
+function Store:event(run_id, task_id, attempt, stream, data, seq)
+  self:_writable()
+  local was = self.nbuf + #self.ebuf
+  if type(data) == 'string' then
+    if #data > M.limits.line then data = M.cut_line(data) end
+    if task_id and not self:_count_output(run_id, task_id, attempt, data, seq) then
+      return self:_after_buffer(was)
+    end
+  end
+  self:_append(run_id, task_id, attempt, M.now(), stream, data, seq)
   self:_after_buffer(was)
 end
 
 -- Buffers an output batch (the engine's {kind='output'} event): one row per
--- line, all with the batch's seq. Written by the next flush, or with the
--- next state change, whichever comes first.
+-- line, all with the batch's seq, each line cut and counted as by event().
+-- Written by the next flush, or with the next state change, whichever
+-- comes first.
 function Store:output(run_id, task_id, attempt, stream, lines, seq)
   self:_writable()
-  local b, n, t = self.buf, self.nbuf, M.now()
-  local was, bytes = n + #self.ebuf, self.nbytes
+  local t, was, maxline = M.now(), self.nbuf + #self.ebuf, M.limits.line
   for i = 1, #lines do
     local l = lines[i]
-    b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
-    b[n + 4], b[n + 5], b[n + 6], b[n + 7] = t, stream, l, seq or false
-    n = n + STRIDE
-    bytes = bytes + #l
+    if #l > maxline then l = M.cut_line(l, maxline) end
+    if not task_id or self:_count_output(run_id, task_id, attempt, l, seq) then
+      self:_append(run_id, task_id, attempt, t, stream, l, seq)
+    end
   end
-  self.nbuf, self.nbytes = n, bytes
   self:_after_buffer(was)
 end
 

@@ -1,9 +1,10 @@
-/* test_ctl.c - the control socket's framer, directory checks, server and
+/* test_ctl.c - the control socket's framer (core/linebuf.c), directory checks, server and
  * client on a real loop and real unix sockets. */
 #include "t.h"
 
 #include "ctl.h"
 #include "err.h"
+#include "linebuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* ---------------------------------------------------------------- framer */
+/* ------------------------------------------------- framer (linebuf) */
 
 typedef struct frames {
     char out[8192];
@@ -23,10 +24,10 @@ typedef struct frames {
     size_t big_len;
 } frames;
 
-static int collect(const char *data, size_t len, int status, void *ud)
+static int collect(const char *data, size_t len, void *ud)
 {
     frames *f = ud;
-    if (status == ORCH_CTL_TOO_BIG) {
+    if (!data) {
         f->too_big++;
         f->big_len = len;
         return 0;
@@ -46,44 +47,130 @@ static void test_framer_splits(void)
     const char *in = "return 1\n{\"id\":1,\"method\":\"status\"}\n\nlast";
     size_t n = strlen(in);
     for (size_t cut = 0; cut <= n; cut++) {
-        orch_ctl_framer fr;
+        orch_linebuf fr;
         frames f = {0};
-        orch_ctl_framer_init(&fr, 0);
-        orch_ctl_framer_feed(&fr, in, cut, collect, &f);
-        orch_ctl_framer_feed(&fr, in + cut, n - cut, collect, &f);
-        orch_ctl_framer_finish(&fr, collect, &f);
+        orch_linebuf_init(&fr);
+        orch_linebuf_limit(&fr, ORCH_CTL_MAX_FRAME, ORCH_LINEBUF_DROP);
+        orch_linebuf_feed(&fr, in, cut, collect, &f);
+        orch_linebuf_feed(&fr, in + cut, n - cut, collect, &f);
+        orch_linebuf_finish(&fr, collect, &f);
         T_EQ_INT(f.n, 4);
         T_EQ_STR(f.out, "return 1|{\"id\":1,\"method\":\"status\"}||last|");
-        orch_ctl_framer_free(&fr);
+        orch_linebuf_free(&fr);
     }
 }
 
 static void test_framer_too_big(void)
 {
-    orch_ctl_framer fr;
+    orch_linebuf fr;
     frames f = {0};
-    char big[100];
+    char big[300];
     memset(big, 'x', sizeof big);
-    orch_ctl_framer_init(&fr, 10);
+    orch_linebuf_init(&fr);
+    orch_linebuf_limit(&fr, 64, ORCH_LINEBUF_DROP);
     /* exactly the limit is fine */
-    orch_ctl_framer_feed(&fr, "0123456789\n", 11, collect, &f);
+    orch_linebuf_feed(&fr, big, 64, collect, &f);
+    orch_linebuf_feed(&fr, "\n", 1, collect, &f);
     T_EQ_INT(f.n, 1);
+    f.olen = 0;
+    f.out[0] = '\0';
     /* one over, in pieces with no newline: reported once, then skipped */
-    orch_ctl_framer_feed(&fr, big, 6, collect, &f);
-    orch_ctl_framer_feed(&fr, big, 6, collect, &f);
+    orch_linebuf_feed(&fr, big, 40, collect, &f);
+    orch_linebuf_feed(&fr, big, 40, collect, &f);
     T_EQ_INT(f.too_big, 1);
-    orch_ctl_framer_feed(&fr, big, sizeof big, collect, &f);
+    T_EQ_INT(f.big_len, 80);
+    orch_linebuf_feed(&fr, big, sizeof big, collect, &f);
     T_EQ_INT(f.too_big, 1);
-    orch_ctl_framer_feed(&fr, "tail\nok\n", 8, collect, &f);
+    orch_linebuf_feed(&fr, "tail\nok\n", 8, collect, &f);
     T_EQ_INT(f.n, 2);
-    T_EQ_STR(f.out, "0123456789|ok|");
+    T_EQ_STR(f.out, "ok|");
     /* over the limit with its newline in the same chunk */
-    orch_ctl_framer_feed(&fr, "01234567890\nnext\n", 17, collect, &f);
+    char line[70];
+    memset(line, 'y', 65);
+    memcpy(line + 65, "\nnx\n", 4);
+    orch_linebuf_feed(&fr, line, 69, collect, &f);
     T_EQ_INT(f.too_big, 2);
-    T_EQ_INT(f.big_len, 11);
+    T_EQ_INT(f.big_len, 65);
     T_EQ_INT(f.n, 3);
-    T_CHECK(fr.cap <= 4096); /* never buffered the oversized frames */
-    orch_ctl_framer_free(&fr);
+    T_EQ_STR(f.out, "ok|nx|");
+    T_CHECK(fr.len == 0);
+    orch_linebuf_free(&fr);
+}
+
+/* CUT mode (process output): a long line keeps its head and tail, and the
+ * buffer stays near twice the limit however long the line. */
+typedef struct cutlines {
+    int n;
+    size_t len;
+    char head[8], tail[8];
+    char mark[64];
+} cutlines;
+
+static int cut_collect(const char *data, size_t len, void *ud)
+{
+    cutlines *c = ud;
+    const char *m = memmem(data, len, " [... orch cut ", 15);
+    c->n++;
+    c->len = len;
+    memcpy(c->head, data, 4);
+    memcpy(c->tail, data + len - 4, 4);
+    c->mark[0] = '\0';
+    if (m) {
+        const char *e = memmem(m, len - (size_t)(m - data), "...] ", 5);
+        size_t ml = e ? (size_t)(e - m) + 5 : 0;
+        if (ml < sizeof c->mark) {
+            memcpy(c->mark, m, ml);
+            c->mark[ml] = '\0';
+        }
+    }
+    return 0;
+}
+
+static void test_linebuf_cut(void)
+{
+    orch_linebuf lb;
+    cutlines c = {0};
+    char chunk[1000];
+    size_t peak = 0;
+    orch_linebuf_init(&lb);
+    orch_linebuf_limit(&lb, 100, ORCH_LINEBUF_CUT);
+    /* a 100,000-byte line: HEAD, then 'm's, then TAIL */
+    orch_linebuf_feed(&lb, "HEAD", 4, cut_collect, &c);
+    memset(chunk, 'm', sizeof chunk);
+    for (int i = 0; i < 100; i++) {
+        orch_linebuf_feed(&lb, chunk, sizeof chunk - (i == 99 ? 8 : 0), cut_collect, &c);
+        if (lb.len > peak)
+            peak = lb.len;
+    }
+    orch_linebuf_feed(&lb, "TAIL\nshort\n", 11, cut_collect, &c);
+    T_EQ_INT(c.n, 2);
+    T_CHECK(peak <= 2 * 100 + sizeof chunk);
+    orch_linebuf_free(&lb);
+
+    /* the first line, seen on its own */
+    memset(&c, 0, sizeof c);
+    orch_linebuf_init(&lb);
+    orch_linebuf_limit(&lb, 100, ORCH_LINEBUF_CUT);
+    orch_linebuf_feed(&lb, "HEAD", 4, cut_collect, &c);
+    for (int i = 0; i < 100; i++)
+        orch_linebuf_feed(&lb, chunk, sizeof chunk - (i == 99 ? 8 : 0), cut_collect, &c);
+    orch_linebuf_feed(&lb, "TAIL\n", 5, cut_collect, &c);
+    T_EQ_INT(c.n, 1);
+    T_CHECK(!memcmp(c.head, "HEAD", 4));
+    T_CHECK(!memcmp(c.tail, "TAIL", 4));
+    /* 4 + 99,992 + 4 bytes, 100 kept */
+    T_EQ_STR(c.mark, " [... orch cut 99900 bytes ...] ");
+    T_CHECK(c.len <= 100 + ORCH_LINEBUF_MARK_MAX);
+    /* a line at the limit is whole; an unterminated long one is cut too */
+    orch_linebuf_feed(&lb, chunk, 100, cut_collect, &c);
+    orch_linebuf_feed(&lb, "\n", 1, cut_collect, &c);
+    T_EQ_INT(c.len, 100);
+    T_EQ_STR(c.mark, "");
+    orch_linebuf_feed(&lb, chunk, 150, cut_collect, &c);
+    orch_linebuf_finish(&lb, cut_collect, &c);
+    T_EQ_INT(c.n, 3);
+    T_EQ_STR(c.mark, " [... orch cut 50 bytes ...] ");
+    orch_linebuf_free(&lb);
 }
 
 /* ---------------------------------------------------------------- dirs */
@@ -304,6 +391,7 @@ int main(void)
         return 1;
     test_framer_splits();
     test_framer_too_big();
+    test_linebuf_cut();
     test_dirs();
     test_sockets();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
