@@ -330,8 +330,7 @@ describe('the control socket', function()
     local r = start_run(dir, sockdir, { { id = 'long', cmd = 'sleep 30' } })
     assert.truthy(r.id, table.concat(r.stderr, '\n'))
     local c = assert(core.ctl.connect(r.record.socket))
-    local closed = false
-    c:start(function() end, function() closed = true end)
+    c:start(function() end, function() end)
     c:write('orch.pause("long")') -- no newline
     c:close()
     local out = repl(dir, 'return orch.task("long").paused\n')
