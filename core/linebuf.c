@@ -88,7 +88,7 @@ static int linebuf_bound(orch_linebuf *lb, orch_linebuf_fn fn, void *ud)
         lb->discarding = 1;
         return fn(NULL, seen, ud);
     }
-    if (lb->len > 2 * lb->max) {
+    if (lb->len > lb->max + lb->max / 2) {
         /* keep the head and the last (max - head) bytes */
         size_t head = lb->max / 2, tail = lb->max - head;
         memmove(lb->buf + head, lb->buf + lb->len - tail, tail);

@@ -13,7 +13,7 @@
  *                      bytes each) around a marker
  *                      " [... orch cut N bytes ...] ": the line delivered
  *                      is at most max + ORCH_LINEBUF_MARK_MAX bytes, and
- *                      the buffer never holds much more than 2 * max
+ *                      the buffer never holds much more than 1.5 * max
  *                      (process output: a task may print a 500 MB line).
  *   ORCH_LINEBUF_DROP  a longer line is reported once, as soon as it passes
  *                      max, with line NULL and len the bytes seen so far;

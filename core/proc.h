@@ -15,9 +15,9 @@
 #define ORCH_PROC_H
 
 /* The longest output line delivered whole: a longer one is delivered as its
- * first and last 4 MiB around " [... orch cut N bytes ...] " (memory stays
+ * first and last 8 MiB around " [... orch cut N bytes ...] " (memory stays
  * bounded however long a line a task prints; see core/linebuf.h). */
-#define ORCH_PROC_MAX_LINE ((size_t)8 * 1024 * 1024)
+#define ORCH_PROC_MAX_LINE ((size_t)16 * 1024 * 1024)
 
 #include <stddef.h>
 #include <stdint.h>
