@@ -196,7 +196,9 @@ function M.cli(o)
     io.stdout:write(('orch demo: done. The result is on branch main of %s:\n'):format(dir))
     io.stdout:write(sh(("git -C '%s' log --oneline -n 12"):format(dir)))
     io.stdout:write(sh(("cd '%s' && sh test.sh && sh calc.sh add 2 3 && sh calc.sh mul -2 3"):format(dir)))
-    io.stdout:write(('Look around: cd %s; orch status; orch logs RUN TASK\n'):format(dir))
+    local bin = core.realpath('/proc/self/exe') or 'orch'
+    io.stdout:write(('Look around: cd %s && %s status (then %s logs RUN TASK, %s help)\n')
+      :format(dir, bin, bin, bin))
   else
     io.stderr:write(('orch demo: the run ended with exit code %d; the repository is %s\n'):format(code, dir))
   end
