@@ -96,6 +96,20 @@ int tui_ring_push(tui_ring *r, const char *s, size_t n, int style,
     return 0;
 }
 
+void tui_ring_pop(tui_ring *r)
+{
+    tui_line *slot;
+    if (r->count == 0)
+        return;
+    slot = &r->v[(r->start + r->count - 1) % r->cap];
+    r->full_bytes -= slot->flen;
+    tui_line_free(slot);
+    r->count--;
+    r->pushed--;
+    if (r->trim > r->count)
+        r->trim = r->count;
+}
+
 const tui_line *tui_ring_at(const tui_ring *r, size_t i)
 {
     if (i >= r->count)

@@ -306,6 +306,17 @@ int tui_pane_push(tui_screen *s, tui_pane *p, const char *text, size_t n,
     return 0;
 }
 
+int tui_pane_replace_last(tui_screen *s, tui_pane *p, const char *text, size_t n,
+                          int style, const char *full, size_t fn)
+{
+    size_t scroll = p->scroll;
+    int rc;
+    tui_ring_pop(&p->ring);
+    rc = tui_pane_push(s, p, text, n, style, full, fn);
+    p->scroll = scroll; /* the same line, rewritten: the view does not move */
+    return rc;
+}
+
 void tui_pane_clear(tui_screen *s, tui_pane *p)
 {
     tui_ring_clear(&p->ring);

@@ -63,6 +63,8 @@ void tui_ring_clear(tui_ring *r);
 /* Copies s (n bytes, already cleaned) and full (fn bytes, may be NULL). */
 int tui_ring_push(tui_ring *r, const char *s, size_t n, int style,
                   const char *full, size_t fn);
+/* Drops the newest line. */
+void tui_ring_pop(tui_ring *r);
 const tui_line *tui_ring_at(const tui_ring *r, size_t i);
 
 /* ------------------------------------------------------------ text.c */
@@ -200,6 +202,9 @@ uint64_t tui_pane_pushed(const tui_pane *p);
 /* Appends a line (cleaned here; text cut at its first newline). */
 int tui_pane_push(tui_screen *s, tui_pane *p, const char *text, size_t n,
                   int style, const char *full, size_t fn);
+/* Replaces the newest line (a line still being written: streamed text). */
+int tui_pane_replace_last(tui_screen *s, tui_pane *p, const char *text, size_t n,
+                          int style, const char *full, size_t fn);
 void tui_pane_clear(tui_screen *s, tui_pane *p);
 int tui_pane_set_title(tui_screen *s, tui_pane *p, const char *title);
 int tui_pane_set_symbol(tui_screen *s, tui_pane *p, const char *sym, int color);

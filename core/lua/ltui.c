@@ -14,6 +14,7 @@
  *   scr:stats() -> {frames, draw_ms_total, draw_ms_max, keys}  scr:close()
  *
  *   pane:id()  pane:push(text, [style], [full])  pane:push_lines(list, [style])
+ *   pane:replace_last(text, [style], [full])   (a line still being written)
  *   pane:clear()  pane:title(s)  pane:symbol(sym, color)  pane:head({lines})
  *   pane:show(bool)  pane:visible()  pane:order(n)  pane:expand([bool]) -> bool
  *   pane:scroll(n)  pane:half(+1|-1)  pane:top()  pane:bottom()
@@ -450,6 +451,18 @@ static int ltui_p_push(lua_State *L)
     return 0;
 }
 
+static int ltui_p_replace_last(lua_State *L)
+{
+    ltui *t;
+    tui_pane *p = ltui_pane_check(L, 1, &t);
+    size_t n, fn = 0;
+    const char *s = luaL_checklstring(L, 2, &n);
+    int style = luaL_checkoption(L, 3, "normal", ltui_styles);
+    const char *full = luaL_optlstring(L, 4, NULL, &fn);
+    ltui_check_rc(L, tui_pane_replace_last(t->s, p, s, n, style, full, fn));
+    return 0;
+}
+
 static int ltui_p_push_lines(lua_State *L)
 {
     ltui *t;
@@ -617,6 +630,7 @@ static const luaL_Reg ltui_pane_methods[] = {
     {"id", ltui_p_id},
     {"push", ltui_p_push},
     {"push_lines", ltui_p_push_lines},
+    {"replace_last", ltui_p_replace_last},
     {"clear", ltui_p_clear},
     {"title", ltui_p_title},
     {"symbol", ltui_p_symbol},

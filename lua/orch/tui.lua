@@ -24,6 +24,7 @@ M.config = {
   fps = 30,           -- most redraws per second
   hold = true,        -- at the end, keep the last screen until a key
   no_color = false,   -- as NO_COLOR=1
+  raw_output = false, -- agent panes show the backend's raw stdout too (stream-json...)
 }
 
 local View = view_mod.View

@@ -228,6 +228,7 @@ local H = {}
 function H.task(self, ev)
   local t = self:task(ev.task)
   local was = t.status
+  t.text_open = false
   copy_fields(t, ev)
   if ev.paused ~= nil then t.paused = val(ev.paused) or false end
   if t.status == 'running' and was ~= 'running' then
@@ -253,9 +254,18 @@ function H.task(self, ev)
   self:retile()
 end
 
+-- An agent's task (not a command): its stdout is the backend's raw stream
+-- (stream-json, a transcript), shown through its agent events instead.
+local function is_agent(t)
+  local b = t.backend or (t.cmd and 'exec')
+  return b ~= nil and b ~= 'exec'
+end
+
 function H.output(self, ev)
   local t = self:task(ev.task)
+  if ev.stream == 'stdout' and is_agent(t) and not self.cfg.raw_output then return end
   local p = self.panes[t.id] or self:ensure_pane(t)
+  t.text_open = false
   local style = ev.stream == 'stderr' and 'stderr' or 'normal'
   if ev.lines then
     p:push_lines(ev.lines, style)
@@ -322,9 +332,33 @@ function M.condense(ev)
   return text, style, full
 end
 
+-- Streamed text (deltas) is joined: whole lines as they complete, the
+-- line being written rewritten in place.
+M.TEXT_LINE_MAX = 8192
+
+local function stream_text(t, p, chunk)
+  local buf = (t.text_open and t.text_buf or '') .. tostring(chunk or '')
+  local open = t.text_open
+  while true do
+    local nl = buf:find('\n', 1, true)
+    if not nl then break end
+    local line = buf:sub(1, nl - 1)
+    if open then p:replace_last(line, 'text') else p:push(line, 'text') end
+    open = false
+    buf = buf:sub(nl + 1)
+  end
+  if buf ~= '' then
+    if open then p:replace_last(buf, 'text') else p:push(buf, 'text') end
+    open = #buf < M.TEXT_LINE_MAX
+  end
+  t.text_open, t.text_buf = open, open and buf or nil
+end
+
 function H.agent(self, ev)
   local t = self:task(ev.task)
   local p = self.panes[t.id] or self:ensure_pane(t)
+  if ev.type == 'text' then return stream_text(t, p, ev.text) end
+  t.text_open = false
   local text, style, full = M.condense(ev)
   p:push(text, style, full)
   if ev.type == 'usage' and type(ev.cost_usd) == 'number' then
@@ -351,6 +385,7 @@ end
 
 function H.question(self, ev)
   local t = ev.task and self:task(ev.task)
+  if t then t.text_open = false end
   local id = val(ev.id)
   if val(ev.answer) ~= nil then
     self.questions[id] = nil
