@@ -486,6 +486,54 @@ describe('the TUI agent events', function()
     assert.is_nil(whole)
   end)
 
+  -- a screen that records what its panes are told
+  local function fake_screen()
+    local scr = { panes = {}, n = 0 }
+    function scr:pane()
+      self.n = self.n + 1
+      local p = { lines = {}, n = self.n }
+      function p.id() return p.n end
+      function p.push(_, text, style) p.lines[#p.lines + 1] = { text, style } end
+      function p.replace_last(_, text, style) p.lines[#p.lines] = { text, style } end
+      function p.push_lines(_, list, style) for _, l in ipairs(list) do p:push(l, style) end end
+      function p.symbol() end
+      function p.title(_, t) p.title_text = t end
+      function p.order() end
+      function p.show(_, on) p.shown = on end
+      self.panes[#self.panes + 1] = p
+      return p
+    end
+    function scr.focus() return 0 end
+    function scr.redraw() end
+    return scr
+  end
+
+  it('joins streamed text into lines and keeps an agent\'s raw stdout out', function()
+    local v = view.new({ run_id = 'r' }, { max_tiles = 4, keep_panes = 8, scrollback = 10 })
+    v.scr = fake_screen()
+    v:load({ { id = 'a', role = 'coder' } }, { tasks = {} })
+    v:on_event({ kind = 'task', task = 'a', status = 'running', attempt = 1, backend = 'openai', model = 'm' })
+    v:on_event({ kind = 'output', task = 'a', stream = 'stdout', lines = { '{"raw":"stream-json"}' } })
+    v:on_event({ kind = 'output', task = 'a', stream = 'stderr', lines = { 'a warning' } })
+    v:on_event({ kind = 'agent', task = 'a', type = 'text', text = 'Hel' })
+    v:on_event({ kind = 'agent', task = 'a', type = 'text', text = 'lo\nwor' })
+    v:on_event({ kind = 'agent', task = 'a', type = 'text', text = 'ld' })
+    v:on_event({ kind = 'agent', task = 'a', type = 'tool_call', tool = 'read', input = { path = 'x.c' } })
+    v:on_event({ kind = 'agent', task = 'a', type = 'text', text = 'after' })
+    local p = v.panes.a
+    local texts = {}
+    for i, l in ipairs(p.lines) do texts[i] = l[1] end
+    assert.same({ 'a warning', 'Hello', 'world', '▸ read x.c', 'after' }, texts)
+    assert.equal('stderr', p.lines[1][2])
+    assert.equal('a · coder · openai/m · running', p.title_text)
+    -- a command's stdout is its pane
+    v:load({ { id = 'c', cmd = 'make' } }, { tasks = {} })
+    v:on_event({ kind = 'task', task = 'c', status = 'running', attempt = 1 })
+    v:on_event({ kind = 'output', task = 'c', stream = 'stdout', lines = { 'cc -c x.c' } })
+    assert.same({ 'cc -c x.c', 'normal' }, v.panes.c.lines[1])
+    assert.equal('c · exec · running', v.panes.c.title_text)
+  end)
+
   it('finds the critical path among the unfinished tasks', function()
     local v = view.new({ run_id = 'r' }, { max_tiles = 4, keep_panes = 8, scrollback = 10 })
     v:load({ { id = 'a' }, { id = 'b', deps = { 'a' } }, { id = 'c', deps = { 'b' } },
