@@ -56,15 +56,21 @@ def peak_kb(pid, cur):
         pass
     return cur
 
+def cpu_of(ru):
+    return ru.ru_utime + ru.ru_stime
+
 def no_tui():
     t0 = time.monotonic()
     p = subprocess.Popen(ARGS + ['--no-tui'], env=ENV, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
-    while p.poll() is None:
+    while True:
+        done, st, ru = os.wait4(p.pid, os.WNOHANG)
+        if done:
+            break
         peak = peak_kb(p.pid, peak)
-        time.sleep(0.02)
-    return time.monotonic() - t0, peak, p.returncode
+        time.sleep(0.05)
+    return time.monotonic() - t0, peak, os.waitstatus_to_exitcode(st), cpu_of(ru)
 
 HELP = b'focus the pane left / right'
 
@@ -77,7 +83,7 @@ def tui(keys):
     t0 = time.monotonic()
     peak, lat, tail = 0, [], b''
     sent, shown, next_key = None, False, t0 + 0.2
-    status = None
+    status, ru, next_peak = None, None, 0
     while True:
         now = time.monotonic()
         if keys and sent is None and now >= next_key:
@@ -85,7 +91,7 @@ def tui(keys):
             tail = b''
             os.write(fd, b'?')
             sent = time.monotonic()
-        r, _, _ = select.select([fd], [], [], 0.005)
+        r, _, _ = select.select([fd], [], [], 0.005 if keys else 0.05)
         if r:
             try:
                 data = os.read(fd, 65536)
@@ -100,10 +106,12 @@ def tui(keys):
                     sent = None
                     os.write(fd, b'j')
                     next_key = time.monotonic() + 0.05
-        peak = peak_kb(pid, peak)
-        done, st = os.waitpid(pid, os.WNOHANG)
+        if now >= next_peak:
+            peak = peak_kb(pid, peak)
+            next_peak = now + 0.05
+        done, st, r_u = os.wait4(pid, os.WNOHANG)
         if done:
-            status = st
+            status, ru = st, r_u
             break
     # drain what is left
     try:
@@ -112,33 +120,39 @@ def tui(keys):
     except OSError:
         pass
     if status is None:
-        _, status = os.waitpid(pid, 0)
+        _, status, ru = os.wait4(pid, 0)
     wall = time.monotonic() - t0
     os.close(fd)
-    return wall, peak, os.waitstatus_to_exitcode(status), lat
+    return wall, peak, os.waitstatus_to_exitcode(status), lat, cpu_of(ru)
 
 print('bench/tui.sh: 4 tasks x %d lines, %d rounds (median)' % (N, ROUNDS))
-plain, tuis, peaks, lats = [], [], [], []
+plain, tuis, peaks, lats, cpu_plain, cpu_tui = [], [], [], [], [], []
 for i in range(ROUNDS):
     # alternating which goes first, so that neither gets the warm caches
     for which in (('plain', 'tui') if i % 2 == 0 else ('tui', 'plain')):
         if which == 'plain':
-            w, _, code = no_tui()
+            w, _, code, cpu = no_tui()
             assert code == 0, 'no-tui run exited %d' % code
             plain.append(w)
+            cpu_plain.append(cpu)
         else:
-            w, pk, code, _ = tui(False)
+            w, pk, code, _, cpu = tui(False)
             assert code == 0, 'tui run exited %d' % code
             tuis.append(w)
             peaks.append(pk)
-    print('  round %d: --no-tui %.2fs, TUI %.2fs, TUI peak RSS %.1f MB' % (i + 1, plain[-1], tuis[-1], peaks[-1] / 1024))
-_, pk, code, lat = tui(True)
+            cpu_tui.append(cpu)
+    print('  round %d: --no-tui %.2fs (cpu %.2fs), TUI %.2fs (cpu %.2fs), TUI peak RSS %.1f MB'
+          % (i + 1, plain[-1], cpu_plain[-1], tuis[-1], cpu_tui[-1], peaks[-1] / 1024))
+_, pk, code, lat, _ = tui(True)
 peaks.append(pk)
 assert code == 0, 'tui run (keys) exited %d' % code
 mp, mt = statistics.median(plain), statistics.median(tuis)
 ratio = mt / mp
 print('wall --no-tui     %7.2f s' % mp)
 print('wall TUI          %7.2f s   ratio %.2fx   (target <= 1.20x) %s' % (mt, ratio, 'ok' if ratio <= 1.2 else 'MISSED'))
+cp, ct = statistics.median(cpu_plain), statistics.median(cpu_tui)
+print('cpu (orch + tasks) --no-tui %.2f s, TUI %.2f s: %.2fx (the machine\'s load hits wall time, less so cpu)'
+      % (cp, ct, ct / cp))
 rss = max(peaks) / 1024
 print('peak RSS (TUI)    %7.1f MB  (target < 100 MB) %s' % (rss, 'ok' if rss < 100 else 'MISSED'))
 if lat:
