@@ -7,24 +7,12 @@ local cjson = require('cjson')
 local H = require('spec.helpers')
 local T = require('orch.testing')
 
-local TMUX = H.sh('command -v tmux'):gsub('%s+$', '')
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local tmux_mod = require('spec.tmux')
+local TMUX = tmux_mod.BIN
+local q = tmux_mod.quote
 
-local function tmux(sock)
-  local t = {}
-  local function run(args) return H.sh(TMUX .. ' -S ' .. q(sock) .. ' ' .. args) end
-  function t.start(cmd)
-    local _, code = run('-f /dev/null new-session -d -x 160 -y 50 ' .. q('sh -c ' .. q(cmd)))
-    assert.equal(0, code)
-  end
-  function t.screen() return (run('capture-pane -p -J -S -300')) end
-  function t.keys(k) run('send-keys ' .. k) end
-  function t.wait_for(text, ms)
-    return H.run_until(function() return t.screen():find(text, 1, true) ~= nil end, ms or 30000)
-  end
-  function t.kill() run('kill-server') end
-  return t
-end
+-- A tmux server of its own with one window running cmd in a shell.
+local function tmux(sock) return tmux_mod.new(sock, { width = 160, height = 50 }) end
 
 local ORCH, CODER = 'You are the orchestrator', 'You are a coder'
 

@@ -1,21 +1,15 @@
 -- Shared helpers for the specs: run the loop until something happens, temp
 -- dirs, running the real orch binary, reading the process table.
-local core = require('orch.core')
 
 local H = {}
 
 H.ORCH = os.getenv('ORCH_BIN') or './build/bin/orch'
 H.SRC = os.getenv('ORCH_SRC') or '.'
 
--- Runs the loop until pred() is true or timeout_ms passed; returns pred().
+-- Runs the loop until pred() is true or timeout_ms (default 10 s) passed;
+-- returns pred(). (orch.testing's, which users' specs get too.)
 function H.run_until(pred, timeout_ms)
-  local deadline = core.now() + (timeout_ms or 10000)
-  local tick = core.timer(10, 10, function() end)
-  while not pred() and core.now() < deadline do
-    core.run('once')
-  end
-  tick:close()
-  return pred()
+  return require('orch.testing').wait(pred, timeout_ms or 10000)
 end
 
 -- Runs a shell command synchronously; returns its output (stdout and
@@ -55,28 +49,14 @@ function H.read(path)
 end
 
 -- Spawns a command and runs the loop until it exits. opts: cwd, env, input,
--- timeout (ms). Returns {code=, sig=, stdout={lines}, stderr={lines}, pid=}.
+-- timeout (ms, default 60 s), on_start(p). Returns {code=, sig=,
+-- stdout={lines}, stderr={lines}, out=, err=, pid=, timed_out=}.
 function H.spawn_wait(argv, opts)
   opts = opts or {}
-  local r = { stdout = {}, stderr = {} }
-  local done = false
-  local p, err = core.spawn({
-    argv = argv, cwd = opts.cwd, env = opts.env, input = opts.input,
-    stdout = function(l) r.stdout[#r.stdout + 1] = l end,
-    stderr = function(l) r.stderr[#r.stderr + 1] = l end,
-    on_exit = function(code, sig) r.code, r.sig, done = code, sig, true end,
-  })
-  if not p then error(err) end
-  r.pid = p:pid()
-  if opts.on_start then opts.on_start(p) end
-  if not H.run_until(function() return done end, opts.timeout or 60000) then
-    p:cancel(0)
-    H.run_until(function() return done end, 5000)
-    r.timed_out = true
-  end
-  r.out = table.concat(r.stdout, '\n')
-  r.err = table.concat(r.stderr, '\n')
-  return r
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.timeout = opts.timeout or 60000
+  return require('orch.testing').spawn(argv, o)
 end
 
 -- Runs the real orch binary with args (a list).

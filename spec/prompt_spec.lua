@@ -4,26 +4,12 @@
 local cjson = require('cjson')
 local H = require('spec.helpers')
 
-local TMUX = H.sh('command -v tmux'):gsub('%s+$', '')
-
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local tmux_mod = require('spec.tmux')
+local TMUX = tmux_mod.BIN
+local sh_quote = tmux_mod.quote
 
 -- A tmux server of its own with one window running cmd in a shell.
-local function tmux(sock)
-  local t = {}
-  local function run(args) return H.sh(TMUX .. ' -S ' .. sh_quote(sock) .. ' ' .. args) end
-  function t.start(cmd)
-    local _, code = run('-f /dev/null new-session -d -x 120 -y 30 ' .. sh_quote('sh -c ' .. sh_quote(cmd)))
-    assert.equal(0, code)
-  end
-  function t.screen() return (run('capture-pane -p -J -S -200')) end
-  function t.keys(k) run('send-keys ' .. k) end
-  function t.wait_for(text, ms)
-    return H.run_until(function() return t.screen():find(text, 1, true) ~= nil end, ms or 20000)
-  end
-  function t.kill() run('kill-server') end
-  return t
-end
+local function tmux(sock) return tmux_mod.new(sock, { width = 120, height = 30 }) end
 
 describe('the approval prompt on a terminal', function()
   local dir, t

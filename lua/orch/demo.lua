@@ -121,13 +121,7 @@ local function sh(cmd)
   return out
 end
 
-local function write_file(path, text)
-  local dir = path:match('^(.*)/[^/]*$')
-  if dir then core.mkdir_p(dir) end
-  local f = assert(io.open(path, 'wb'))
-  f:write(text)
-  f:close()
-end
+local function write_file(path, text) return require('orch.testing').write_file(path, text) end
 
 -- Which coders run on the real CLIs: claude and codex when on PATH (and not
 -- turned off with ORCH_DEMO_CLI=0).

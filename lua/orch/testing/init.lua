@@ -31,7 +31,9 @@ function T.wait(pred, timeout_ms)
   return pred()
 end
 
--- Runs argv to its end on the loop: {code=, sig=, out=, err=}.
+-- Runs argv to its end on the loop: {code=, sig=, out=, err=, stdout=
+-- {lines}, stderr={lines}, pid=, timed_out=}. o: cwd, env, input, timeout
+-- (ms, default 120 s; then it is killed), on_start(process).
 function T.spawn(argv, o)
   o = o or {}
   local r, done = { stdout = {}, stderr = {} }, false
@@ -42,6 +44,8 @@ function T.spawn(argv, o)
     on_exit = function(code, sig) r.code, r.sig, done = code, sig, true end,
   })
   if not p then error(err, 2) end
+  r.pid = p:pid()
+  if o.on_start then o.on_start(p) end
   if not T.wait(function() return done end, o.timeout or 120000) then
     p:cancel(0)
     T.wait(function() return done end, 5000)
@@ -78,13 +82,15 @@ end
 local Repo = {}
 Repo.__index = Repo
 
-local function write_file(path, text)
+-- Writes text to path, making its directory first.
+function T.write_file(path, text)
   local dir = path:match('^(.*)/[^/]*$')
   if dir then core.mkdir_p(dir) end
   local f = assert(io.open(path, 'wb'))
   f:write(text)
   f:close()
 end
+local write_file = T.write_file
 
 -- A scratch git repository holding files (path -> text), committed on
 -- branch main. o.dir: where (default: a new directory under TMPDIR).
