@@ -460,6 +460,8 @@ describe('claude backend', function()
       { when = { tool_result = '.' }, reply = 'Done: {{1}}' },
       { name = 'carry-on', when = { user = 'interrupted', text = 'create slow%.txt' },
         reply = { write = { path = 'slow.txt', content = 'after the crash\n' } } },
+      { when = { user = 'ask the orchestrator' },
+        reply = { tool_calls = { { name = 'mcp__orch__ask_orchestrator', input = { question = 'which colour?' } } } } },
       { when = { user = 'create (%S+)' }, reply = { write = { path = '{{1}}', content = 'hello\n' } } },
     }
     before_each(function()
@@ -567,6 +569,21 @@ describe('claude backend', function()
         end
       end
       assert.is_true(saw, 'the first turn\'s write is in the second turn\'s request')
+    end)
+
+    it('ask_orchestrator goes from claude through orch mcp and the run\'s control socket to the run', function()
+      local r = run({ { id = 'asker', role = 'coder', backend = 'claude', prompt = 'ask the orchestrator' } })
+      assert.equals(0, r.code, r.err)
+      -- the run recorded the question and its answer
+      local q = sql("SELECT payload FROM events WHERE kind='question' AND payload LIKE '%answer%'")
+      assert.truthy(q:find('which colour?', 1, true), q)
+      local answer = require('orch.engine').NO_ANSWER -- nobody at a terminal: the agent goes on
+      -- and the answer came back to the model as the tool's result
+      local got
+      for _, req in ipairs(srv:requests()) do
+        for _, tr in ipairs(req.tool_results or {}) do got = got or tr.output end
+      end
+      assert.equals(answer, got)
     end)
 
     it('a read-only reviewer cannot write: claude refuses, the file is unchanged', function()
