@@ -5,7 +5,7 @@
 --   latency N [ORCH]      N claude turns against the scripted model server,
 --                         `claude -p` spawned directly vs through the claude
 --                         backend (with orch mcp, as in a run, and without);
---                         prints the mean of each in ms
+--                         prints the median of each in ms
 local core = require('orch.core')
 local claude = require('orch.backends.claude')
 
@@ -73,16 +73,23 @@ if mode == 'latency' then
     assert(res.ok, res.error)
     return (core.hrtime() - t0) / 1e6
   end
-  local sums = { direct = 0, orch = 0, orch_mcp = 0 }
+  -- interleaved, so that load from elsewhere hits all three alike; the
+  -- median of each (the machine is shared: means are dragged by outliers)
+  local t = { direct = {}, orch = {}, orch_mcp = {} }
   direct() -- warm the caches
   for _ = 1, n do
-    sums.direct = sums.direct + direct()
-    sums.orch = sums.orch + through(false)
-    sums.orch_mcp = sums.orch_mcp + through(true)
+    t.direct[#t.direct + 1] = direct()
+    t.orch[#t.orch + 1] = through(false)
+    t.orch_mcp[#t.orch_mcp + 1] = through(true)
   end
   srv:stop()
   os.execute("rm -rf '" .. dir .. "'")
-  print(('%.1f %.1f %.1f'):format(sums.direct / n, sums.orch / n, sums.orch_mcp / n))
+  local function median(l)
+    table.sort(l)
+    local m = #l
+    return m % 2 == 1 and l[(m + 1) / 2] or (l[m / 2] + l[m / 2 + 1]) / 2
+  end
+  print(('%.1f %.1f %.1f'):format(median(t.direct), median(t.orch), median(t.orch_mcp)))
   return
 end
 

@@ -9,16 +9,16 @@
 #      every event recorded in SQLite), with orch's max RSS (/usr/bin/time -v).
 #    Target: the store-on rate at least 0.5x the cat rate, RSS under 64 MB.
 # 2. Latency: a claude turn through the backend against `claude -p` run
-#    directly, both on the scripted model server (needs claude; N turns,
-#    default 5). Target: orch adds under 50 ms.
+#    directly, both on the scripted model server (needs claude; N turns
+#    each, interleaved, median; default 7). Target: orch adds under 50 ms.
 #
-#   bench/stream_json.sh [ORCH_BIN]      env: MB (200) RUNS (3) N (5)
+#   bench/stream_json.sh [ORCH_BIN]      env: MB (200) RUNS (3) N (7)
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 orch=${1:-${ORCH_BIN:-$here/build/bin/orch}}
 mb=${MB:-200}
 runs=${RUNS:-3}
-n=${N:-5}
+n=${N:-7}
 export PATH="${XDG_CACHE_HOME:-$HOME/.cache}/orch/agents/bin:$PATH"
 
 work=$(mktemp -d /tmp/orch-sj-bench.XXXXXX)
@@ -79,10 +79,10 @@ echo "  orch run, store on         $r_run MB/s ($(awk -v a="$r_run" -v c="$r_cat
 
 if command -v claude >/dev/null 2>&1; then
   set -- $("$orch" -l "$here/bench/stream_json.lua" latency "$n" "$orch")
-  echo "claude turn on the scripted server (mean of $n):"
-  echo "  claude -p directly         $1 ms"
-  echo "  through the claude backend $2 ms (+$(awk -v a="$2" -v b="$1" 'BEGIN{printf "%.1f", a-b}') ms; target < 50 ms)"
-  echo "  ... with orch mcp, as in a run  $3 ms (+$(awk -v a="$3" -v b="$1" 'BEGIN{printf "%.1f", a-b}') ms)"
+  echo "claude turn on the scripted server (median of $n, interleaved):"
+  echo "  claude -p directly              $1 ms"
+  echo "  through the claude backend      $2 ms ($(awk -v a="$2" -v b="$1" 'BEGIN{printf "%+.1f", a-b}') ms; target < 50 ms)"
+  echo "  ... with orch mcp, as in a run  $3 ms ($(awk -v a="$3" -v b="$1" 'BEGIN{printf "%+.1f", a-b}') ms: claude starts the MCP server and waits for it)"
 else
   echo "latency: skipped (claude not installed: ./scripts/install-agents.sh)"
 fi

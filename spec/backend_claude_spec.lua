@@ -144,6 +144,20 @@ describe('claude backend', function()
       assert.equals('99', env.MCP_TIMEOUT)
     end)
 
+    it('removes a turn\'s TMPDIR without following links out of it', function()
+      local dir = H.tmpdir()
+      core.mkdir_p(dir .. '/t/a/b')
+      core.mkdir_p(dir .. '/outside')
+      H.write(dir .. '/outside/keep', 'x')
+      H.write(dir .. '/t/a/b/f', 'y')
+      os.execute("ln -s '" .. dir .. "/outside' '" .. dir .. "/t/link'")
+      os.execute("ln -s '" .. dir .. "/outside/keep' '" .. dir .. "/t/a/flink'")
+      cli.remove_tree(dir .. '/t')
+      assert.is_nil(core.lstat(dir .. '/t'))
+      assert.equals('x', H.read(dir .. '/outside/keep'))
+      H.rm(dir)
+    end)
+
     it('makes version-4 UUIDs', function()
       local seen = {}
       for _ = 1, 50 do
