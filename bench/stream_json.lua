@@ -5,7 +5,8 @@
 --   latency N [ORCH]      N claude turns against the scripted model server,
 --                         `claude -p` spawned directly vs through the claude
 --                         backend (with orch mcp, as in a run, and without);
---                         prints the median of each in ms
+--                         prints the median of each in ms, and of orch's own
+--                         time in a turn (start to spawn, exit to on_done)
 local core = require('orch.core')
 local claude = require('orch.backends.claude')
 
@@ -65,13 +66,29 @@ if mode == 'latency' then
     while not done do core.run('once') end
     return (core.hrtime() - t0) / 1e6
   end
+  -- orch's own share of a turn, measured where it happens: from start()
+  -- to the spawn, and from the process's exit to on_done
+  local launcher = require('orch.launcher')
+  local marks = {}
+  launcher.set(function(spec)
+    marks.spawn = core.hrtime()
+    local on_exit = spec.on_exit
+    spec.on_exit = function(...)
+      marks.exit = core.hrtime()
+      return on_exit(...)
+    end
+    return core.spawn(spec)
+  end)
+  local own = {}
   local function through(with_mcp)
     local t0 = core.hrtime()
     local res = turn({ task = { id = 't' }, attempt = 1, run = { id = 'r' }, role = { tools = 'edit' },
                        prompt = 'hello', cwd = dir .. '/w', env = env, scratch = dir .. '/scratch',
                        mcp = with_mcp and { argv = { orch, 'mcp' }, env = { ORCH_TASK = 't' } } or nil })
     assert(res.ok, res.error)
-    return (core.hrtime() - t0) / 1e6
+    local t1 = core.hrtime()
+    own[#own + 1] = ((marks.spawn - t0) + (t1 - marks.exit)) / 1e6
+    return (t1 - t0) / 1e6
   end
   -- interleaved, so that load from elsewhere hits all three alike; the
   -- median of each (the machine is shared: means are dragged by outliers)
@@ -89,7 +106,7 @@ if mode == 'latency' then
     local m = #l
     return m % 2 == 1 and l[(m + 1) / 2] or (l[m / 2] + l[m / 2 + 1]) / 2
   end
-  print(('%.1f %.1f %.1f'):format(median(t.direct), median(t.orch), median(t.orch_mcp)))
+  print(('%.1f %.1f %.1f %.2f'):format(median(t.direct), median(t.orch), median(t.orch_mcp), median(own)))
   return
 end
 
