@@ -167,6 +167,36 @@ describe('recovery', function()
     assert(ok, err)
   end)
 
+  it('ends what a cancelled task started, while the run goes on', function()
+    local sockdir = root .. '/sock'
+    local pf = plan_file(root, {
+      { id = 'c', files = { 'c' }, cmd = 'sleep 7506 & setsid -f sleep 7507; env -i setsid -f sleep 7508; '
+        .. 'touch ' .. root .. '/started; sleep 60' },
+      { id = 'w', files = { 'w' }, cmd = 'while [ ! -e ' .. root .. '/stop ]; do sleep 0.1; done' } })
+    local ok, err = pcall(function()
+      local r = {}
+      local p = assert(core.spawn({
+        argv = { H.ORCH, 'run', '--plan', pf, '--repo', repo, '--yes', '--no-tui' },
+        cwd = repo, env = { ORCH_SOCKET_DIR = sockdir },
+        stderr = function(l) r.err = (r.err or '') .. l .. '\n' end,
+        on_exit = function(code) r.code = code or -1 end }))
+      assert.is_true(H.run_until(function() return H.read(root .. '/started') ~= nil end, 30000))
+      assert.equals('7506 7507 7508', sleeping(7506, 7507, 7508))
+      local rr = H.orch({ 'repl', '--repo', repo },
+        { input = "orch.cancel('c')\n", env = { ORCH_SOCKET_DIR = sockdir } })
+      assert.equals(0, rr.code, rr.err .. rr.out)
+      assert.is_true(H.run_until(function() return sleeping(7506, 7507, 7508) == '' end, 10000),
+        'left: ' .. sleeping(7506, 7507, 7508))
+      assert.is_nil(r.code)                                   -- the run went on
+      H.write(root .. '/stop', '')
+      assert.is_true(H.run_until(function() return r.code ~= nil end, 30000))
+      assert.equals(1, r.code, r.err)                         -- a cancelled task fails the run
+      if not r.code then p:kill('SIGKILL') end
+    end)
+    kill_sleeps()
+    assert(ok, err)
+  end)
+
   it('after kill -9, resume ends leftovers of every task, env -i setsid escapees too', function()
     local pf = plan_file(root, {
       { id = 'd', cmd = 'echo d > d.txt', files = { 'd' } },
