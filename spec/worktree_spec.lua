@@ -570,7 +570,7 @@ describe('orch run with worktrees (the real binary)', function()
           for _, run in ipairs(list) do
             if #(core.readdir(dir .. '/.orch/worktrees/' .. run) or {}) > 0 then return true end
           end
-        end, 20000)
+        end, 90000)
         killed = p:kill('SIGKILL')
       end,
     })
