@@ -405,6 +405,26 @@ describe('the TUI', function()
     t:wait_for('main:att', 'ATTACH=0', 'attach leaves')
   end)
 
+  it('attaches to a run started with --no-tui; q then s stops it from the attached view', function()
+    local cmd = ('cd %s && %s %s run --plan %s --yes --no-tui; echo "EXIT=$?"; sleep 600'):format(
+      q(dir), env_prefix(sockdir), q(H.ORCH), q(plan(dir, 12)))
+    local t = tmux_new(dir, 160, 45, cmd)
+    ctx.tmux = t
+    t:wait_for('main:0', 'delta: started', 'the plain progress lines')
+    t:run(('new-window -t main -n att %s'):format(q(('cd %s && %s %s attach; echo "ATTACH=$?"; sleep 600')
+      :format(q(dir), env_prefix(sockdir), q(H.ORCH)))))
+    -- the panes start with what the tasks wrote before the view came
+    t:wait('main:att', all_printed(12), 'the attached view with the output so far')
+    t:keys('main:att', 'q')
+    t:wait_for('main:att', 's = stop the run', 'the quit dialog')
+    t:keys('main:att', 's')
+    t:wait_for('main:0', 'EXIT=130', 'the run stopped (interrupted)')
+    t:wait_for('main:att', 'interrupted · orch resume', 'the attached view holds the last state')
+    t:keys('main:att', 'q')
+    t:wait_for('main:att', 'ATTACH=0', 'attach leaves')
+    wait_until(function() return #task_pids('alpha') == 0 end, 'no task process left')
+  end)
+
   it('re-tiles without garbage at 80x24 and 250x70', function()
     local t = start(ctx, dir, sockdir, 100)
     t:wait('main:0', all_printed(100), 'four running panes')

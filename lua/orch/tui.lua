@@ -374,8 +374,7 @@ function View:finish(code)
     if self.run.status == nil or self.run.status == 'running' then self.run.status = 'ended' end
     self.run.finished_at = self.run.finished_at or core.time() -- the clock stops
     self.dag_dirty = true
-    self:set_status(('run %s finished · exit code %s · q leaves'):format(tostring(self.src.run_id),
-      tostring(code)))
+    self:set_status(self:end_text(code))
     self.scr:ref(true)
     self.scr:redraw(true)
     -- (nothing left on the loop: the terminal is gone, stop holding)
@@ -387,6 +386,15 @@ function View:finish(code)
   self:close()
   io.stderr:write(('orch: run %s: %s (exit code %s)\n'):format(tostring(self.src.run_id),
     summary, tostring(code)))
+end
+
+function View:end_text(code)
+  local id = tostring(self.src.run_id)
+  if self.run.status == 'interrupted' then
+    return ('run %s interrupted · orch resume %s carries on · q leaves'):format(id, id)
+  end
+  if code == nil then return ('run %s ended · q leaves'):format(id) end
+  return ('run %s finished · exit code %s · q leaves'):format(id, tostring(code))
 end
 
 -- Detach: the view closes, the run goes on without a terminal (its
