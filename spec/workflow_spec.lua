@@ -154,6 +154,32 @@ describe('code_review_test', function()
     assert.is_string(repo:file('a_test.txt', 'main')) -- the workflow's follow-ups ran too
   end)
 
+  it('waits at the apply gate without a terminal (exit 3); resume --yes applies', function()
+    srv = T.server(scenario())
+    local r = T.run({ repo = repo, server = srv, plan = PLAN, workflow = 'code_only', yes = false,
+                      args = { '--set', 'test_cmd=false' } })
+    -- no terminal: the plan gate stops first
+    assert.equal(3, r.code, r.err)
+    local env = T.env_for(srv, { ORCH_BACKEND = 'openai' })
+    -- past the plan gate (--yes would pass both): a resume without --yes
+    -- from a terminal-less shell asks again, so approve the plan by hand
+    local st = require('orch.store').open(repo.dir .. '/.orch/orch.db')
+    st:set_run(r.run_id, { status = 'pending', error = require('orch.store').NULL })
+    st:close()
+    local again = T.spawn({ T.orch_bin(), 'resume', '--repo', repo.dir, '--no-tui' },
+      { cwd = repo.dir, env = env, timeout = 120000 })
+    assert.equal(3, again.code, again.err)
+    assert.matches('waits for your approval: its work is on orch/', again.err)
+    assert.is_nil(repo:file('a.txt', 'main'))
+    assert.is_string(repo:file('a.txt', 'orch/' .. r.run_id .. '/integration'))
+    r:refresh()
+    assert.equal('waiting', r.status.run.status)
+    local last = T.spawn({ T.orch_bin(), 'resume', '--yes', '--repo', repo.dir, '--no-tui' },
+      { cwd = repo.dir, env = env, timeout = 120000 })
+    assert.equal(0, last.code, last.err)
+    assert.equal('from a\n', repo:file('a.txt', 'main'))
+  end)
+
   it('a reviewer role edited during the run is used next; a broken edit keeps it', function()
     srv = T.server(scenario({ coder_delay = 1500, review_changes = false }))
     core.mkdir_p(repo.dir .. '/.orch/roles')

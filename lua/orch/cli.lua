@@ -371,7 +371,7 @@ M.EXIT_CODES = {
   { 1, 'a task failed (hard), was blocked or cancelled, a merge conflicted; ' ..
        'orch doctor: no backend usable; orch test: a spec failed' },
   { 2, 'bad usage, config, role or plan (nothing ran)' },
-  { 3, 'stopped at the plan gate with no terminal to ask (orch resume --yes carries on)' },
+  { 3, 'waiting at a gate (the plan, or applying the result) with no terminal to ask (orch resume --yes carries on)' },
   { 129, 'hung up (SIGHUP): shut down as for an interrupt' },
   { 130, 'interrupted (Ctrl+C, SIGINT, SIGTERM)' },
   { 131, 'SIGQUIT: shut down as for an interrupt' },

@@ -28,6 +28,7 @@ M.Engine = Engine
 
 M.OUTPUT_MS = 20      -- output lines wait at most this long to become an event
 M.OUTPUT_BATCH = 256  -- or until this many are buffered for one task
+M.EXIT_GATE = 3 -- a run that waits at a gate with nobody to ask
 M.NO_ANSWER = 'No one can answer now; use your best judgement and say what you assumed.'
 M.RESUME_PROMPT = 'You were interrupted; carry on with the task where you left off.'
 
@@ -1072,6 +1073,15 @@ function Engine:finish_steps(code)
       yes = self:gate('apply', ('run %s finished; apply its work to your branch?'):format(self.run.id))
     end
     if self.stopping or self.closed then return end -- interrupted at the gate
+    -- a workflow's run with nobody to ask waits at the gate (exit 3):
+    -- `orch resume --yes` applies its work
+    if not yes and self.apply_gate_waits and not self.interactive and not self.ws.trivial_finish then
+      local into = ('orch/%s/integration'):format(self.run.id)
+      self:record({ kind = 'gate', gate = 'apply', status = 'waiting' })
+      return self:end_run(M.EXIT_GATE, ('run %s is done and waits for your approval: its work is on %s; ' ..
+        '`orch resume %s --yes` applies it to your branch (or merge it yourself: git merge %s)')
+        :format(self.run.id, into, self.run.id, into), 'waiting')
+    end
     -- a workspace answers nil/message, and false as a second value when the
     -- approved work could not be applied (a dirty tree, a conflict): exit 1
     local ok, m, applied = pcall(self.ws.complete, self.ws, self.run, { yes = yes })
@@ -1082,15 +1092,17 @@ function Engine:finish_steps(code)
   self:end_run(code, msg)
 end
 
-function Engine:end_run(code, msg)
+function Engine:end_run(code, msg, status)
   if self.ws.close then self.ws:close() end
   local c = self.sched:counts()
-  self:record({ kind = 'run', status = code == 0 and 'done' or 'failed', exit_code = code,
+  status = status or (code == 0 and 'done' or 'failed')
+  self:record({ kind = 'run', status = status, exit_code = code,
                 message = msg, counts = { done = c.done, failed = c.failed, skipped = c.skipped,
                                           blocked = c.blocked, cancelled = c.cancelled } },
     function()
-      self.store:set_run(self.run.id, { status = code == 0 and 'done' or 'failed',
-        finished_at = core.time(), exit_code = code, pid = require('orch.store').NULL })
+      self.store:set_run(self.run.id, { status = status, error = status == 'waiting' and
+        'waiting at the apply gate' or nil, finished_at = core.time(), exit_code = code,
+        pid = require('orch.store').NULL })
     end)
   self.store:flush()
   self.recorded_end = true

@@ -63,10 +63,10 @@ function M.lines(ev)
     elseif ev.status == 'interrupted' then
       return { ('interrupted: %d running task(s) stopped; `orch resume %s` carries on')
         :format(ev.running or 0, ev.run_id or M.run_id or '') }
-    elseif ev.status == 'done' or ev.status == 'failed' then
+    elseif ev.status == 'done' or ev.status == 'failed' or ev.status == 'waiting' then
       local c = ev.counts or {}
       local out = { ('run %s %s: %d done, %d failed, %d skipped, %d blocked'):format(
-        M.run_id or '', ev.status == 'done' and 'finished' or 'failed', c.done or 0,
+        M.run_id or '', ev.status == 'failed' and 'failed' or 'finished', c.done or 0,
         c.failed or 0, c.skipped or 0, c.blocked or 0) }
       if ev.message then out[2] = ev.message end
       return out
@@ -93,7 +93,8 @@ function M.attach(e, opts)
   M.run_id = e.run.id
   return e:subscribe(function(ev)
     if opts.quiet then
-      if ev.kind == 'run' and ev.message and (ev.status == 'done' or ev.status == 'failed') then
+      if ev.kind == 'run' and ev.message and (ev.status == 'done' or ev.status == 'failed'
+          or ev.status == 'waiting') then
         io.stderr:write('orch: ', ev.message, '\n')
       end
       return

@@ -484,7 +484,8 @@ function W.drive(w, s)
   w.engine:on_bootstrap(bootstrap)
   w.engine:on_task_end(on_end)
   w:watch()
-  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator' })
+  local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator',
+    apply_gate_waits = true })
   if not e then w:unwatch() run_mod.close(s) return ecode end
   local code
   while true do
@@ -585,7 +586,8 @@ function W.resume(def, s, file)
   local w = W.new(def, s.o, file)
   local ok, serr = W.apply_sets(def, s.o.set)
   if not ok then err('%s', serr) return 2 end
-  if s.run.status == 'waiting' and not s.o.yes then
+  local at_plan_gate = s.run.status == 'waiting' and tostring(s.run.error or ''):find('plan gate', 1, true)
+  if at_plan_gate and not s.o.yes then
     local interactive = core.isatty(0) and core.isatty(2)
     w.run = s.run
     if not interactive then
