@@ -49,6 +49,9 @@ local function resolve(path, root)
     if c == '.' then -- luacheck: ignore 542
     elseif c == '..' then
       stack[#stack] = nil
+      -- back in a directory that may exist: what follows is checked again
+      -- (else `nope/../link/x` would skip the link)
+      missing = false
     else
       stack[#stack + 1] = c
       if not missing then
