@@ -376,3 +376,31 @@ describe('a workflow definition', function()
     repo:rm()
   end)
 end)
+
+describe('a conflict resolved by hand', function()
+  it('is merged on resume without running the agent again (HTTP backend)', function()
+    local repo = T.repo({ ['README.md'] = 'x\n' })
+    local srv = T.server({ rules = {
+      { when = { tool_result = true }, reply = 'Done.' },
+      { when = { user = 'write f as (%a)' }, reply = { write = { path = 'f.txt', content = '{{1}}\n' } } },
+    } })
+    local plan = { tasks = { { id = 'a', role = 'coder', prompt = 'write f as a' },
+                             { id = 'b', role = 'coder', prompt = 'write f as b', deps = {} } } }
+    local r = T.run({ repo = repo, server = srv, plan = plan, args = { '--concurrency', '1' } })
+    assert.equal(1, r.code, r.err)
+    local conflicted = r:task('a').status == 'conflict' and 'a' or 'b'
+    assert.equal('conflict', r:task(conflicted).status)
+    local n = #srv:requests()
+    local wt = r:task(conflicted).worktree
+    local _, code = T.sh(('cd %s && git merge -q orch/%s/integration; printf "a\\nb\\n" > f.txt && ' ..
+      'git add f.txt && git -c user.name=t -c user.email=t@t commit -qm resolved'):format(T.quote(wt), r.run_id))
+    assert.equal(0, code)
+    local again = T.spawn({ T.orch_bin(), 'resume', '--yes', '--repo', repo.dir, '--no-tui' },
+      { cwd = repo.dir, env = T.env_for(srv, { ORCH_BACKEND = 'openai' }) })
+    srv:stop()
+    assert.equal(0, again.code, again.err)
+    assert.equal(n, #srv:requests()) -- the agent was not asked again
+    assert.equal('a\nb\n', repo:file('f.txt', 'main'))
+    repo:rm()
+  end)
+end)

@@ -676,6 +676,9 @@ function Engine:conclude(id, rec, result)
     self:fail_task(id, rec, result, secs)
   end
   result.status = self.status[id]
+  -- a turn that succeeded but whose work did not merge (a conflict) did not
+  -- end well: the hooks see ok = false (no review of unmerged work)
+  if result.ok and result.status ~= 'done' then result.ok = false end
   self:task_ended(id, result)
   self:pump()
 end
@@ -697,7 +700,9 @@ function Engine:complete_task(id, rec, result, secs)
   -- task again: resume only redoes the merge. (Not needed when finishing is
   -- a no-op, as for the in-place workspace.)
   if rec.attempt and not self.ws.trivial_finish then
-    self:end_attempt(id, rec, { status = 'exited', exit_code = result.exit_code },
+    -- (an in-process backend has no exit code: its success is 0 here, so
+    -- that resume knows the turn finished and only the merge is left)
+    self:end_attempt(id, rec, { status = 'exited', exit_code = result.exit_code or 0 },
                      { exited = true })
   end
   local ok, out = pcall(self.ws.finish, self.ws, task, result)

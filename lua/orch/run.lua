@@ -313,7 +313,8 @@ local function resume_sets(st, run, plan, root)
     elseif RESOLVED[t.status] then
       done[t.id] = true
     else
-      if last and (last.status == 'exited' or t.status == 'conflict') and last.exit_code == 0 then
+      -- (no exit code: an in-process backend's turn that ended well)
+      if last and (last.status == 'exited' or t.status == 'conflict') and (last.exit_code or 0) == 0 then
         exited[t.id] = true
       end
       if last and last.status == 'running' then
