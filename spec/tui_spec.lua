@@ -554,6 +554,30 @@ describe('the TUI agent events', function()
     assert.equal('c · exec · running', v.panes.c.title_text)
   end)
 
+  it('tiles max_tiles of the running agents; ] turns which', function()
+    local v = view.new({ run_id = 'r' }, { max_tiles = 4, keep_panes = 8, scrollback = 10 })
+    v.scr = fake_screen()
+    local six = {}
+    for i = 1, 6 do six[i] = { id = 't' .. i, cmd = 'true' } end
+    v:load(six, { tasks = {} })
+    for i = 1, 6 do v:on_event({ kind = 'task', task = 't' .. i, status = 'running', attempt = 1 }) end
+    local function shown()
+      local out = {}
+      for i = 1, 6 do if v.panes['t' .. i].shown then out[#out + 1] = i end end
+      return table.concat(out, ',')
+    end
+    assert.equal('1,2,3,4', shown())
+    assert.truthy(table.concat(v:dag_lines(), '\n'):find('2 more running', 1, true))
+    v.tile_offset = 1
+    v:retile()
+    assert.equal('2,3,4,5', shown())
+    -- a finished agent makes room
+    v:on_event({ kind = 'task', task = 't3', status = 'done', exit_code = 0 })
+    v.tile_offset = 0
+    v:retile()
+    assert.equal('1,2,4,5', shown())
+  end)
+
   it('finds the critical path among the unfinished tasks', function()
     local v = view.new({ run_id = 'r' }, { max_tiles = 4, keep_panes = 8, scrollback = 10 })
     v:load({ { id = 'a' }, { id = 'b', deps = { 'a' } }, { id = 'c', deps = { 'b' } },

@@ -30,6 +30,7 @@ M.HELP = {
   'h l  ← →      focus the pane left / right',
   'Ctrl-w h/j/k/l  focus in any direction (Ctrl-w w: next)',
   'Tab  S-Tab    next / previous pane',
+  '] [           more agents than tiles: turn which are tiled',
   'z             zoom the focused pane (again: tile)',
   'j k  ↓ ↑      scroll a line     Ctrl-d Ctrl-u  half a page',
   'g G           top / bottom (G follows new output)',
@@ -81,6 +82,8 @@ M.NORMAL = {
     if v.scr:zoom() then v.scr:zoom(false) end
   end,
   ['C-l'] = function(v) v.scr:redraw(true) end,
+  [']'] = function(v) v.tile_offset = (v.tile_offset or 0) + 1 v:retile() end,
+  ['['] = function(v) v.tile_offset = (v.tile_offset or 0) - 1 v:retile() end,
 }
 
 local CTRLW = {

@@ -173,8 +173,10 @@ function View:retile()
   end
   table.sort(finished, function(a, b) return (a.finished_seq or 0) > (b.finished_seq or 0) end)
   local shown = {}
-  for _, t in ipairs(running) do
-    if #shown < max then shown[#shown + 1] = t end
+  -- more running than tiles: ] and [ turn which of them are tiled
+  local off = #running > max and (self.tile_offset or 0) % #running or 0
+  for i = 1, math.min(#running, max) do
+    shown[#shown + 1] = running[(off + i - 1) % #running + 1]
   end
   for _, t in ipairs(finished) do
     if #shown < max then shown[#shown + 1] = t end
@@ -545,7 +547,7 @@ function View:dag_lines()
       (' (%d left)'):format(#path)
   end
   if (self.hidden_running or 0) > 0 then
-    lines[#lines + 1] = ('%d more running (not tiled; max_tiles = %d)'):format(
+    lines[#lines + 1] = ('%d more running, not tiled: ] and [ turn the tiles (max_tiles = %d)'):format(
       self.hidden_running, self.cfg.max_tiles)
   end
   local ids = {}
