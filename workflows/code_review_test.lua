@@ -87,6 +87,13 @@ end
 local function on_test(w, task, result)
   local origin = w:origin(task)
   local v = w:verdict(result, 'test')
+  if not v and not task.continues then
+    -- asked once more, in the tester's own conversation
+    return w:add({ id = ('%s.ask%d'):format(origin, w:next_round(origin, 'ask')), role = 'tester',
+      continues = task.id, deps = { task.id }, on_failure = 'soft',
+      prompt = 'Your reply had no verdict. End with exactly one line: ' ..
+        'VERDICT: pass or VERDICT: fail: <what failed>.' })
+  end
   if not v then
     w:warn('the tester of %s gave no verdict; counted as pass (decide at the final gate)', origin)
     return
@@ -116,8 +123,10 @@ return W.define({
       local origin = w:origin(task)
       if w.def.review then return add_review(w, origin, task.id) end
       if w.def.test then return add_test(w, origin, task.id) end
-    elseif kind == 'review' or kind == 'ask' then
+    elseif kind == 'review' or (kind == 'ask' and task.role ~= 'tester') then
       return on_review(w, task, result)
+    elseif kind == 'ask' then
+      return on_test(w, task, result)
     elseif kind == 'test' then
       return on_test(w, task, result)
     end

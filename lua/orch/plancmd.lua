@@ -33,7 +33,9 @@ local function read_line(prompt)
   if not reader then return nil end
   wait(box)
   reader:close()
-  return (buf:match('^([^\n]*)') or ''):gsub('\r$', '')
+  local line = buf:match('^([^\n]*)\n')
+  if not line then return nil end -- end of input (Ctrl+D): no answer
+  return (line:gsub('\r$', ''))
 end
 
 -- The plan as file text in the format the file name asks for.
@@ -96,8 +98,12 @@ function M.cli(o)
     if interactive then
       answer = read_line('accept this plan (a), quit (q), or say what to change: ')
       if answer == nil then answer = 'q' end
+      answer = answer:gsub('^%s+', ''):gsub('%s+$', '')
+      local word = answer:lower()
+      if word == 'a' or word == 'y' or word == 'yes' or word == 'accept' then answer = 'a'
+      elseif word == 'q' or word == 'quit' or word == 'n' or word == 'no' then answer = 'q' end
     end
-    if answer == 'a' or answer == 'y' or answer == 'yes' or answer == '' then
+    if answer == 'a' or answer == '' then
       local ok, werr = write(file, plan_text(plan, file))
       orch:close()
       if not ok then err('cannot write %s: %s', file, tostring(werr)) return 1 end

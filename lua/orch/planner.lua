@@ -45,11 +45,23 @@ function M.extract(text)
   return nil, 'no plan found in the reply (expected a ```json block with "tasks")'
 end
 
+-- Ids the workflows give their follow-ups (T.review1, T.fix2, ...): a
+-- planned task may not take one (docs/workflows.md).
+function M.reserved_id(id)
+  local kind = type(id) == 'string' and id:match('%.(%a+)%d+$')
+  return kind == 'review' or kind == 'fix' or kind == 'test' or kind == 'retest' or kind == 'ask'
+end
+
 -- Roles that the plan's tasks name must exist.
 local function role_errors(plan, o)
   local errs = {}
   local roles = require('orch.roles')
   for _, t in ipairs(plan.tasks) do
+    if M.reserved_id(t.id) then
+      errs[#errs + 1] = { file = '<plan>', line = t.line or 0,
+        msg = ('task %s: ids ending in .reviewN, .fixN, .testN or .askN are kept for the ' ..
+               "workflow's follow-ups; pick another"):format(t.id) }
+    end
     if t.role and not t.cmd then
       local ok, err = roles.get(t.role, o)
       if not ok then

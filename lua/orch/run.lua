@@ -402,6 +402,9 @@ function M.cli_resume(o)
     reclaimed > 0 and (', stopped ' .. reclaimed .. ' left-over task process(es)') or ''))
   run.concurrency = o.concurrency or run.concurrency or 4
   local wdef, wfile = M.workflow_of(run, o)
+  -- the merge strategy the run was started with (--merge), else the workflow's
+  local stored = type(plan.settings) == 'table' and plan.settings or {}
+  if o.merge == nil and type(stored.merge) == 'string' then o.merge = stored.merge end
   if wdef and wdef.merge ~= nil and o.merge == nil then o.merge = wdef.merge end
   local ws = M.workspace_for(loc, run, o)
   if ws.fresh then ws.fresh = fresh end

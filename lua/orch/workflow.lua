@@ -139,7 +139,8 @@ function Flow:verdict(result, kind)
 end
 
 local function git(repo, args)
-  local f = io.popen(('git -C %q %s 2>/dev/null'):format(repo, args), 'r')
+  local q = "'" .. tostring(repo):gsub("'", "'\\''") .. "'"
+  local f = io.popen(('git -C %s %s 2>/dev/null'):format(q, args), 'r')
   if not f then return '' end
   local out = f:read(W.MAX_DIFF + 1) or ''
   f:close()
@@ -177,6 +178,7 @@ function Flow:reload()
     self:warn('%s not reloaded, the old version stays: %s', self.file, tostring(err))
     return nil, err
   end
+  W.apply_sets(def, self.opts.set) -- the command line's settings still win
   self.def = def
   self:say('%s reloaded', self.file)
   return true
@@ -420,8 +422,23 @@ function Flow:watch()
     if ok then self:say('roles reloaded') else self:warn('roles not reloaded, the old ones stay: %s', err2) end
   end
   -- an editor's save is a burst of events (truncate, write, rename):
-  -- act once, DEBOUNCE_MS after the last
+  -- act once, DEBOUNCE_MS after the last. A file is watched through its
+  -- directory, so a save that replaces the file (vim, sed -i) is seen too.
   local function add(path, fn)
+    local dir, base = path:match('^(.*)/([^/]+)$')
+    local timer
+    local ok, w = pcall(core.watch, dir or path, function(name)
+      if base and name and name ~= base then return end
+      if timer then timer:close() end
+      timer = core.timer(W.DEBOUNCE_MS, function()
+        timer:close()
+        timer = nil
+        if self.watching then fn() end
+      end)
+    end)
+    if ok and w then self.watchers[#self.watchers + 1] = w end
+  end
+  local function add_dir(path, fn)
     local timer
     local ok, w = pcall(core.watch, path, function()
       if timer then timer:close() end
@@ -443,7 +460,7 @@ function Flow:watch()
     end)
   end
   for _, dir in ipairs(roles.dirs(root)) do
-    if core.readdir(dir) then add(dir, on_roles) end
+    if core.readdir(dir) then add_dir(dir, on_roles) end
   end
 end
 
@@ -478,7 +495,13 @@ function W.drive(w, s)
   -- the definition's failure policy, for this run
   if type(w.def.policy) == 'function' then
     local policy = require('orch.policy')
-    policy.set(function(task, result) return w.def.policy(task, result) end)
+    local before = policy.classify_fn -- the config's, or the default
+    -- (the current definition's: a reloaded one without a policy falls back)
+    policy.set(function(task, result)
+      local fn = w.def.policy
+      if type(fn) == 'function' then return fn(task, result) end
+      return before(task, result)
+    end)
   end
   w.engine = run_mod.make_engine(s)
   w.engine:on_bootstrap(bootstrap)
@@ -522,6 +545,15 @@ function W.run(def, opts, file)
   require('orch.repo').prepare_state_dir(loc.root)
   local plan, code = w:make_plan(loc)
   if not plan then return code end
+  local planner = require('orch.planner')
+  for _, t in ipairs(plan.tasks) do
+    if planner.reserved_id(t.id) then
+      err("%s:%d: task %s: ids ending in .reviewN, .fixN, .testN or .askN are kept for the " ..
+          "workflow's follow-ups; pick another", tostring(plan.file or opts.plan or '<plan>'),
+          t.line or 0, t.id)
+      return 2
+    end
+  end
   if def.on_plan then
     local hok, res = xpcall(def.on_plan, debug.traceback, w, plan)
     if not hok then err('workflow on_plan failed: %s', tostring(res)) return 2 end
@@ -552,6 +584,8 @@ function W.run(def, opts, file)
   for k, v in pairs(opts) do o2[k] = v end
   o2.plan, o2.workflow = path, file
   if o2.merge == nil and def.merge ~= nil then o2.merge = def.merge end -- the definition's strategy
+  -- the command line's settings go with the plan, for orch resume
+  checked.settings = { set = opts.set, merge = opts.merge }
   local s = { loc = loc, plan = checked, o = o2 }
   if not run_mod.check_backends(checked, path, { repo = loc.root }) then return 2 end
   if not run_mod.open_store(s) then return 2 end
@@ -583,6 +617,9 @@ end
 -- it again (its follow-ups are in the stored plan). s: the stages' state
 -- as cli_resume prepared it.
 function W.resume(def, s, file)
+  -- the settings the run was started with, unless given again
+  local stored = type(s.plan.settings) == 'table' and s.plan.settings or {}
+  if s.o.set == nil and type(stored.set) == 'table' then s.o.set = stored.set end
   local w = W.new(def, s.o, file)
   local ok, serr = W.apply_sets(def, s.o.set)
   if not ok then err('%s', serr) return 2 end
