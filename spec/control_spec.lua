@@ -388,7 +388,10 @@ describe('the control socket', function()
     for _, me in ipairs(conns) do if me.refused or me.closed then refused = refused + 1 end end
     assert.is_true(refused >= 10, refused .. ' refused')
     local grown = rss_kb(r.pid) - base
-    assert.is_true(grown < 100 * 1024, ('grew by %d kB'):format(grown))
+    -- (under ASan freed memory sits in its quarantine: RSS says nothing there)
+    if os.getenv('ORCH_SANITIZE') ~= 'ON' then
+      assert.is_true(grown < 100 * 1024, ('grew by %d kB'):format(grown))
+    end
     for _, me in ipairs(conns) do me.conn:close() end
     b.conn:close()
     r.proc:kill('SIGTERM')

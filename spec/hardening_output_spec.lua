@@ -47,7 +47,10 @@ describe('task output', function()
       { id = 'open', cmd = "printf BEGIN; head -c 100000000 /dev/zero | tr '\\0' y; printf END" },
     })
     assert.equal(0, code, out)
-    assert.is_true(rss < 120 * 1024, ('max RSS %d kB'):format(rss))
+    -- (under ASan freed memory sits in its quarantine: RSS says nothing there)
+    if os.getenv('ORCH_SANITIZE') ~= 'ON' then
+      assert.is_true(rss < 120 * 1024, ('max RSS %d kB'):format(rss))
+    end
     local id = run_id()
     local text = logs(id, 'long')
     local first = text:match('^[^\n]*')
