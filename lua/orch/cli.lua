@@ -52,14 +52,17 @@ a crash or Ctrl+C, `orch resume` carries on.
 
 Exit codes: 0 every task done; 1 a task failed or a merge conflicted; 2 bad
 usage, config, role or plan; 3 stopped at the plan gate with no terminal
-to ask (`orch resume --yes` carries on); 130 interrupted (129 on SIGHUP,
-131 on SIGQUIT).
+to ask (`orch resume --yes` carries on); 4 the run's budget (--budget) is
+spent (`orch resume --budget USD` carries on); 130 interrupted (129 on
+SIGHUP, 131 on SIGQUIT).
 
 Options:
   --goal TEXT        what to do, planned by the orchestrator agent
   --plan FILE        the plan (JSON or YAML; see docs/plans.md)
   --set NAME=VALUE   a workflow setting (repeatable), e.g. review_rounds=0
   --concurrency N    tasks at once (default 4)
+  --budget USD       stop starting agent turns once the run has cost this
+                     much; the run ends resumable (exit 4, docs/resilience.md)
   --yes              approve every gate (the plan, applying the result)
   --merge NAME       merge strategy: merge (default), squash or rebase
   --keep             keep the worktrees of merged tasks
@@ -70,7 +73,8 @@ Options:
 ]] .. COMMON,
   options = { plan = 'string', goal = 'string', repo = 'string', db = 'string',
               concurrency = 'int', yes = 'bool', ['no-tui'] = 'bool', set = 'list',
-              keep = 'bool', merge = 'string', ['in-place'] = 'bool', quiet = 'bool' },
+              keep = 'bool', merge = 'string', ['in-place'] = 'bool', quiet = 'bool',
+              budget = 'string' },
   run = function(o) return require('orch.run').cli_run(o) end,
 })
 
@@ -84,12 +88,14 @@ Resuming a run that already finished says so and exits 0.
 
 Options:
   --concurrency N    tasks at once (default: as the run was started)
+  --budget USD       the run's budget from now on (default: as it was; a run
+                     that spent its budget needs a larger one)
   --yes              approve every gate (the plan gate of a waiting run too)
   --set NAME=VALUE   a workflow setting (repeatable)
   --no-tui           plain progress lines on stderr
 ]] .. COMMON,
   options = { repo = 'string', db = 'string', concurrency = 'int', yes = 'bool', set = 'list',
-              ['no-tui'] = 'bool' },
+              ['no-tui'] = 'bool', budget = 'string' },
   run = function(o) return require('orch.run').cli_resume(o) end,
 })
 
@@ -372,6 +378,7 @@ M.EXIT_CODES = {
        'orch doctor: no backend usable; orch test: a spec failed' },
   { 2, 'bad usage, config, role or plan (nothing ran)' },
   { 3, 'waiting at a gate (the plan, or applying the result) with no terminal to ask (orch resume --yes carries on)' },
+  { 4, "the run's budget (--budget) is spent (orch resume --budget USD carries on)" },
   { 129, 'hung up (SIGHUP): shut down as for an interrupt' },
   { 130, 'interrupted (Ctrl+C, SIGINT, SIGTERM)' },
   { 131, 'SIGQUIT: shut down as for an interrupt' },

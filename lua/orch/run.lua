@@ -138,7 +138,7 @@ function M.make_engine(s)
   if s.engine then return s.engine end
   s.engine = engine.new({ store = s.store, run = s.run, plan = s.plan,
     workspace = s.ws, concurrency = s.run.concurrency, done = s.done, exited = s.exited,
-    resume = s.resume, yes = s.o.yes })
+    resume = s.resume, yes = s.o.yes, budget = s.budget or s.o.budget })
   return s.engine
 end
 
@@ -391,6 +391,17 @@ function M.cli_resume(o)
   end
   local plan, perr = decode_plan(run)
   if not plan then err('%s', perr) st:close() return EXIT_USAGE end
+  -- the run's budget: --budget, else the one it had (docs/resilience.md)
+  local budget_mod = require('orch.budget')
+  local budget, berr0 = budget_mod.parse(o.budget)
+  if o.budget ~= nil and not budget then err('%s', berr0) st:close() return EXIT_USAGE end
+  budget = budget or budget_mod.recorded(st, run.id)
+  if budget and budget_mod.run_cost(st, run.id) >= budget then
+    err('run %s has spent %s of its budget of %s: give a larger one with --budget USD', run.id,
+      budget_mod.fmt(budget_mod.run_cost(st, run.id)), budget_mod.fmt(budget))
+    st:close()
+    return EXIT_USAGE
+  end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) st:close() return EXIT_USAGE end
   local done, exited, _, reclaimed, fresh = resume_sets(st, run, plan, loc.root)
@@ -411,7 +422,7 @@ function M.cli_resume(o)
   local ok, berr = ws:begin(run, { resume = true })
   if not ok then err('%s', tostring(berr)) st:close() return EXIT_USAGE end
   local s = { o = o, loc = loc, plan = plan, store = st, run = run, ws = ws, done = done,
-              exited = exited, resume = true }
+              exited = exited, resume = true, budget = budget }
   if wdef then return require('orch.workflow').resume(wdef, s, wfile) end
   local e, ecode = M.start_engine(s)
   if not e then M.close(s) return ecode end
@@ -507,7 +518,7 @@ function M.cli_logs(o)
 end
 
 -- Run statuses of a run that stopped before its end (see cli_clean).
-local UNFINISHED = { pending = true, running = true, interrupted = true }
+local UNFINISHED = { pending = true, running = true, interrupted = true, budget = true }
 
 function M.cli_clean(o)
   if not o[1] then err('usage: orch clean RUN') return EXIT_USAGE end
@@ -547,6 +558,11 @@ end
 -- the default workflow.
 function M.cli_run(o)
   local file = o[1]
+  if o.budget ~= nil then
+    local b, berr = require('orch.budget').parse(o.budget)
+    if not b then err('run: %s', berr) return EXIT_USAGE end
+    o.budget = b
+  end
   if o[2] then err("run: unexpected argument '%s'", o[2]) return EXIT_USAGE end
   if o.goal and o.plan then err('run: give --goal or --plan, not both') return EXIT_USAGE end
   if not file then

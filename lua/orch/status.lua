@@ -117,6 +117,34 @@ function M.view(st, run_id, live)
   }
 end
 
+-- What the run's resilience events say (docs/resilience.md): the last state
+-- of each breaker {backend, endpoint, model, state}, the number of retries,
+-- and the run's budget (the last recorded), from the stored events.
+function M.resilience(st, run_id)
+  if not (st.h and st.h.rows) then return { breakers = {}, retries = 0 } end
+  if not st.readonly and st.flush then st:flush() end
+  local by_key, order, retries, budget = {}, {}, 0, nil
+  for row in st.h:rows([[SELECT kind, payload FROM events WHERE run_id = ?
+                          AND kind IN ('breaker', 'retry', 'run', 'budget') ORDER BY seq]], run_id) do
+    local ev = decode_json(row.payload)
+    if type(ev) == 'table' then
+      if row.kind == 'retry' then
+        retries = retries + 1
+      elseif row.kind == 'breaker' then
+        local key = tostring(ev.backend) .. ' ' .. tostring(ev.endpoint) .. ' ' .. tostring(ev.model)
+        if not by_key[key] then order[#order + 1] = key end
+        by_key[key] = { backend = ev.backend, endpoint = ev.endpoint, model = nonnull(ev.model),
+                        state = ev.state, t = ev.t }
+      elseif tonumber(ev.budget_usd) then
+        budget = tonumber(ev.budget_usd)
+      end
+    end
+  end
+  local breakers = {}
+  for _, k in ipairs(order) do breakers[#breakers + 1] = by_key[k] end
+  return { breakers = breakers, retries = retries, budget_usd = budget }
+end
+
 -- The readable `orch status [RUN]`: a run header and one line per task.
 -- opts.now overrides the clock (for running tasks); opts.color (boolean)
 -- colours the statuses (orch.color). Returns text or nil, err.
@@ -152,7 +180,21 @@ function M.text(st, run_id, opts)
       return paint(status) .. cell:sub(#status + 1)
     end
     for _, l in ipairs(columns(rows, decorate)) do lines[#lines + 1] = l end
-    if cost > 0 then lines[#lines + 1] = ('\ncost: $%.4f'):format(cost) end
+    local res = M.resilience(st, run.id)
+    if cost > 0 or res.budget_usd then
+      local fmt = require('orch.budget').fmt
+      local sums, roles = require('orch.budget').by_role(tasks)
+      local parts = {}
+      for _, r in ipairs(roles) do parts[#parts + 1] = r .. ' ' .. fmt(sums[r]) end
+      lines[#lines + 1] = ('\ncost: $%.4f%s%s'):format(cost,
+        res.budget_usd and (' of a budget of ' .. fmt(res.budget_usd)) or '',
+        #parts > 1 and (' (' .. table.concat(parts, ', ') .. ')') or '')
+    end
+    if res.retries > 0 then lines[#lines + 1] = ('retries: %d'):format(res.retries) end
+    for _, b in ipairs(res.breakers) do
+      lines[#lines + 1] = ('breaker %s %s%s: %s'):format(tostring(b.backend), tostring(b.endpoint),
+        b.model and (' ' .. tostring(b.model)) or '', paint(tostring(b.state)))
+    end
   end
   local qs = st.questions and st:questions(run.id) or {}
   if #qs > 0 then
@@ -222,8 +264,15 @@ function M.object(st, run_id)
     questions[#questions + 1] = { task = null(q.task), question = q.question,
                                   answer = null(q.answer), by = null(q.by) }
   end
-  return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal) }, tasks = tasks,
-           questions = questions }
+  local res = M.resilience(st, v.run.id)
+  local breakers = setmetatable({}, M.array_mt)
+  for i, b in ipairs(res.breakers) do
+    breakers[i] = { backend = b.backend, endpoint = b.endpoint, model = null(b.model), state = b.state }
+  end
+  return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal),
+                   cost_usd = null(require('orch.budget').of_tasks(v.tasks)),
+                   budget_usd = null(res.budget_usd), retries = res.retries },
+           tasks = tasks, questions = questions, breakers = breakers }
 end
 
 -- The shape version of what `orch status --json` prints (docs/json.md;

@@ -459,7 +459,12 @@ function M.start(adapter, ctx)
     pending = {}, flushed = 0,
   }, Turn)
   self.price = prices.of(self.model, role.price)
-  append_prompt(self.messages, ctx.prompt or '')
+  -- a retry (orch's retry policy, docs/resilience.md) sends the failed
+  -- request again: nothing of it was applied, so nothing is added
+  local last = self.messages[#self.messages]
+  if not (ctx.retry and last and (last.role == 'user' or last.role == 'tool')) then
+    append_prompt(self.messages, ctx.prompt or '')
+  end
   self.box = { cancel = function() end }
   -- everything from the loop, after start returned its handle
   core.timer(0, function()
