@@ -200,13 +200,16 @@ describe('resilience in the engine', function()
     end
     local e, st = new_engine(dir, tasks, { concurrency = 6 })
     local goods_done_while_open, opened, code = 0, false, nil
+    local g4_done, recovered = false, false
     e:subscribe(function(ev)
       if ev.kind == 'breaker' and ev.backend == 'openai' and ev.state == 'open' then opened = true end
       if ev.kind == 'task' and ev.status == 'done' and ev.task:match('^g') and opened then
         goods_done_while_open = goods_done_while_open + 1
       end
       -- the server recovers once the breaker has opened and the good tasks are done
-      if ev.kind == 'task' and ev.task == 'g4' and ev.status == 'done' then
+      if ev.kind == 'task' and ev.task == 'g4' and ev.status == 'done' then g4_done = true end
+      if opened and g4_done and not recovered then
+        recovered = true
         srv:set_scenario({ { reply = 'recovered' } })
       end
     end)

@@ -338,8 +338,10 @@ describe('orch.store', function()
       local keys = {}
       for k in pairs(s) do keys[#keys + 1] = k end
       table.sort(keys)
-      assert.are.same({'questions', 'run', 'tasks'}, keys) -- DESIGN.md's two, and the questions asked
-      assert.are.same({id = 'r', status = 'pending', goal = 'add a --json flag'}, s.run)
+      -- DESIGN.md's two, the questions asked, the breakers (docs/resilience.md)
+      assert.are.same({'breakers', 'questions', 'run', 'tasks'}, keys)
+      assert.are.same({id = 'r', status = 'pending', goal = 'add a --json flag', retries = 0,
+                       cost_usd = cjson.null, budget_usd = cjson.null}, s.run)
       assert.are.equal(3, #s.tasks)
       local t = s.tasks[1]
       local tk = {}

@@ -926,6 +926,10 @@ end
 -- (a timer). Returns true when it will; else result.error says why not.
 function Engine:maybe_retry(id, rec, result)
   if not rec.attempt or result.cancelled or rec.cancelled or result.limit then return false end
+  if retry.class(result) == 'auth' then
+    result.error = ('%s (%s)'):format(tostring(result.error), retry.auth_hint(rec.role))
+    return false
+  end
   if not result.retryable then return false end
   local role = rec.role or {}
   local lim = role.limits or {}

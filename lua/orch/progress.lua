@@ -70,7 +70,17 @@ function M.lines(ev)
         c.failed or 0, c.skipped or 0, c.blocked or 0) }
       if ev.message then out[2] = ev.message end
       return out
+    elseif ev.status == 'budget' then
+      return { tostring(ev.message) }
     end
+  elseif k == 'retry' then
+    return { ('%s: retrying in %.1fs (%s): %s'):format(ev.task, ev.wait or 0, ev.class or '?',
+      ev.reason or '') }
+  elseif k == 'breaker' then
+    return { ('breaker %s %s%s: %s'):format(tostring(ev.backend), tostring(ev.endpoint),
+      ev.model and (' ' .. tostring(ev.model)) or '', tostring(ev.state)) }
+  elseif k == 'budget' then
+    return { tostring(ev.message) }
   elseif k == 'lock' and ev.waiting then
     return { ('%s: waits for a lock on %s'):format(ev.task, table.concat(ev.files or {}, ', ')) }
   elseif k == 'question' then
@@ -94,7 +104,7 @@ function M.attach(e, opts)
   return e:subscribe(function(ev)
     if opts.quiet then
       if ev.kind == 'run' and ev.message and (ev.status == 'done' or ev.status == 'failed'
-          or ev.status == 'waiting') then
+          or ev.status == 'waiting' or ev.status == 'budget') then
         io.stderr:write('orch: ', ev.message, '\n')
       end
       return

@@ -59,6 +59,19 @@ function M.class(result)
   return 'other'
 end
 
+local KEY_VARS = { claude = 'ANTHROPIC_API_KEY', anthropic = 'ANTHROPIC_API_KEY',
+                   openai = 'OPENAI_API_KEY', codex = 'OPENAI_API_KEY', crush = 'OPENAI_API_KEY' }
+local LOGINS = { claude = ', or log in with `claude /login`', codex = ', or log in with `codex login`' }
+
+-- What to fix for a failure of class 'auth' with role's backend.
+function M.auth_hint(role)
+  role = role or {}
+  local ep = type(role.endpoint) == 'table' and role.endpoint or {}
+  local var = ep.api_key_env or KEY_VARS[role.backend] or 'the API key variable'
+  return ('not retried: the endpoint refused the credentials; set %s to a valid key ' ..
+    '(the role\'s endpoint.api_key_env names the variable)%s'):format(var, LOGINS[role.backend] or '')
+end
+
 local function default_decide(f)
   if not f.retryable then return nil, 'not retryable' end
   local lim = f.limits or M.limits(f.role)

@@ -85,6 +85,11 @@ function M.build_env(ctx, tmpdir)
   default('MCP_TIMEOUT', M.MCP_TIMEOUT_MS)
   default('MCP_TOOL_TIMEOUT', M.MCP_TOOL_TIMEOUT_MS)
   default('DISABLE_AUTOUPDATER', '1')
+  -- the role's request_timeout: claude's own per-request timeout (it then
+  -- retries inside the turn itself; docs/resilience.md)
+  if tonumber(role.request_timeout) then
+    env.API_TIMEOUT_MS = tostring(math.floor(tonumber(role.request_timeout) * 1000))
+  end
   local ep = role.endpoint
   if type(ep) == 'table' then
     if ep.base_url then env.ANTHROPIC_BASE_URL = ep.base_url end
@@ -135,6 +140,9 @@ end
 local RETRYABLE_STATUS = { [408] = true, [409] = true, [429] = true, [500] = true, [502] = true,
                            [503] = true, [504] = true, [529] = true }
 
+-- Statuses claude retries that no retry can fix.
+local FATAL_STATUS = { [400] = true, [401] = true, [403] = true, [404] = true }
+
 -- Whether a failed result is worth another attempt.
 function M.retryable(r)
   local st = tonumber(r.api_error_status)
@@ -169,6 +177,13 @@ function M.parse(obj, st, emit)
       if obj.session_id and obj.session_id ~= st.session_id then
         st.session_id = obj.session_id
         emit({ type = 'session', session_id = obj.session_id })
+      end
+    elseif obj.subtype == 'api_retry' then
+      -- claude retries even a refused key (401) ten times over minutes: a
+      -- status that no retry can fix ends the turn now (docs/resilience.md)
+      local status = tonumber(obj.error_status)
+      if status and FATAL_STATUS[status] and not st.fatal then
+        st.fatal = { status = status, error = tostring(obj.error or '') }
       end
     elseif obj.subtype == 'permission_denied' then
       if obj.tool_use_id then st.denied[obj.tool_use_id] = true end
@@ -218,6 +233,12 @@ function M.finish(turn, code, sig)
   local st = turn.state
   local r = st.result
   local res = { exit_code = code, signal = sig, session_id = st.session_id }
+  if st.fatal and not (r and not r.is_error) then
+    res.ok, res.retryable, res.http_status = false, false, st.fatal.status
+    res.error = ('claude: the API answered %d (%s); stopped instead of letting claude retry it')
+      :format(st.fatal.status, st.fatal.error)
+    return res
+  end
   if r then
     res.usage = usage_of(r.usage)
     res.cost_usd = turn_cost(r)
@@ -268,7 +289,14 @@ local function run(ctx, session_id, mode)
   return cli.turn(ctx, {
     name = 'claude', argv = argv, env = M.build_env(ctx, tmpdir), input = input,
     tmpdir = tmpdir, state = st,
-    on_json = function(obj) M.parse(obj, st, emit) end,
+    on_json = function(obj, turn)
+      M.parse(obj, st, emit)
+      if st.fatal and not st.stopped then
+        st.stopped = true
+        turn.cancelled = true -- (orch's own signal: not a crash)
+        turn.proc:cancel(cli.CANCEL_GRACE_MS or 2000)
+      end
+    end,
     finish = M.finish,
   })
 end

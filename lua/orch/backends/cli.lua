@@ -241,6 +241,20 @@ function M.add_usage(a, b)
   return a
 end
 
+-- Whether a CLI's error message says the request itself is wrong (auth, a
+-- bad request, a model that does not exist): never worth a retry, however
+-- else it is worded (docs/resilience.md).
+local FATAL = { 'unauthori[sz]ed', 'authenticat', 'invalid api key', 'invalid x%-api%-key',
+                'api key', 'not logged in', 'please run /login', '%f[%d]401%f[%D]',
+                '%f[%d]403%f[%D]', 'forbidden', 'invalid_request', 'model not found',
+                'model_not_found', 'does not exist', '%f[%d]400%f[%D]', '%f[%d]404%f[%D]' }
+
+function M.fatal(msg)
+  msg = tostring(msg or ''):lower()
+  for _, p in ipairs(FATAL) do if msg:find(p) then return true end end
+  return false
+end
+
 -- ---------------------------------------------------------------- the turn
 
 local Turn = {}
@@ -333,6 +347,10 @@ function Turn:exited(code, sig)
   if self.timed_out then
     res.ok, res.retryable, res.limit = false, false, 'time'
     res.error = ("%s stopped: the role's time limit of %g s was reached"):format(self.name, self.time_limit)
+  elseif sig and not res.ok and not self.cancelled and not res.limit and not M.fatal(res.error) then
+    -- killed by a signal orch did not send (the OOM killer, a crash): the
+    -- turn is retried (docs/resilience.md)
+    res.retryable = true
   end
   local completed = false
   local function complete(r)
@@ -381,8 +399,11 @@ function M.turn(ctx, o)
   end
   return {
     pid = p:pid(),
-    cancel = function(grace) p:cancel(grace) end,
-    kill = function(sig) return p:kill(sig) end,
+    cancel = function(grace) self.cancelled = true p:cancel(grace) end,
+    kill = function(sig)
+      if sig ~= 'SIGSTOP' and sig ~= 'SIGCONT' and sig ~= 'SIGTSTP' then self.cancelled = true end
+      return p:kill(sig)
+    end,
     reaped = function() if p.reaped then return p:reaped() end end,
     turn = self,
   }, nil, self

@@ -126,6 +126,9 @@ function M.config_toml(o)
     tail[#tail + 1] = 'base_url = ' .. M.toml_string(o.provider.base_url)
     tail[#tail + 1] = 'env_key = ' .. M.toml_string(o.provider.env_key)
     tail[#tail + 1] = 'wire_api = "responses"'
+    if o.provider.idle_ms then
+      tail[#tail + 1] = 'stream_idle_timeout_ms = ' .. tostring(o.provider.idle_ms)
+    end
   end
   if o.mcp then
     tail[#tail + 1] = ''
@@ -161,12 +164,16 @@ end
 -- The provider: the role's endpoint, else OPENAI_BASE_URL, else none (the
 -- user's own provider and login).
 function M.provider(ctx)
-  local ep = (ctx.role or {}).endpoint
+  local role = ctx.role or {}
+  local ep = role.endpoint
+  -- the role's request_timeout: codex's own stream idle timeout (it then
+  -- retries inside the turn itself; docs/resilience.md)
+  local idle = tonumber(role.request_timeout) and math.floor(tonumber(role.request_timeout) * 1000)
   if type(ep) == 'table' and ep.base_url then
-    return { base_url = ep.base_url, env_key = ep.api_key_env or 'OPENAI_API_KEY' }
+    return { base_url = ep.base_url, env_key = ep.api_key_env or 'OPENAI_API_KEY', idle_ms = idle }
   end
   local base = cli.getenv(ctx, 'OPENAI_BASE_URL')
-  if base and base ~= '' then return { base_url = base, env_key = 'OPENAI_API_KEY' } end
+  if base and base ~= '' then return { base_url = base, env_key = 'OPENAI_API_KEY', idle_ms = idle } end
   return nil
 end
 
@@ -262,6 +269,7 @@ local RETRYABLE = { 'rate limit', 'too many requests', '429', 'high demand', 'te
                     ' 50%d', 'status 5%d%d' }
 
 function M.retryable(msg)
+  if cli.fatal(msg) then return false end
   msg = tostring(msg or ''):lower()
   for _, p in ipairs(RETRYABLE) do
     if msg:find(p) then return true end

@@ -198,6 +198,7 @@ local RETRYABLE = { 'rate limit', 'too many requests', '429', 'overloaded', 'tem
                     'service unavailable', 'bad gateway', ' 50%d' }
 
 function M.retryable(msg)
+  if cli.fatal(msg) then return false end
   msg = tostring(msg or ''):lower()
   for _, p in ipairs(RETRYABLE) do if msg:find(p) then return true end end
   return false
