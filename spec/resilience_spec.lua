@@ -244,12 +244,13 @@ describe('resilience in the engine', function()
       } }))
       local yaml = role_yaml({ backend = proto, model = proto == 'openai' and 'gpt-4o' or 'claude-sonnet-4',
                                url = proto == 'openai' and srv.url .. '/v1' or srv.url,
-                               extra = { 'request_timeout: 1', 'tools: edit' } })
+                               extra = { 'request_timeout: 2', 'tools: edit' } })
       write_roles(dir, { coder = (yaml:gsub('tools: read%-only\n', '')) })
       local e, st = new_engine(dir, { { id = 'h', role = 'coder', prompt = 'hang' },
                                       { id = 'c', role = 'coder', prompt = 'cut' } })
-      assert.equal(0, run_engine(e))
+      local code = run_engine(e)
       local ah, ac = st:attempts('r1', 'h'), st:attempts('r1', 'c')
+      assert.equal(0, code, require('cjson').encode({ ah, ac }))
       assert.equal(2, #ah)
       assert.matches('[Tt]ime', ah[1].error)
       assert.equal(3, #ac)
