@@ -558,7 +558,11 @@ function Engine:context(id, task, rec)
     if not scratch then error('scratch directory: ' .. tostring(serr), 0) end
   end
   local prompt = resume and M.RESUME_PROMPT or (task.prompt or task.title)
-  if rec.retrying then prompt = M.RETRY_PROMPT:format(rec.retry.reason) end
+  if rec.retrying then
+    prompt = M.RETRY_PROMPT:format(rec.retry.reason)
+    -- killed before any reply: the agent may never have seen the task
+    if not rec.retry.replied then prompt = prompt .. '\n\nThe task:\n' .. (task.prompt or task.title or '') end
+  end
   return {
     run = { id = self.run.id, repo = self.run.repo }, task = task, attempt = rec.attempt,
     role = role, prompt = prompt, retry = rec.retrying and rec.retry or nil,
@@ -624,6 +628,7 @@ function Engine:task_usage(id)
 end
 
 local COMMITTED = { session = true, usage = true, result = true, error = true }
+local REPLIED = { text = true, tool_call = true, tool_result = true, result = true }
 
 -- A backend's normalised event becomes {kind='agent', type=...}; a session
 -- is stored (sessions row and tasks.session_id) in the event's transaction,
@@ -631,6 +636,7 @@ local COMMITTED = { session = true, usage = true, result = true, error = true }
 function Engine:agent_event(id, rec, bev)
   if type(bev) ~= 'table' or type(bev.type) ~= 'string' then return end
   rec.beats = (rec.beats or 0) + 1 -- resilience: not stalled
+  if REPLIED[bev.type] then rec.replied = true end
   local ev = { kind = 'agent', task = id, attempt = rec.attempt }
   for k, v in pairs(bev) do
     if k ~= 'kind' and k ~= 'task' and k ~= 'attempt' and k ~= 'seq' and k ~= 'status' then ev[k] = v end
@@ -963,7 +969,7 @@ function Engine:schedule_retry(id, rec, result, wait, f)
                  tries = (rec.tries or 1) + 1, first_t = rec.first_t, waiting = true,
                  session = rec.session, resume = rec.resume, fell_back = rec.fell_back,
                  retry = { attempt = rec.attempt, error = result.error, reason = short(result.error),
-                           class = f.class } }
+                           class = f.class, replied = rec.replied or (rec.retry and rec.retry.replied) } }
   self.running[id] = nrec
   self:record({ kind = 'retry', task = id, attempt = rec.attempt, next = nrec.tries,
                 wait = wait, retry_after = f.retry_after, class = f.class,
