@@ -333,8 +333,10 @@ function Flow:plan_gate(plan, path)
   end
 end
 
--- One line from the terminal, read on the loop (Ctrl+C still works).
-function W.read_line()
+-- One line from the terminal, read on the loop (Ctrl+C still works); nil
+-- at the end of input. o.whole: text ended by Ctrl+D with no newline is no
+-- answer either (nil).
+function W.read_line(o)
   local box, buf = {}, ''
   local reader = core.ctl.stdin({
     on_data = function(d) buf = buf .. d if buf:find('\n') then box.done = true end end,
@@ -346,6 +348,10 @@ function W.read_line()
   end
   reader:close()
   if box.eof then return nil end
+  if o and o.whole then
+    local line = buf:match('^([^\n]*)\n')
+    return line and (line:gsub('\r$', '')) or nil
+  end
   return buf:match('^([^\n]*)')
 end
 
@@ -424,32 +430,25 @@ function Flow:watch()
   -- an editor's save is a burst of events (truncate, write, rename):
   -- act once, DEBOUNCE_MS after the last. A file is watched through its
   -- directory, so a save that replaces the file (vim, sed -i) is seen too.
+  -- watch(dir, only, fn): events in dir (of the entry `only`, if given)
+  local function watch(dir, only, fn)
+    local timer
+    local ok, w = pcall(core.watch, dir, function(name)
+      if only and name and name ~= only then return end
+      if timer then timer:close() end
+      timer = core.timer(W.DEBOUNCE_MS, function()
+        timer:close()
+        timer = nil
+        if self.watching then fn() end
+      end)
+    end)
+    if ok and w then self.watchers[#self.watchers + 1] = w end
+  end
   local function add(path, fn)
     local dir, base = path:match('^(.*)/([^/]+)$')
-    local timer
-    local ok, w = pcall(core.watch, dir or path, function(name)
-      if base and name and name ~= base then return end
-      if timer then timer:close() end
-      timer = core.timer(W.DEBOUNCE_MS, function()
-        timer:close()
-        timer = nil
-        if self.watching then fn() end
-      end)
-    end)
-    if ok and w then self.watchers[#self.watchers + 1] = w end
+    watch(dir or path, base, fn)
   end
-  local function add_dir(path, fn)
-    local timer
-    local ok, w = pcall(core.watch, path, function()
-      if timer then timer:close() end
-      timer = core.timer(W.DEBOUNCE_MS, function()
-        timer:close()
-        timer = nil
-        if self.watching then fn() end
-      end)
-    end)
-    if ok and w then self.watchers[#self.watchers + 1] = w end
-  end
+  local function add_dir(path, fn) watch(path, nil, fn) end
   if self.file then add(self.file, function() self:reload() end) end
   -- the failure policy, launcher and other extension points set in init.lua
   local config = require('orch.config')
