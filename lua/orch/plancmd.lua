@@ -18,24 +18,12 @@ local function wait(box)
   return true
 end
 
--- One line from the terminal, read on the loop (Ctrl+C still stops orch).
+-- One answer from the terminal (orch.workflow's reader): nil at the end of
+-- input (Ctrl+D), which quits.
 local function read_line(prompt)
   io.stderr:write(prompt)
   io.stderr:flush()
-  local box, buf = { done = false }, ''
-  local reader = core.ctl.stdin({
-    on_data = function(d)
-      buf = buf .. d
-      if buf:find('\n') then box.done = true end
-    end,
-    on_eof = function() box.done = true end,
-  })
-  if not reader then return nil end
-  wait(box)
-  reader:close()
-  local line = buf:match('^([^\n]*)\n')
-  if not line then return nil end -- end of input (Ctrl+D): no answer
-  return (line:gsub('\r$', ''))
+  return require('orch.workflow').read_line({ whole = true })
 end
 
 -- The plan as file text in the format the file name asks for.
