@@ -363,56 +363,154 @@ static int build_dependents(orch_sched *s)
     return 0;
 }
 
-/* Tasks Kahn left (mark[i] == 0) each have a dep among themselves, so
- * following such deps from any of them must come back to a task already on
- * the walk: that part is a cycle. mark: 0 unvisited, 1 on the current walk,
- * 2 done. pos[] holds each walked task's place on the walk. */
-static int report_cycles(orch_sched *s, char *mark, int *pos)
+/* One cycle found by report_cycles: its ids in run order, and the index
+ * of its task that comes first in the file. */
+typedef struct cycle_rec {
+    int first, n;
+    const char **ids;
+} cycle_rec;
+
+static int cycle_cmp(const void *a, const void *b)
 {
-    int *walk = s->stack, rc;
-    for (int start = 0; start < s->n; start++) {
-        if (mark[start])
-            continue;
-        int len = 0, cur = start;
-        while (!mark[cur]) {
-            mark[cur] = 1;
-            pos[cur] = len;
-            walk[len++] = cur;
-            int next = -1;
-            task *t = &s->t[cur];
-            for (int d = 0; d < t->ndeps && next < 0; d++)
-                if (t->deps[d] >= 0 && mark[t->deps[d]] != 2)
-                    next = t->deps[d];
-            cur = next;
-            if (cur < 0)
-                break; /* cannot happen, but never loop */
-        }
-        if (cur >= 0 && mark[cur] == 1) {
-            /* walk[pos[cur]..len) each depends on the next one; report
-             * in run order (each id depends on the one before it),
-             * starting from the task first in the file. */
-            int from = pos[cur], n = len - from, first = from;
-            for (int i = from; i < len; i++)
-                if (walk[i] < walk[first])
-                    first = i;
-            const char **ids = xrealloc(NULL, (size_t)n, sizeof *ids);
-            if (!ids)
-                return orch_err_set(-ENOMEM, "out of memory");
-            for (int k = 0; k < n; k++) {
-                int i = first - k;
-                if (i < from)
-                    i += n;
-                ids[k] = s->t[walk[i]].id;
-            }
-            rc = add_error(s, ORCH_SCHED_ECYCLE, ids, n);
-            free(ids);
-            if (rc < 0)
-                return rc;
-        }
-        for (int i = 0; i < len; i++)
-            mark[walk[i]] = 2;
+    const cycle_rec *x = a, *y = b;
+    return (x->first > y->first) - (x->first < y->first);
+}
+
+/* The cycle inside one strongly connected group comp[0..nc) (members have
+ * in[i] == tag): from its first task in the file, follow deps that stay in
+ * the group until a task repeats; walk[k] depends on walk[k+1]. Reported
+ * in run order (each id depends on the one before it), starting from the
+ * task first in the file. pos[] is scratch (n entries). */
+static int cycle_of(orch_sched *s, const int *comp, int nc, const int *in, int tag,
+                    int *walk, int *pos, cycle_rec *out)
+{
+    int start = comp[0], len = 0, cur;
+    for (int i = 1; i < nc; i++)
+        if (comp[i] < start)
+            start = comp[i];
+    for (int i = 0; i < nc; i++)
+        pos[comp[i]] = -1;
+    for (cur = start; cur >= 0 && pos[cur] < 0;) {
+        task *t = &s->t[cur];
+        int next = -1;
+        pos[cur] = len;
+        walk[len++] = cur;
+        for (int d = 0; d < t->ndeps && next < 0; d++)
+            if (t->deps[d] >= 0 && in[t->deps[d]] == tag)
+                next = t->deps[d];
+        cur = next;
     }
-    return 0;
+    if (cur < 0)
+        return 0; /* cannot happen: every member has a dep in the group */
+    int from = pos[cur], n = len - from, first = from;
+    for (int i = from; i < len; i++)
+        if (walk[i] < walk[first])
+            first = i;
+    out->ids = xrealloc(NULL, (size_t)n, sizeof *out->ids);
+    if (!out->ids)
+        return orch_err_set(-ENOMEM, "out of memory");
+    for (int k = 0; k < n; k++) {
+        int i = first - k;
+        if (i < from)
+            i += n;
+        out->ids[k] = s->t[walk[i]].id;
+    }
+    out->n = n;
+    out->first = walk[first];
+    return 1;
+}
+
+/* Tasks Kahn left (mark[i] == 0) are on cycles or wait on one. Each group
+ * of tasks that wait on each other (a strongly connected component,
+ * iterative Tarjan along deps among those tasks) holds one cycle to
+ * report, so a second cycle is never hidden behind a first; cycles are
+ * reported in the file order of their first task. */
+static int report_cycles(orch_sched *s, const char *mark)
+{
+    int n = s->n, rc = 0, counter = 0, ncyc = 0, ncomp = 0;
+    int *idx = calloc((size_t)n, sizeof *idx), *low = xrealloc(NULL, (size_t)n, sizeof *low);
+    int *cv = xrealloc(NULL, (size_t)n, sizeof *cv), *ci = xrealloc(NULL, (size_t)n, sizeof *ci);
+    int *st = xrealloc(NULL, (size_t)n, sizeof *st), *in = calloc((size_t)n, sizeof *in);
+    int *pos = xrealloc(NULL, (size_t)n, sizeof *pos);
+    cycle_rec *cyc = NULL;
+    int sp = 0;
+
+    if (!idx || !low || !cv || !ci || !st || !in || !pos) {
+        rc = orch_err_set(-ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (int root = 0; root < n && rc >= 0; root++) {
+        int top = 0;
+        if (mark[root] || idx[root])
+            continue;
+        cv[top] = root;
+        ci[top++] = 0;
+        idx[root] = low[root] = ++counter;
+        st[sp++] = root;
+        in[root] = -1; /* on the stack */
+        while (top > 0 && rc >= 0) {
+            int v = cv[top - 1];
+            task *t = &s->t[v];
+            if (ci[top - 1] < t->ndeps) {
+                int w = t->deps[ci[top - 1]++];
+                if (w < 0 || mark[w])
+                    continue;
+                if (!idx[w]) {
+                    idx[w] = low[w] = ++counter;
+                    st[sp++] = w;
+                    in[w] = -1;
+                    cv[top] = w;
+                    ci[top++] = 0;
+                } else if (in[w] == -1 && idx[w] < low[v]) {
+                    low[v] = idx[w];
+                }
+                continue;
+            }
+            top--;
+            if (top > 0 && low[v] < low[cv[top - 1]])
+                low[cv[top - 1]] = low[v];
+            if (low[v] != idx[v])
+                continue;
+            /* v is the root of a component: st[from..sp) */
+            int from = sp;
+            do
+                from--;
+            while (st[from] != v);
+            ncomp++;
+            for (int i = from; i < sp; i++)
+                in[st[i]] = ncomp;
+            if (sp - from > 1) {
+                cycle_rec *nc = xrealloc(cyc, (size_t)ncyc + 1, sizeof *cyc);
+                if (!nc) {
+                    rc = orch_err_set(-ENOMEM, "out of memory");
+                    break;
+                }
+                cyc = nc;
+                rc = cycle_of(s, st + from, sp - from, in, ncomp, s->stack, pos, &cyc[ncyc]);
+                if (rc > 0)
+                    ncyc++;
+            }
+            sp = from;
+        }
+    }
+    if (rc >= 0) {
+        rc = 0;
+        qsort(cyc, (size_t)ncyc, sizeof *cyc, cycle_cmp);
+        for (int i = 0; i < ncyc && rc == 0; i++)
+            rc = add_error(s, ORCH_SCHED_ECYCLE, cyc[i].ids, cyc[i].n);
+    }
+cleanup:
+    for (int i = 0; i < ncyc; i++)
+        free((void *)cyc[i].ids);
+    free(cyc);
+    free(idx);
+    free(low);
+    free(cv);
+    free(ci);
+    free(st);
+    free(in);
+    free(pos);
+    return rc;
 }
 
 /* Kahn's order into order[]; returns how many tasks it ordered. */
@@ -491,7 +589,7 @@ int orch_sched_check(orch_sched *s)
     if (ordered < s->n) {
         for (int i = 0; i < s->n; i++)
             mark[i] = indeg[i] == 0 ? 2 : 0;
-        if ((rc = report_cycles(s, mark, indeg)) < 0)
+        if ((rc = report_cycles(s, mark)) < 0)
             goto cleanup;
     }
     if (s->nerrs > 0) {

@@ -99,27 +99,34 @@ static int lsys_chmod(lua_State *L)
 
 /* ------------------------------------------------------------ interrupts
  *
- * The loop's SIGINT/SIGTERM watchers only run when the loop does, so long
+ * The loop's SIGINT/SIGTERM/SIGHUP/SIGQUIT watchers only run when the loop does, so long
  * synchronous work (checking a 50 MB plan, an evaluation in the REPL)
  * would not notice Ctrl+C. A handler chained in front of libuv's records
  * the signal in a flag that such work polls (core.interrupted()), then
- * calls libuv's, so the loop still sees it. core.interruptible(true)
- * drops SA_RESTART meanwhile, so a blocking open() or read() (a FIFO that
+ * calls libuv's, so the loop still sees it. Inside core.interruptible()
+ * regions SA_RESTART is off, so a blocking open() or read() (a FIFO that
  * nobody writes) returns EINTR instead of waiting on. */
 
-static volatile sig_atomic_t lsys_intr_sig;
-static struct sigaction lsys_intr_prev[2];
+static const int lsys_intr_sigs[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+static volatile sig_atomic_t lsys_intr_sig, lsys_intr_depth;
+static struct sigaction lsys_intr_prev[4];
 static int lsys_intr_installed, lsys_intr_norestart;
 
 static void lsys_intr_handler(int sig, siginfo_t *si, void *uc)
 {
-    const struct sigaction *p = &lsys_intr_prev[sig == SIGTERM];
+    const struct sigaction *p = &lsys_intr_prev[0];
+    for (int i = 0; i < 4; i++)
+        if (lsys_intr_sigs[i] == sig)
+            p = &lsys_intr_prev[i];
     lsys_intr_sig = sig;
     if (p->sa_flags & SA_SIGINFO) {
         if (p->sa_sigaction)
             p->sa_sigaction(sig, si, uc);
     } else if (p->sa_handler == SIG_DFL) {
-        /* nobody else handles it: the default action, as before */
+        /* nobody else handles it: inside an interruptible region the work
+         * polls the flag and stops; elsewhere the default action */
+        if (lsys_intr_depth > 0)
+            return;
         signal(sig, SIG_DFL);
         raise(sig);
     } else if (p->sa_handler != SIG_IGN) {
@@ -129,7 +136,6 @@ static void lsys_intr_handler(int sig, siginfo_t *si, void *uc)
 
 static void lsys_intr_install(int norestart)
 {
-    static const int sigs[2] = {SIGINT, SIGTERM};
     struct sigaction sa;
     if (lsys_intr_installed && lsys_intr_norestart == norestart)
         return;
@@ -137,29 +143,36 @@ static void lsys_intr_install(int norestart)
     sa.sa_sigaction = lsys_intr_handler;
     sa.sa_flags = SA_SIGINFO | (norestart ? 0 : SA_RESTART);
     sigfillset(&sa.sa_mask);
-    for (int i = 0; i < 2; i++)
-        sigaction(sigs[i], &sa, lsys_intr_installed ? NULL : &lsys_intr_prev[i]);
+    for (int i = 0; i < 4; i++)
+        sigaction(lsys_intr_sigs[i], &sa, lsys_intr_installed ? NULL : &lsys_intr_prev[i]);
     lsys_intr_installed = 1;
     lsys_intr_norestart = norestart;
 }
 
-/* core.interrupted() -> "SIGINT" | "SIGTERM" | nil (the first call starts
- * watching: call it once before the work begins) */
+/* core.interrupted() -> "SIGINT" | "SIGTERM" | "SIGHUP" | "SIGQUIT" | nil
+ * (the first call starts watching: call it once before the work begins) */
 static int lsys_interrupted(lua_State *L)
 {
     int sig = lsys_intr_sig;
     lsys_intr_install(lsys_intr_norestart);
     if (!sig)
         return 0;
-    lua_pushstring(L, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    lua_pushstring(L, sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP"
+                      : sig == SIGQUIT ? "SIGQUIT" : "SIGINT");
     return 1;
 }
 
-/* core.interruptible(on): while on, SIGINT/SIGTERM interrupt blocking
- * system calls (EINTR); starts watching too. */
+/* core.interruptible(true) enters a region of long synchronous work, false
+ * leaves it (regions nest). Inside, the signals interrupt blocking system
+ * calls (EINTR) and, where no loop watcher handles them, only set the flag
+ * the work polls with core.interrupted(). */
 static int lsys_interruptible(lua_State *L)
 {
-    lsys_intr_install(lua_toboolean(L, 1));
+    if (lua_toboolean(L, 1))
+        lsys_intr_depth++;
+    else if (lsys_intr_depth > 0)
+        lsys_intr_depth--;
+    lsys_intr_install(lsys_intr_depth > 0);
     return 0;
 }
 

@@ -5,30 +5,10 @@
 -- Errors are returned, not raised: nil, "message".
 local M = {}
 
--- Levenshtein distance, for "did you mean".
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
--- The candidate closest to word, if it is close enough to be a likely typo.
+-- The candidate closest to word, if it is close enough to be a likely
+-- typo (orch.suggest, the one "did you mean"; up to 2 edits for short words).
 function M.suggest(word, candidates)
-  local best, bestd
-  for _, c in ipairs(candidates) do
-    local d = distance(word, c)
-    if not bestd or d < bestd then best, bestd = c, d end
-  end
-  if bestd and bestd <= math.max(2, math.floor(#word / 3)) then return best end
-  return nil
+  return require('orch.suggest').closest(word, candidates, 2)
 end
 
 local function option_names(spec)

@@ -165,11 +165,11 @@ Options:
     local plan, errs = plan_mod.load(o[2])
     if o.json then
       io.stdout:write(require('orch.jsonout').plan_check(o[2], plan, errs))
-      return plan and 0 or 2
+      return plan and 0 or plan_mod.exit_code(errs)
     end
     if not plan then
       io.stderr:write(plan_mod.format_errors(errs))
-      return 2
+      return plan_mod.exit_code(errs) -- 2, or 130 when interrupted
     end
     io.stdout:write(('%s: ok (%d tasks)\n'):format(o[2], #plan.tasks))
     return 0

@@ -19,6 +19,25 @@ local null = posjson.null
 M.MAX_BYTES = 64 * 1024 * 1024
 M.MAX_TIMEOUT = 2147483 -- seconds: the longest a loop timer can wait
 
+-- What a plan may cost once read (docs/plans.md, "Limits"): checked while
+-- the file is decoded (items, values: a YAML alias counts as what it
+-- repeats) and after (tasks, field lengths, the size of every task's text
+-- together after aliases are expanded), so that `plan check` refuses what
+-- `orch run` could not hold.
+M.LIMITS = {
+  tasks = 10000,
+  items = 10000,          -- in one list or object (deps, files, env, ...)
+  values = 1000000,       -- in the whole file
+  expanded = 64 * 1024 * 1024, -- bytes of text over every task, after aliases
+  id = require('orch.repo').MAX_ID,
+  field = {               -- bytes of one field
+    goal = 64 * 1024, title = 4096, role = 256, model = 256, backend = 64,
+    prompt = 1024 * 1024, cmd = 1024 * 1024,
+    file = 4096,          -- one item of files
+    env = 128 * 1024,     -- one env value (the kernel's limit for one variable)
+  },
+}
+
 M.PLAN_FIELDS = { goal = 'string', tasks = 'list' }
 
 M.TASK_FIELDS = {
@@ -43,35 +62,10 @@ local function sorted_keys(t)
   return ks
 end
 
-local function distance(a, b)
-  if #a > 64 or #b > 64 then return math.huge end
-  -- optimal string alignment: edits plus swaps of two neighbours
-  local before, prev = nil, {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-      if before and i > 1 and j > 1 and a:byte(i) == b:byte(j - 1)
-        and a:byte(i - 1) == b:byte(j) then
-        cur[j] = math.min(cur[j], before[j - 2] + 1)
-      end
-    end
-    before, prev = prev, cur
-  end
-  return prev[#b]
-end
-
---- The closest of `names` to `word`, if it is close enough to be a typo.
+--- The closest of `names` to `word`, if it is close enough to be a typo
+-- (orch.suggest).
 function M.suggest(word, names)
-  local best, bestd = nil, math.huge
-  for _, n in ipairs(names) do
-    local d = distance(word:lower(), n:lower())
-    if d < bestd then best, bestd = n, d end
-  end
-  if best and bestd <= math.max(1, math.floor(#best / 3)) then return best end
-  return nil
+  return require('orch.suggest').closest(word, names)
 end
 
 local function did_you_mean(word, names)
@@ -114,6 +108,14 @@ end
 
 local function is_map(v, pos)
   return type(v) == 'table' and v ~= null and pos[v] ~= nil and pos[v].keys ~= nil
+end
+
+-- Raises {interrupted = NAME} once SIGINT/SIGTERM/SIGHUP/SIGQUIT arrived
+-- (core.interrupted): checking a big plan is long synchronous work, which
+-- the loop's own signal handling cannot stop.
+local function check_interrupt()
+  local sig = require('orch.core').interrupted()
+  if sig then error({ interrupted = sig }, 0) end
 end
 
 -- ------------------------------------------------------------ validation
@@ -263,6 +265,11 @@ function Check:task_id(task, raw)
     self:err(line, "task %d: 'id' must be a string, got %s", task.index, described(id))
   elseif id == '' then
     self:err(line, "task %d: 'id' is empty", task.index)
+  elseif #id > M.LIMITS.id then
+    -- the id names the branch orch/RUN/ID and the worktree's directory
+    -- .git/worktrees/orch-RUN-ID, within the 255-byte file-name limit
+    self:err(line, "task %s: an id is at most %d bytes (it names the task's branch and "
+      .. "worktree), this one has %d", show(id), M.LIMITS.id, #id)
   elseif not id:find(ID_PATTERN) or id:find('%.%.') or id:find('%.lock$') or id:find('%.$') then
     self:err(line, "task %s: an id may only use letters, digits, '.', '_' and '-' "
       .. "and must start with a letter or digit", show(id))
@@ -285,7 +292,7 @@ function Check:task(raw, index, list)
   local out = { files = {}, deps = {}, env = {}, on_failure = 'hard', line = self.pos[raw].line }
   local task = { raw = raw, out = out, index = index }
   local id = self:task_id(task, raw)
-  task.name = id and ("'" .. id .. "'") or tostring(index) -- a valid id needs no escaping
+  task.name = id and show(id) or tostring(index) -- cut when long
   out.id = id
   for _, k in ipairs(sorted_keys(raw)) do
     if M.TASK_FIELDS[k] then
@@ -353,163 +360,122 @@ function Check:continues(tasks, metas, by_id)
   end
 end
 
-function Check:deps(tasks, metas, by_id)
+-- The graph is checked once, by the C scheduler (orch.core.sched, the one
+-- that runs the plan): its structured errors (unknown deps, self deps,
+-- cycles with their ids) are mapped back to lines of the file here.
+function Check:dep_line(t, meta, dep)
+  local raw = meta.raw
+  if raw and type(raw.deps) == 'table' then
+    for j, d in ipairs(raw.deps) do
+      if d == dep then return self:item_line(raw.deps, j) end
+    end
+  end
+  return t.line
+end
+
+function Check:graph(tasks, metas, by_id)
+  local sched = require('orch.core').sched.new({ concurrency = 1 })
+  local index = {}
+  for i, t in ipairs(tasks) do
+    if t.id and by_id[t.id] == t then
+      local seen, kept = {}, {}
+      for _, d in ipairs(t.deps) do
+        if not seen[d] then seen[d] = true kept[#kept + 1] = d end
+      end
+      t.deps = kept
+      index[t.id] = i
+      sched:add(t.id, { deps = kept })
+    else
+      t.deps = {}
+    end
+  end
+  local ok, errs = sched:check()
+  sched:close()
+  if ok then return end
   local names = {}
   for _, t in ipairs(tasks) do if t.id then names[#names + 1] = t.id end end
-  for i, t in ipairs(tasks) do
-    local raw, seen, kept = metas[i].raw, {}, {}
-    for j, d in ipairs(t.deps) do
-      local line = raw and type(raw.deps) == 'table' and self:item_line(raw.deps, j) or t.line
-      if d == t.id then
-        self:err(line, 'task %s depends on itself', show(t.id))
-      elseif not by_id[d] then
-        -- suggestions cost O(ids) each: only for the first few
-        self.suggested = (self.suggested or 0) + 1
-        self:err(line, 'task %s depends on unknown task %s%s', metas[i].name or show(t.id),
-          show(d), self.suggested <= 20 and did_you_mean(d, names) or '')
-      elseif not seen[d] then
-        seen[d] = true
-        kept[#kept + 1] = d
-      end
+  local suggested = 0
+  for _, e in ipairs(errs) do
+    local i = index[e.ids[1]]
+    local t, meta = tasks[i], metas[i] or {}
+    if e.kind == 'self_dep' then
+      self:err(self:dep_line(t, meta, t.id), 'task %s depends on itself', show(t.id))
+    elseif e.kind == 'unknown_dep' then
+      -- suggestions cost O(ids) each: only for the first few
+      suggested = suggested + 1
+      self:err(self:dep_line(t, meta, e.ids[2]), 'task %s depends on unknown task %s%s',
+        meta.name or show(t.id), show(e.ids[2]), suggested <= 20 and did_you_mean(e.ids[2], names) or '')
+    elseif e.kind == 'cycle' then
+      self:cycle(tasks, index, e.ids)
+    else
+      self:err(t and t.line or 1, '%s', e.msg)
     end
+  end
+  for _, t in ipairs(tasks) do
+    -- a task keeps only its known deps (the plan is refused anyway)
+    local kept = {}
+    for _, d in ipairs(t.deps) do if by_id[d] and d ~= t.id then kept[#kept + 1] = d end end
     t.deps = kept
   end
 end
 
--- Kahn's algorithm, then a walk along deps among the tasks it left: each
--- cycle is reported once, in the order the tasks wait on each other.
-function Check:cycles(tasks, by_id)
-  local n, indeg, users, queue = #tasks, {}, {}, {}
-  for i = 1, n do indeg[i], users[i] = 0, {} end
-  for i, t in ipairs(tasks) do
-    for _, d in ipairs(t.deps) do
-      local di = by_id[d] and by_id[d].index
-      if di and tasks[di] == by_id[d] then
-        indeg[i] = indeg[i] + 1
-        users[di][#users[di] + 1] = i
-      end
-    end
-  end
-  for i = 1, n do if indeg[i] == 0 then queue[#queue + 1] = i end end
-  local head = 1
-  while head <= #queue do
-    local u = queue[head]
-    head = head + 1
-    for _, v in ipairs(users[u]) do
-      indeg[v] = indeg[v] - 1
-      if indeg[v] == 0 then queue[#queue + 1] = v end
-    end
-  end
-  if #queue == n then return end
-  -- What Kahn left: tasks on cycles and tasks that wait on one. One cycle
-  -- is reported per strongly connected component (iterative Tarjan), so a
-  -- second cycle is not hidden behind a first.
-  local dep_idx = function(_, d)
-    local di = by_id[d] and by_id[d].index
-    if di and tasks[di] == by_id[d] and indeg[di] ~= 0 then return di end
-  end
-  for _, comp in ipairs(self:components(tasks, indeg, dep_idx)) do
-    if #comp > 1 then self:cycle_in(tasks, comp, dep_idx) end
-  end
+-- A cycle's ids come in the order the tasks wait on each other, from the
+-- task first in the file; it is reported at that task's line.
+function Check:cycle(tasks, index, ids)
+  local shown = {}
+  for k = 1, math.min(#ids, 20) do shown[k] = show(ids[k]):sub(2, -2) end
+  if #ids > 20 then shown[#shown + 1] = '... (' .. (#ids - 20) .. ' more)' end
+  shown[#shown + 1] = show(ids[1]):sub(2, -2)
+  self:err(tasks[index[ids[1]]].line, 'dependency cycle: %s', table.concat(shown, ' -> '))
+  self.cycle_ids = self.cycle_ids or {}
+  local copy = {}
+  for k = 1, #ids do copy[k] = ids[k] end
+  self.cycle_ids[#self.cycle_ids + 1] = copy
 end
 
--- Strongly connected components among the tasks with indeg ~= 0, along
--- deps; iterative Tarjan (no recursion: 10,000-task cycles are fine).
-function Check:components(tasks, indeg, dep_idx)
-  local index, low, on, stack, comps, counter = {}, {}, {}, {}, {}, 0
-  for root = 1, #tasks do
-    if indeg[root] ~= 0 and not index[root] then
-      local frames = { { v = root, k = 0 } }
-      counter = counter + 1
-      index[root], low[root], on[root] = counter, counter, true
-      stack[#stack + 1] = root
-      while #frames > 0 do
-        local f = frames[#frames]
-        local deps = tasks[f.v].deps
-        f.k = f.k + 1
-        if f.k <= #deps then
-          local w = dep_idx(tasks[f.v], deps[f.k])
-          if w then
-            if not index[w] then
-              counter = counter + 1
-              index[w], low[w], on[w] = counter, counter, true
-              stack[#stack + 1] = w
-              frames[#frames + 1] = { v = w, k = 0 }
-            elseif on[w] and index[w] < low[f.v] then
-              low[f.v] = index[w]
-            end
-          end
-        else
-          frames[#frames] = nil
-          if low[f.v] == index[f.v] then
-            local comp = {}
-            repeat
-              local w = table.remove(stack)
-              on[w] = false
-              comp[#comp + 1] = w
-            until w == f.v
-            comps[#comps + 1] = comp
-          end
-          local parent = frames[#frames]
-          if parent and low[f.v] < low[parent.v] then low[parent.v] = low[f.v] end
+-- The bytes of text a task holds (what the store and the backends get).
+local function task_text(t)
+  local n = #(t.id or '') + #(t.title or '') + #(t.prompt or '') + #(t.cmd or '')
+    + #(t.role or '') + #(t.model or '')
+  for _, f in ipairs(t.files or {}) do n = n + #f end
+  for _, d in ipairs(t.deps or {}) do n = n + #d end
+  for k, v in pairs(t.env or {}) do n = n + #k + #v end
+  return n
+end
+
+-- Field lengths, and the plan's whole text after aliases.
+function Check:sizes(tasks, metas)
+  local total, L = 0, M.LIMITS
+  for i, t in ipairs(tasks) do
+    local raw, name = metas[i].raw, metas[i].name or tostring(i)
+    if raw and t.files then
+      for _, k in ipairs({ 'title', 'role', 'model', 'prompt', 'cmd', 'backend' }) do
+        local v = t[k]
+        if type(v) == 'string' and #v > L.field[k] then
+          self:err(self:key_line(raw, k), "task %s: '%s' is %d bytes, at most %d", name, k, #v, L.field[k])
+        end
+      end
+      for j, f in ipairs(t.files) do
+        if #f > L.field.file then
+          self:err(self:item_line(raw.files, j), "task %s: file %d is %d bytes long, at most %d", name, j,
+            #f, L.field.file)
+        end
+      end
+      for k, v in pairs(t.env) do
+        if #v > L.field.env then
+          self:err(self:key_line(raw.env, k), 'task %s: env %s is %d bytes, at most %d', name, show(k),
+            #v, L.field.env)
         end
       end
     end
+    total = total + task_text(t)
   end
-  -- in file order of each component's first task (no unpack: components
-  -- can hold more tasks than a call can take arguments)
-  local first = {}
-  for _, c in ipairs(comps) do
-    local m = c[1]
-    for _, i in ipairs(c) do if i < m then m = i end end
-    first[c] = m
+  if total > L.expanded then
+    self:err(1, 'the tasks hold %d MB of text (YAML aliases expanded), more than the limit of %d MB',
+      math.ceil(total / 1e6), math.floor(L.expanded / 1e6))
   end
-  table.sort(comps, function(x, y) return first[x] < first[y] end)
-  return comps
 end
 
--- Reports one cycle of a component: from its first task, follow deps that
--- stay inside it until a task repeats.
-function Check:cycle_in(tasks, comp, dep_idx)
-  local inside, start = {}, comp[1]
-  for _, i in ipairs(comp) do
-    inside[i] = true
-    if i < start then start = i end
-  end
-  local walk, pos, cur = {}, {}, start
-  while not pos[cur] do
-    walk[#walk + 1] = cur
-    pos[cur] = #walk
-    local nxt
-    for _, d in ipairs(tasks[cur].deps) do
-      local di = dep_idx(tasks[cur], d)
-      if di and inside[di] then nxt = di break end
-    end
-    cur = nxt
-  end
-  self:cycle(tasks, walk, pos[cur])
-end
-
-function Check:cycle(tasks, walk, from)
-  -- walk[k] depends on walk[k+1]: reverse it so each depends on the one
-  -- before, starting at the task that comes first in the file
-  local ring, first = {}, nil
-  for k = #walk, from, -1 do
-    ring[#ring + 1] = walk[k]
-    if not first or walk[k] < ring[first] then first = #ring end
-  end
-  local ids = {}
-  for k = 0, #ring - 1 do
-    ids[#ids + 1] = tasks[ring[(first - 1 + k) % #ring + 1]].id
-  end
-  local shown = {}
-  for k = 1, math.min(#ids, 20) do shown[k] = ids[k] end
-  if #ids > 20 then shown[#shown + 1] = '... (' .. (#ids - 20) .. ' more)' end
-  shown[#shown + 1] = ids[1]
-  self:err(tasks[ring[first]].line, 'dependency cycle: %s', table.concat(shown, ' -> '))
-  self.cycle_ids = self.cycle_ids or {}
-  self.cycle_ids[#self.cycle_ids + 1] = ids
-end
 
 function Check:plan(doc)
   if not is_map(doc, self.pos) then
@@ -541,16 +507,24 @@ function Check:plan(doc)
   if #list == 0 then
     self:err(self:key_line(doc, 'tasks'), "'tasks' is empty")
   end
+  if #list > M.LIMITS.tasks then
+    self:err(self:key_line(doc, 'tasks'), "'tasks' has %d tasks, at most %d", #list, M.LIMITS.tasks)
+    return out
+  end
   local metas = {}
   for i, raw in ipairs(list) do
+    if i % 1024 == 0 then check_interrupt() end
     local t, meta = self:task(raw, i, list)
     out.tasks[#out.tasks + 1] = t or { deps = {}, line = self:item_line(list, i) }
     metas[#out.tasks] = meta or {}
   end
   out.by_id = self:ids(out.tasks, metas)
-  self:deps(out.tasks, metas, out.by_id)
+  self:graph(out.tasks, metas, out.by_id)
   self:continues(out.tasks, metas, out.by_id)
-  self:cycles(out.tasks, out.by_id)
+  self:sizes(out.tasks, metas)
+  if out.goal and #out.goal > M.LIMITS.field.goal then
+    self:err(self:key_line(doc, 'goal'), "'goal' is %d bytes, at most %d", #out.goal, M.LIMITS.field.goal)
+  end
   return out
 end
 
@@ -576,16 +550,39 @@ end
 
 --- Parses and validates plan text. name is the file name used in errors;
 -- format 'json' or 'yaml' (default: detected). Returns plan or nil, errors.
+local function interrupted(name, sig)
+  return nil, { { file = name, line = 0, msg = 'interrupted (' .. tostring(sig) .. ')' },
+                interrupted = sig }
+end
+
+local parse
+
 function M.parse(text, name, format)
+  local core = require('orch.core')
+  core.interruptible(true)
+  local r = { pcall(parse, text, name, format) }
+  core.interruptible(false)
+  if not r[1] then error(r[2], 0) end
+  return r[2], r[3]
+end
+
+parse = function(text, name, format)
   name = name or '<plan>'
   if text:sub(1, 3) == '\239\187\191' then text = text:sub(4) end -- a UTF-8 BOM
   format = format or M.detect(name, text)
-  local doc, pos = (format == 'json' and posjson or posyaml).decode(text)
+  require('orch.core').interrupted() -- from here on a signal is seen
+  local doc, pos = (format == 'json' and posjson or posyaml).decode(text, {
+    max_items = M.LIMITS.items, max_values = M.LIMITS.values, check = check_interrupt })
   if doc == nil then
+    if pos.interrupted then return interrupted(name, pos.interrupted) end
     return nil, { { file = name, line = pos.line, msg = pos.msg } }
   end
   local c = setmetatable({ file = name, pos = pos, errs = {} }, Check)
-  local plan = c:plan(doc)
+  local okc, plan = pcall(c.plan, c, doc)
+  if not okc then
+    if type(plan) == 'table' and plan.interrupted then return interrupted(name, plan.interrupted) end
+    error(plan, 0)
+  end
   if #c.errs > 0 then
     local errs = sort_errors(c.errs)
     errs.cycles = c.cycle_ids
@@ -595,15 +592,34 @@ function M.parse(text, name, format)
   return plan
 end
 
---- Loads and validates the plan file at path: plan, or nil and errors. The
--- single entry point for `orch plan check` and `orch run --plan`.
+--- Loads and validates the plan file at path: plan, or nil and errors
+-- (errors.interrupted is the signal's name when a signal stopped it: exit
+-- 130). The single entry point for `orch plan check` and `orch run --plan`.
+-- A FIFO nobody writes to, or a slow pipe, does not hold off Ctrl+C or
+-- SIGTERM: the blocking open and read are interruptible.
 function M.load(path)
+  local core = require('orch.core')
+  core.interruptible(true)
+  local r = { pcall(M.read_and_parse, path) }
+  core.interruptible(false)
+  if not r[1] then error(r[2], 0) end
+  return r[2], r[3]
+end
+
+function M.read_and_parse(path)
+  local core = require('orch.core')
+  core.interrupted()
   local f, err = io.open(path, 'rb')
+  local text, rerr
+  if f then
+    text, rerr = f:read(M.MAX_BYTES + 1)
+    f:close()
+  end
+  local sig = core.interrupted()
+  if sig then return interrupted(path, sig) end
   if not f then
     return nil, { { file = path, line = 0, msg = 'cannot read the plan: ' .. tostring(err) } }
   end
-  local text, rerr = f:read(M.MAX_BYTES + 1)
-  f:close()
   if text == nil and rerr then
     return nil, { { file = path, line = 0, msg = 'cannot read the plan: ' .. tostring(rerr) } }
   end
@@ -612,6 +628,14 @@ function M.load(path)
     return nil, { { file = path, line = 0, msg = 'plan file larger than 64 MiB' } }
   end
   return M.parse(text, path)
+end
+
+--- The exit code for a failed load: 130 (129 for SIGHUP, 131 for SIGQUIT)
+-- when a signal stopped it, else 2.
+function M.exit_code(errs)
+  local sig = errs and errs.interrupted
+  if not sig then return 2 end
+  return sig == 'SIGHUP' and 129 or sig == 'SIGQUIT' and 131 or 130
 end
 
 --- "FILE:LINE: message" lines (LINE left out when 0), newline-terminated.

@@ -6,6 +6,12 @@
 -- input it returns `nil, {line = N, msg = "..."}`; it never raises and never
 -- recurses deeper than `max_depth` (default 200). JSON `null` decodes to
 -- `M.null`. Duplicate field names are an error.
+--
+-- `decode(text, opts)` bounds what the text may cost (opts.max_depth;
+-- opts.max_items, the most items or fields in one list or object;
+-- opts.max_values, the most values in all; each unbounded when absent)
+-- and calls opts.check() every few thousand values, which may raise
+-- {interrupted = NAME} to stop (returned as `nil, {interrupted = NAME}`).
 local M = {}
 
 local byte, sub, find, char = string.byte, string.sub, string.find, string.char
@@ -165,7 +171,12 @@ local function parse_object(st, depth)
     st.i = st.i + 1
     return obj
   end
+  local nf = 0
   while true do
+    nf = nf + 1
+    if nf > st.max_items then
+      fail(st, ('an object with more than %d fields'):format(st.max_items))
+    end
     if byte(st.s, st.i) ~= 34 then
       fail(st, byte(st.s, st.i) == 125 and "trailing comma before '}'"
         or 'expected a field name in double quotes, got ' .. describe(st))
@@ -214,6 +225,7 @@ local function parse_array(st, depth)
   while true do
     if byte(st.s, st.i) == 93 then fail(st, "trailing comma before ']'") end
     n = n + 1
+    if n > st.max_items then fail(st, ('a list of more than %d items'):format(st.max_items)) end
     items[n] = st.line
     arr[n] = parse_value(st, depth + 1)
     skip(st)
@@ -232,6 +244,10 @@ parse_value = function(st, depth)
   if depth > st.max_depth then
     fail(st, 'nesting deeper than ' .. st.max_depth .. ' levels')
   end
+  local nv = st.values + 1
+  st.values = nv
+  if nv > st.max_values then fail(st, ('more than %d values'):format(st.max_values)) end
+  if nv % 4096 == 0 and st.check then st.check() end
   local c = byte(st.s, st.i)
   if c == 123 then return parse_object(st, depth) end
   if c == 91 then return parse_array(st, depth) end
@@ -246,8 +262,11 @@ parse_value = function(st, depth)
 end
 
 --- Decodes text; returns value, pos or nil, {line=, msg=}.
-function M.decode(text, max_depth)
-  local st = { s = text, i = 1, line = 1, pos = {}, max_depth = max_depth or 200 }
+function M.decode(text, opts)
+  if type(opts) ~= 'table' then opts = { max_depth = opts } end
+  local st = { s = text, i = 1, line = 1, pos = {}, max_depth = opts.max_depth or 200,
+               max_items = opts.max_items or math.huge, max_values = opts.max_values or math.huge,
+               values = 0, check = opts.check }
   local ok, res = pcall(function()
     skip(st)
     if st.i > #st.s then fail(st, 'empty file') end
@@ -259,6 +278,10 @@ function M.decode(text, max_depth)
   if ok then return res, st.pos end
   if type(res) == 'table' and res.json then
     return nil, { line = res.line, msg = res.msg }
+  end
+  if type(res) == 'table' and res.interrupted then
+    return nil, { line = 0, msg = 'interrupted (' .. tostring(res.interrupted) .. ')',
+                  interrupted = res.interrupted }
   end
   return nil, { line = st.line, msg = tostring(res) }
 end

@@ -9,6 +9,9 @@
 -- null decodes to `posjson.null`. Anchors and aliases work (an alias is the
 -- same Lua table). Containers are built with an explicit stack, so deep
 -- nesting is an error (max_depth, default 200), never a C stack overflow.
+-- `decode(text, opts)` takes the same bounds as orch.posjson (max_depth,
+-- max_items, max_values, check); an alias counts as the values it stands
+-- for (an alias bomb is refused while it is read).
 local M = {}
 
 local null = require('orch.posjson').null
@@ -54,6 +57,15 @@ end
 local Builder = {}
 Builder.__index = Builder
 
+-- Counts n more values (an alias: every value it repeats).
+function Builder:count(n, line)
+  local v = self.values + n
+  self.values = v
+  if v > self.max_values then
+    fail(line, ('more than %d values (YAML aliases count as what they repeat)'):format(self.max_values))
+  end
+end
+
 function Builder:add(value, line, raw)
   local top = self.stack[#self.stack]
   if not top then
@@ -63,6 +75,7 @@ function Builder:add(value, line, raw)
   end
   if top.items then
     local n = #top.items + 1
+    if n > self.max_items then fail(line, ('a list of more than %d items'):format(self.max_items)) end
     top.items[n] = line
     top.value[n] = value
     return
@@ -77,6 +90,10 @@ function Builder:add(value, line, raw)
     end
     top.key = k
     top.keys[k] = line
+    top.nkeys = (top.nkeys or 0) + 1
+    if top.nkeys > self.max_items then
+      fail(line, ('an object with more than %d fields'):format(self.max_items))
+    end
     return
   end
   top.value[top.key] = value
@@ -97,8 +114,10 @@ function Builder:open(ev, seq)
   local p = seq and { line = line, items = {} } or { line = line, keys = {} }
   self.pos[t] = p
   if ev.anchor then self.anchors[ev.anchor] = t end
+  self:count(1, line)
   self:add(t, line)
-  self.stack[#self.stack + 1] = { value = t, items = p.items, keys = p.keys }
+  self.stack[#self.stack + 1] = { value = t, items = p.items, keys = p.keys,
+                                  anchor = ev.anchor, start = self.values }
 end
 
 function Builder:event(ev)
@@ -125,17 +144,21 @@ function Builder:event(ev)
       end
     end
     local v = scalar_value(ev)
-    if ev.anchor then self.anchors[ev.anchor] = v end
+    self:count(1, line)
+    if ev.anchor then self.anchors[ev.anchor] = v self.weight[ev.anchor] = 1 end
     self:add(v, line, ev.value)
   elseif ty == 'MAPPING_START' then
     self:open(ev, false)
   elseif ty == 'SEQUENCE_START' then
     self:open(ev, true)
   elseif ty == 'MAPPING_END' or ty == 'SEQUENCE_END' then
+    local top = self.stack[#self.stack]
+    if top and top.anchor then self.weight[top.anchor] = self.values - top.start + 1 end
     self.stack[#self.stack] = nil
   elseif ty == 'ALIAS' then
     local v = self.anchors[ev.anchor]
     if v == nil then fail(line, "unknown alias '*" .. tostring(ev.anchor) .. "'") end
+    self:count(self.weight[ev.anchor] or 1, line)
     self:add(v, line)
   elseif ty == 'DOCUMENT_START' then
     self.docs = self.docs + 1
@@ -144,21 +167,30 @@ function Builder:event(ev)
 end
 
 --- Decodes text; returns value, pos or nil, {line=, msg=}.
-function M.decode(text, max_depth)
+function M.decode(text, opts)
+  if type(opts) ~= 'table' then opts = { max_depth = opts } end
   local ok, yaml = pcall(require, 'yaml')
   if not ok then return nil, { line = 1, msg = 'YAML support needs lyaml' } end
-  local b = setmetatable({ stack = {}, pos = {}, anchors = {}, docs = 0,
-    max_depth = max_depth or 200, text = text }, Builder)
+  local b = setmetatable({ stack = {}, pos = {}, anchors = {}, weight = {}, docs = 0,
+    max_depth = opts.max_depth or 200, max_items = opts.max_items or math.huge,
+    max_values = opts.max_values or math.huge, values = 0, text = text }, Builder)
+  local check, nev = opts.check, 0
   local okp, res = pcall(function()
     local next_event = yaml.parser(text)
     while true do
       local okn, ev = pcall(next_event)
       if not okn then error(parse_error(ev), 0) end
       if not ev or ev.type == 'STREAM_END' then break end
+      nev = nev + 1
+      if check and nev % 4096 == 0 then check() end
       b:event(ev)
     end
   end)
   if not okp then
+    if type(res) == 'table' and res.interrupted then
+      return nil, { line = 0, msg = 'interrupted (' .. tostring(res.interrupted) .. ')',
+                    interrupted = res.interrupted }
+    end
     if type(res) == 'table' then return nil, { line = res.line, msg = res.msg } end
     return nil, { line = 1, msg = 'YAML: ' .. tostring(res) }
   end

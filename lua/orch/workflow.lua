@@ -275,7 +275,7 @@ function Flow:make_plan(loc)
   if o.plan then
     local plan_mod = require('orch.plan')
     local plan, errs = plan_mod.load(o.plan)
-    if not plan then io.stderr:write(plan_mod.format_errors(errs)) return nil, 2 end
+    if not plan then io.stderr:write(plan_mod.format_errors(errs)) return nil, plan_mod.exit_code(errs) end
     return plan
   end
   if not o.goal then err('nothing to run: give --goal TEXT or --plan FILE') return nil, 2 end
@@ -562,7 +562,7 @@ function W.run(def, opts, file)
   -- the reshaped plan is checked as a plan file is
   local plan_mod = require('orch.plan')
   local checked, errs = plan_mod.load(path)
-  if not checked then io.stderr:write(plan_mod.format_errors(errs)) return 2 end
+  if not checked then io.stderr:write(plan_mod.format_errors(errs)) return plan_mod.exit_code(errs) end
   local interactive = not opts.yes and core.isatty(0) and core.isatty(2)
   if interactive then
     w.run = { id = '(new)' }
@@ -570,7 +570,7 @@ function W.run(def, opts, file)
       local go, gcode = w:plan_gate(checked, path)
       if go == 'reload' then
         checked, errs = plan_mod.load(path)
-        if not checked then io.stderr:write(plan_mod.format_errors(errs)) return 2 end
+        if not checked then io.stderr:write(plan_mod.format_errors(errs)) return plan_mod.exit_code(errs) end
       elseif not go then
         io.stderr:write('orch: plan refused; nothing ran\n')
         return gcode
