@@ -86,7 +86,10 @@ return W.define({
       for _, d in ipairs(pick.deps) do
         if w.engine.status[d] == 'done' then tries[#tries + 1] = d end
       end
-      pick.prompt = pick_prompt(w, tried, tries)
+      -- (stored with the run: a resumed run's pick has it too)
+      if w.engine.status[pick.id] == 'pending' or w.engine.status[pick.id] == nil then
+        w:update(pick.id, { prompt = pick_prompt(w, tried, tries) })
+      end
       return
     end
     local origin = task.id:match('^(.-)%.pick$')
@@ -98,6 +101,9 @@ return W.define({
     end
     w:say('%s: %s wins', origin, winner)
     -- the task with the plan's id takes over the winner's branch and is merged
-    w:task(origin).continues = winner
+    -- (a hook run again on resume finds it started, or done, already)
+    if w.engine.status[origin] == 'pending' or w.engine.status[origin] == nil then
+      w:update(origin, { continues = winner })
+    end
   end,
 })

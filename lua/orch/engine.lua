@@ -493,7 +493,9 @@ function Engine:run_task(id, rec)
       return self:settle(id, rec, { ok = false, error = 'workspace: ' .. tostring(perr) })
     end
     self:record({ kind = 'task', task = id, message = 'finished before; merging its work' })
-    return self:settle(id, rec, { ok = true, exit_code = 0 })
+    -- (the hooks get the agent's reply as stored)
+    return self:settle(id, rec, { ok = true, exit_code = 0,
+                                  text = self.store:last_reply(self.run.id, id) })
   end
   local place, err = self.ws:prepare(task, self:done_deps(task))
   if not place then
@@ -1077,14 +1079,37 @@ function Engine:hold()
   end
 end
 
+-- When every hook has returned, {kind='hooks', task=id} is recorded: a
+-- run resumed after a crash in between runs the hooks of that task again
+-- (replay_hooks), so a follow-up or a filled-in prompt is never lost.
 function Engine:task_ended(id, result)
+  local left = #self.end_hooks
   for _, fn in ipairs(self.end_hooks) do
     local release = self:hold()
     async.run(function()
       local ok, err = xpcall(fn, debug.traceback, self.tasks[id], result)
       if not ok then io.stderr:write('orch: on_task_end hook failed: ', tostring(err), '\n') end
+      left = left - 1
+      if left == 0 then self:record({ kind = 'hooks', task = id }, function() end) end
       release()
     end)
+  end
+end
+
+local HOOKED = { done = true, failed = true, ['failed-soft'] = true }
+
+-- Resume: the end hooks of tasks that ended but whose hooks had not all
+-- returned when orch stopped run again, with the result as stored
+-- (result.replayed = true; text: the agent's last reply).
+function Engine:replay_hooks()
+  if #self.end_hooks == 0 then return end
+  local hooked = self.store:hooked(self.run.id)
+  for _, t in ipairs(self.plan.tasks) do
+    local st = self.status[t.id]
+    if HOOKED[st] and not hooked[t.id] then
+      self:task_ended(t.id, { ok = st == 'done', status = st, replayed = true,
+                              text = self.store:last_reply(self.run.id, t.id) })
+    end
   end
 end
 
@@ -1169,6 +1194,43 @@ function Engine:add_task(raw)
   end)
   if self.sched:state(task.id) == 'blocked' then self:blocked({ task.id }) end
   self:pump()
+  return task
+end
+
+-- Changes fields of a task that has not started yet (a workflow fills in a
+-- prompt once the tasks before it ended, or names the task a step
+-- continues): the change is stored with the run's plan in the same
+-- transaction as its event ({kind='task', updated={names}}), so a resumed
+-- run sees it. Only fields that do not change the graph: prompt, title,
+-- continues (a task of this run), backend, model. Returns the task, or nil,
+-- err.
+M.UPDATABLE = { prompt = 'string', title = 'string', continues = 'string', backend = 'string',
+                model = 'string' }
+
+function Engine:update_task(id, fields)
+  local task = self.tasks[id]
+  if not task then return nil, ('update_task: no task %q in this run'):format(tostring(id)) end
+  local st = self.status[id]
+  if self.running[id] or (st ~= nil and st ~= 'pending' and st ~= 'blocked') then
+    return nil, ('update_task: task %q has started (%s)'):format(id, tostring(st or 'running'))
+  end
+  local names, cols = {}, {}
+  for k, v in pairs(fields) do
+    local want = M.UPDATABLE[k]
+    if not want then return nil, ('update_task: field %q cannot be changed'):format(tostring(k)) end
+    if type(v) ~= want then return nil, ('update_task: %s must be a %s'):format(k, want) end
+    if k == 'continues' and (v == id or not self.tasks[v]) then
+      return nil, ('update_task: task %q cannot continue %q'):format(id, v)
+    end
+    names[#names + 1] = k
+    if k ~= 'continues' then cols[k] = v end
+  end
+  table.sort(names)
+  for k, v in pairs(fields) do task[k] = v end
+  self:task_event(id, { updated = names }, function()
+    if next(cols) then self.store:set_task(self.run.id, id, cols) end
+    self.store:set_run(self.run.id, { plan_json = cjson.encode(self.plan) })
+  end)
   return task
 end
 
@@ -1570,6 +1632,7 @@ function Engine:start(on_end)
       or core.time(), pid = core.getpid() })
   end)
   core.on_shutdown(function(phase, signame) self:on_shutdown(phase, signame) end)
+  if self.resuming then self:replay_hooks() end
   self:pump()
 end
 

@@ -53,6 +53,7 @@ function M.lines(ev)
     if ev.message then return { ev.task .. ': ' .. ev.message } end
     if ev.paused ~= nil then return { ev.task .. (ev.paused and ': paused' or ': resumed') } end
     if ev.added then return { ev.task .. ': added' } end
+    if ev.updated then return {} end
     if ev.interrupted then return {} end
     local f = TASK[ev.status]
     local line = f and f(ev)

@@ -769,6 +769,38 @@ function Store:questions(run_id)
   return order
 end
 
+-- The tasks of a run whose end hooks all returned ({kind='hooks'} events):
+-- a set {task_id = true}.
+function Store:hooked(run_id)
+  if not self.readonly then self:flush() end
+  local set = {}
+  for row in self.h:rows([[SELECT task_id FROM events WHERE run_id = ? AND kind = 'hooks']],
+                         run_id) do
+    if row.task_id then set[row.task_id] = true end
+  end
+  return set
+end
+
+-- The agent's last reply in a task (its latest {type='result'} event's
+-- text), or nil.
+function Store:last_reply(run_id, task_id)
+  if not self.readonly then self:flush() end
+  local text
+  for row in self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND task_id = ?
+                             AND kind = 'agent' AND payload LIKE '%"type":"result"%'
+                           ORDER BY seq DESC LIMIT 5]], run_id, task_id) do
+    -- (the cursor is read to its end: a cursor left open holds a read
+    -- transaction until collected)
+    if not text then
+      local ok, ev = pcall(cjson.decode, row.payload or '')
+      if ok and type(ev) == 'table' and ev.type == 'result' and type(ev.text) == 'string' then
+        text = ev.text
+      end
+    end
+  end
+  return text
+end
+
 -- The highest seq stored for a run (0 when none): where its engine goes on.
 function Store:last_seq(run_id)
   self:flush()

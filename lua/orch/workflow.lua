@@ -93,10 +93,20 @@ function Flow:round(task)
   return n
 end
 
--- The next free round number for origin's follow-ups of a kind.
+-- The next free round number for origin's follow-ups of a kind. (In a
+-- hook run again on resume: the round the hook's first run added, when
+-- that follow-up waits on the task the hook is for.)
 function Flow:next_round(origin, kind)
   local n = 1
-  while self.engine.tasks[('%s.%s%d'):format(origin, kind, n)] do n = n + 1 end
+  local tasks = self.engine.tasks
+  while tasks[('%s.%s%d'):format(origin, kind, n)] do n = n + 1 end
+  local ended = self.replays[coroutine.running() or false]
+  local prev = n > 1 and tasks[('%s.%s%d'):format(origin, kind, n - 1)]
+  if ended and prev then
+    for _, d in ipairs(prev.deps or {}) do
+      if d == ended then return n - 1 end
+    end
+  end
   return n
 end
 
@@ -126,10 +136,38 @@ function Flow:note(msg, warning)
   end
 end
 
+local function dep_set(task)
+  local set = {}
+  for _, d in ipairs(task.deps or {}) do set[d] = true end
+  if task.continues then set[task.continues] = true end
+  return set
+end
+
+local function same_deps(a, b)
+  local sa, sb = dep_set(a), dep_set(b)
+  for d in pairs(sa) do if not sb[d] then return false end end
+  for d in pairs(sb) do if not sa[d] then return false end end
+  return true
+end
+
 -- Adds a task to the live run (validated as a plan's task): true, or nil, err.
+-- (A hook run again on resume finds its follow-up there already, with the
+-- same deps: that task is returned.)
 function Flow:add(task)
+  local have = type(task) == 'table' and self.engine.tasks[task.id]
+  if have and same_deps(have, task) then
+    return have
+  end
   local ok, err = self.engine:add_task(task)
   if not ok then self:warn('could not add task %s: %s', tostring(task.id), tostring(err)) end
+  return ok, err
+end
+
+-- Changes fields of a task that has not started (prompt, title, continues,
+-- backend, model), stored with the run's plan: true, or nil, err (warned).
+function Flow:update(id, fields)
+  local ok, err = self.engine:update_task(id, fields)
+  if not ok then self:warn('could not update task %s: %s', tostring(id), tostring(err)) end
   return ok, err
 end
 
@@ -185,7 +223,8 @@ function Flow:reload()
 end
 
 function W.new(def, opts, file)
-  return setmetatable({ def = def, opts = opts or {}, file = file, warnings = {} }, Flow)
+  return setmetatable({ def = def, opts = opts or {}, file = file, warnings = {}, replays = {} },
+    Flow)
 end
 
 -- ------------------------------------------------------------ settings
@@ -488,8 +527,11 @@ function W.drive(w, s)
   end
   local function on_end(task, result)
     local orch = w.orchestrator
-    if orch then orch:tell(summary(task, result)) end
+    if orch and not result.replayed then orch:tell(summary(task, result)) end
+    local co = coroutine.running() or false
+    if result.replayed then w.replays[co] = task.id end
     w:call('on_task_end', task, result)
+    w.replays[co] = nil
   end
   -- the definition's failure policy, for this run
   if type(w.def.policy) == 'function' then
