@@ -92,7 +92,7 @@ end
 -- s.run and s.ws.
 function M.prepare_workspace(s)
   local o, plan, loc, st = s.o, s.plan, s.loc, s.store
-  local run = { id = M.new_run_id(), goal = plan.goal, plan_file = repo_mod.abspath(o.plan),
+  local run = { id = o.run_id or M.new_run_id(), goal = plan.goal, plan_file = repo_mod.abspath(o.plan),
                 plan_json = cjson.encode(plan), repo = loc.root,
                 workflow = o.workflow or 'default', concurrency = o.concurrency or 4 }
   local ws = M.workspace_for(loc, run, o)

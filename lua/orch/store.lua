@@ -418,6 +418,19 @@ function Store:add_tasks(run_id, tasks)
   end)
 end
 
+-- Replaces every task of a run that has not started any (a plan edited
+-- at the plan gate): the tasks and their deps, in one transaction.
+function Store:replace_tasks(run_id, tasks)
+  self:_change(function()
+    local h = self.h
+    local started = h:first('SELECT count(*) AS n FROM attempts WHERE run_id = ?', run_id).n
+    if started > 0 then error(('run %s has started tasks: its plan cannot be replaced'):format(run_id), 0) end
+    h:run('DELETE FROM deps WHERE run_id = ?', run_id)
+    h:run('DELETE FROM tasks WHERE run_id = ?', run_id)
+    self:add_tasks(run_id, tasks)
+  end)
+end
+
 function Store:tasks(run_id)
   self:flush()
   local out, by = {}, {}

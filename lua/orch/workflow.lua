@@ -21,6 +21,7 @@
 -- line), w.run (id, repo), w.engine, w.plan, w.orchestrator, and the
 -- helpers below (w:add, w:kind, w:origin, w:round, w:verdict, w:diff,
 -- w:say, w:warn).
+local cjson = require('cjson')
 local core = require('orch.core')
 local verdict = require('orch.verdict')
 
@@ -344,7 +345,7 @@ local function save_plan(root, plan, name)
     tasks[#tasks + 1] = c
   end
   local f = assert(io.open(path, 'wb'))
-  f:write(require('cjson').encode({ goal = plan.goal, tasks = tasks }), '\n')
+  f:write(cjson.encode({ goal = plan.goal, tasks = tasks }), '\n')
   f:close()
   return path
 end
@@ -570,6 +571,20 @@ function W.drive(w, s)
   return code
 end
 
+-- False (said on stderr) when a planned task takes an id kept for the
+-- workflow's follow-ups.
+local function reserved_ok(plan, file)
+  local planner = require('orch.planner')
+  for _, t in ipairs(plan.tasks) do
+    if planner.reserved_id(t.id) then
+      err("%s:%d: task %s: ids ending in .reviewN, .fixN, .testN or .askN are kept for the " ..
+          "workflow's follow-ups; pick another", tostring(file or '<plan>'), t.line or 0, t.id)
+      return false
+    end
+  end
+  return true
+end
+
 -- A fresh run of a definition: plan, plan gate, then drive. Returns the
 -- exit code.
 function W.run(def, opts, file)
@@ -586,21 +601,15 @@ function W.run(def, opts, file)
   require('orch.repo').prepare_state_dir(loc.root)
   local plan, code = w:make_plan(loc)
   if not plan then return code end
-  local planner = require('orch.planner')
-  for _, t in ipairs(plan.tasks) do
-    if planner.reserved_id(t.id) then
-      err("%s:%d: task %s: ids ending in .reviewN, .fixN, .testN or .askN are kept for the " ..
-          "workflow's follow-ups; pick another", tostring(plan.file or opts.plan or '<plan>'),
-          t.line or 0, t.id)
-      return 2
-    end
-  end
+  if not reserved_ok(plan, plan.file or opts.plan) then return 2 end
   if def.on_plan then
     local hok, res = xpcall(def.on_plan, debug.traceback, w, plan)
     if not hok then err('workflow on_plan failed: %s', tostring(res)) return 2 end
     plan = res or plan
   end
-  local path = save_plan(loc.root, plan, run_mod.new_run_id())
+  -- (the plan file is named after the run it starts)
+  local run_id = run_mod.new_run_id()
+  local path = save_plan(loc.root, plan, run_id)
   -- the reshaped plan is checked as a plan file is
   local plan_mod = require('orch.plan')
   local checked, errs = plan_mod.load(path)
@@ -623,7 +632,7 @@ function W.run(def, opts, file)
   end
   local o2 = {}
   for k, v in pairs(opts) do o2[k] = v end
-  o2.plan, o2.workflow = path, file
+  o2.plan, o2.workflow, o2.run_id = path, file, run_id
   if o2.merge == nil and def.merge ~= nil then o2.merge = def.merge end -- the definition's strategy
   -- the command line's settings go with the plan, for orch resume
   checked.settings = { set = opts.set, merge = opts.merge }
@@ -665,17 +674,52 @@ function W.resume(def, s, file)
   local ok, serr = W.apply_sets(def, s.o.set)
   if not ok then err('%s', serr) return 2 end
   local at_plan_gate = s.run.status == 'waiting' and tostring(s.run.error or ''):find('plan gate', 1, true)
-  if at_plan_gate and not s.o.yes then
-    local interactive = core.isatty(0) and core.isatty(2)
-    w.run = s.run
-    if not interactive then
-      w:plan_gate(s.plan, s.run.plan_file or '(the stored plan)')
-      require('orch.run').close(s)
-      return W.EXIT_GATE
-    end
-    local go = w:plan_gate(s.plan, s.run.plan_file or '(the stored plan)')
-    if go ~= true then require('orch.run').close(s) return 1 end
+  if at_plan_gate then
+    local code = W.resume_plan_gate(w, s)
+    if code then require('orch.run').close(s) return code end
   end
   return W.drive(w, s)
+end
+
+-- The plan file of a run waiting at the plan gate, as the person left it:
+-- read again, checked, and (when it changed) made the run's plan. Returns
+-- nil, or an exit code.
+function W.reread_plan(s)
+  local path = s.run.plan_file
+  local f = path and io.open(path, 'rb')
+  if not f then return nil end -- gone: the stored plan stands
+  local text = f:read('*a')
+  f:close()
+  if text == s.plan_text then return nil end
+  local plan_mod = require('orch.plan')
+  local plan, errs = plan_mod.load(path)
+  if not plan then io.stderr:write(plan_mod.format_errors(errs)) return plan_mod.exit_code(errs) end
+  if not reserved_ok(plan, path) then return 2 end
+  local run_mod = require('orch.run')
+  if not run_mod.check_backends(plan, path, { repo = s.loc.root }) then return 2 end
+  plan.settings, plan.goal = s.plan.settings, plan.goal or s.plan.goal
+  s.store:replace_tasks(s.run.id, plan.tasks)
+  s.store:set_run(s.run.id, { plan_json = cjson.encode(plan) })
+  s.plan, s.plan_text = plan, text
+  return nil
+end
+
+-- orch resume of a run waiting at the plan gate: the plan file read again
+-- (edits are the point of the gate), then the gate again unless --yes.
+-- Returns nil to go on, or the exit code.
+function W.resume_plan_gate(w, s)
+  w.run = s.run
+  local path = s.run.plan_file or '(the stored plan)'
+  while true do
+    local code = W.reread_plan(s)
+    if code then return code end
+    if s.o.yes then return nil end
+    local go, gcode = w:plan_gate(s.plan, path)
+    if go == true then return nil end
+    if go ~= 'reload' then
+      if gcode ~= W.EXIT_GATE then io.stderr:write('orch: plan refused; nothing ran\n') end
+      return gcode or 1
+    end
+  end
 end
 return W
