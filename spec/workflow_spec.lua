@@ -141,8 +141,13 @@ describe('code_review_test', function()
 
   it('stops at the plan gate without a terminal (exit 3); resume --yes finishes', function()
     srv = T.server(scenario())
-    local r = T.run({ repo = repo, server = srv, goal = 'three files', yes = false })
+    local tmp = repo.dir .. '/.git/tmp'
+    T.sh('mkdir -p ' .. tmp)
+    local r = T.run({ repo = repo, server = srv, goal = 'three files', yes = false,
+                      env = { TMPDIR = tmp } })
     assert.equal(3, r.code, r.err)
+    -- the orchestrator's scratch directory went with the orch that planned
+    assert.equal('', T.sh('ls -A ' .. tmp))
     assert.matches('waiting for your approval', r.err)
     assert.matches('orch resume', r.err)
     assert.is_nil(repo:file('a.txt', 'main'))

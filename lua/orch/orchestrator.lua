@@ -58,6 +58,7 @@ end
 function O:close()
   if self.own_scratch and self.scratch and self.scratch:match('/orch%-orchestrator%-') then
     os.execute("rm -rf '" .. self.scratch .. "'")
+    self.scratch, self.own_scratch = nil, false
   end
 end
 

@@ -587,9 +587,8 @@ end
 
 -- A fresh run of a definition: plan, plan gate, then drive. Returns the
 -- exit code.
-function W.run(def, opts, file)
+local function start(w, def, opts, file)
   local run_mod = require('orch.run')
-  local w = W.new(def, opts, file)
   local ok, serr = W.apply_sets(def, opts.set)
   if not ok then err('%s', serr) return 2 end
   local loc, lerr = run_mod.locate(opts)
@@ -649,6 +648,15 @@ function W.run(def, opts, file)
     return W.EXIT_GATE
   end
   return W.drive(w, s)
+end
+
+-- (the orchestrator's scratch directory goes whichever way the run ends:
+-- refused, waiting at the plan gate, failed or done)
+function W.run(def, opts, file)
+  local w = W.new(def, opts, file)
+  local code = start(w, def, opts, file)
+  if w.orchestrator then w.orchestrator:close() end
+  return code
 end
 
 -- Loads and runs a workflow file (`orch run FILE`). An older script that
