@@ -409,6 +409,7 @@ function Flow:orchestrator_for()
     end
     self.orchestrator = o
     if self.plan then o:tell(W.plan_context(self.plan)) end
+    if self.resumed then self:tell_finished(o) end
   end
   return self.orchestrator
 end
@@ -454,6 +455,21 @@ local function summary(task, result)
   if #text > 600 then text = text:sub(1, 600) .. '...' end
   return ('- task %s (%s) %s: %s'):format(task.id, task.role or 'cmd',
     result.ok and 'finished' or ('failed: ' .. tostring(result.error or '')), text)
+end
+
+local FINISHED = { done = true, failed = true, ['failed-soft'] = true }
+
+-- A resumed run's orchestrator (a new conversation) is told what every
+-- task that ended before did, as the first one was told.
+function Flow:tell_finished(o)
+  local e = self.engine
+  if not e then return end
+  for _, t in ipairs(e.plan.tasks) do
+    local st = e.status[t.id]
+    if FINISHED[st] then
+      o:tell(summary(t, { ok = st ~= 'failed', text = e.store:last_reply(e.run.id, t.id) }))
+    end
+  end
 end
 
 -- Hot reload: the workflow file and the role directories are watched;
@@ -679,6 +695,7 @@ function W.resume(def, s, file)
   local stored = type(s.plan.settings) == 'table' and s.plan.settings or {}
   if s.o.set == nil and type(stored.set) == 'table' then s.o.set = stored.set end
   local w = W.new(def, s.o, file)
+  w.resumed = true
   local ok, serr = W.apply_sets(def, s.o.set)
   if not ok then err('%s', serr) return 2 end
   local at_plan_gate = s.run.status == 'waiting' and tostring(s.run.error or ''):find('plan gate', 1, true)
