@@ -224,6 +224,34 @@ describe('the control socket', function()
     assert.truthy(c.closed or H.run_until(function() return c.closed end, 5000))
   end)
 
+  it('gives tasks a socket that serves ask and ping only', function()
+    local r = start_run(dir, sockdir, { { id = 'a', cmd = 'echo "$ORCH_CONTROL" > ctl.txt; sleep 30' } })
+    assert.truthy(r.id)
+    local ctl_txt = r.record.repo .. '/.orch/worktrees/' .. r.id .. '/a/ctl.txt'
+    H.run_until(function() return (H.read(ctl_txt) or '') ~= '' end, 10000)
+    local task_path = (H.read(ctl_txt) or ''):gsub('%s+$', '')
+    assert.equal(r.record.socket:gsub('%.sock$', '.tasks.sock'), task_path)
+    local c = json_client(task_path)
+    assert.equal(r.id, c.hello.run)
+    assert.equal('pong', c.call('ping').result)
+    for _, m in ipairs({ 'eval', 'status', 'pause', 'cancel', 'add_task', 'gate', 'answer', 'subscribe' }) do
+      local e = c.call(m, { code = 'return 1', task = 'a' })
+      assert.equal(-32601, e.error and e.error.code, m)
+      assert.matches('not served on the tasks', e.error.message)
+    end
+    assert.equal('running', json_client(r.record.socket).call('status').result.tasks[1].status)
+    -- line mode (the REPL's Lua) is refused outright
+    local raw = { frames = {}, closed = false }
+    raw.conn = assert(core.ctl.connect(task_path))
+    raw.conn:start(function(d) if d then raw.frames[#raw.frames + 1] = d end end,
+                   function() raw.closed = true end)
+    raw.conn:write('os.exit(1)\n')
+    H.run_until(function() return raw.closed end, 10000)
+    assert.is_true(raw.closed)
+    assert.matches('serves only', table.concat(raw.frames, '\n'))
+    assert.is_nil(r.code) -- the run went on
+  end)
+
   it('answers 100 malformed frames of every kind with errors; the run finishes', function()
     local r = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 5' } })
     assert.truthy(r.id)

@@ -471,6 +471,18 @@ end
 
 M.METHODS = METHODS
 
+-- What the tasks' socket (a task's $ORCH_CONTROL) serves: an agent asks
+-- the orchestrator; evaluating Lua in the run, pausing, answering gates
+-- and the rest stay on the run's own socket (the person's).
+M.TASK_METHODS = { ping = true, ask = true }
+
+function M.task_methods_list()
+  local names = {}
+  for k in pairs(M.TASK_METHODS) do names[#names + 1] = k end
+  table.sort(names)
+  return table.concat(names, ', ')
+end
+
 -- Pushes an event; drops events while the client is not reading (counted,
 -- and reported as a 'dropped' event once it catches up).
 function Session:push_event(ev)
@@ -519,6 +531,10 @@ function Session:handle_json(data)
     return self:reply_error(id, M.E.INVALID, 'method must be a string')
   end
   local fn = METHODS[req.method]
+  if fn and self.limited and not M.TASK_METHODS[req.method] then
+    return self:reply_error(id, M.E.METHOD, ('method %s is not served on the tasks\' socket ' ..
+      '(it serves %s)'):format(req.method, M.task_methods_list()))
+  end
   if not fn then
     return self:reply_error(id, M.E.METHOD, 'unknown method: ' .. req.method)
   end
@@ -587,6 +603,10 @@ function Session:on_frame(data, _, size)
   end
   if self.mode == 'json' then
     self:handle_json(data)
+  elseif self.limited then
+    self:send(('error: the tasks\' socket serves only the JSON methods %s\n'):format(
+      M.task_methods_list()))
+    self:close()
   else
     self:handle_line(data)
   end
@@ -643,7 +663,10 @@ end
 function M.clean(root, rec)
   if not repo_mod.valid_id(rec.run) then return end
   os.remove(M.live_dir(root) .. '/' .. rec.run)
-  if rec.socket and valid_socket(rec.socket, rec.run) then core.ctl.clear_stale(rec.socket) end
+  if rec.socket and valid_socket(rec.socket, rec.run) then
+    core.ctl.clear_stale(rec.socket)
+    core.ctl.clear_stale((rec.socket:gsub('%.sock$', '.tasks.sock')))
+  end
 end
 
 -- Whether a record names a live run: its socket answers. Returns true; or
@@ -720,10 +743,18 @@ function M.start(e, root)
   if not dir then return nil, derr end
   core.interrupted() -- starts watching: an evaluation stops at SIGINT/SIGTERM
   local path = dir .. '/' .. e.run.id .. '.sock'
-  local self = setmetatable({ engine = e, root = root, path = path, sessions = {} }, Server)
+  local task_path = dir .. '/' .. e.run.id .. '.tasks.sock'
+  local self = setmetatable({ engine = e, root = root, path = path, task_path = task_path,
+                              sessions = {} }, Server)
   local srv, lerr = core.ctl.listen(path, function(conn) self:accept(conn) end)
   if not srv then return nil, lerr end
   self.srv = srv
+  local tsrv, terr = core.ctl.listen(task_path, function(conn) self:accept(conn, true) end)
+  if not tsrv then
+    self:stop()
+    return nil, terr
+  end
+  self.task_srv = tsrv
   if root then
     local rec = { run = e.run.id, socket = path, pid = core.getpid(), repo = root }
     local rp, werr = write_record(root, rec)
@@ -740,18 +771,23 @@ function M.start(e, root)
   return self
 end
 
-function Server:accept(conn)
+-- limited: a connection to the tasks' socket (M.TASK_METHODS only).
+function Server:accept(conn, limited)
   local sess = M.new_session(self.engine, conn)
-  sess.server = self
+  sess.server, sess.limited = self, limited or false
   self.sessions[sess] = true
   conn:start(function(data, why, size) sess:on_frame(data, why, size) end,
              function() sess.conn = nil sess:close() end)
 end
 
+-- The socket a task's processes get as $ORCH_CONTROL.
+function Server:task_socket() return self.task_path end
+
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
   if self.srv then self.srv:close() self.srv = nil end
+  if self.task_srv then self.task_srv:close() self.task_srv = nil end
   for sess in pairs(self.sessions) do sess:close() end
   self.sessions = {}
   if self.record then os.remove(self.record) self.record = nil end

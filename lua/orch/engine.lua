@@ -338,7 +338,7 @@ function Engine:task_env(task, attempt, place, role)
   env.ORCH_ATTEMPT = tostring(attempt)
   env.ORCH_REPO = self.run.repo
   env.ORCH_WORKTREE = place.cwd
-  if self.control and self.control.path then env.ORCH_CONTROL = self.control.path end
+  if self.control and self.control.path then env.ORCH_CONTROL = self.control:task_socket() end
   env.ORCH_PORT = self:task_port(task.id)
   return env
 end
@@ -407,7 +407,7 @@ end
 function Engine:mcp_spec(id)
   return {
     argv = { orch_binary(), 'mcp' },
-    env = { ORCH_CONTROL = self.control and self.control.path or nil,
+    env = { ORCH_CONTROL = self.control and self.control:task_socket() or nil,
             ORCH_RUN = self.run.id, ORCH_TASK = id },
   }
 end
