@@ -27,6 +27,10 @@ local function env_for()
   return { OPENAI_API_KEY = 'dummy', ORCH_BACKEND = false, NO_COLOR = '1' }
 end
 
+local function runtime_workflow(name)
+  return core.runtime_dir() .. '/workflows/' .. name .. '.lua'
+end
+
 describe('orch run --budget / orch resume --budget', function()
   local dir, srv
   before_each(function() dir = H.tmpdir() end)
@@ -76,6 +80,36 @@ describe('orch run --budget / orch resume --budget', function()
     assert.equal('done', st.run.status)
     assert.equal(5, st.run.budget_usd)
     assert.equal(3, #srv:requests())
+  end)
+
+  it('counts the orchestrator\'s planning turn against the budget, and shows its cost', function()
+    local usage = { input_tokens = 100000, output_tokens = 10000 } -- $0.35 on gpt-4o
+    local plan = { goal = 'budget', tasks = {
+      { id = 'p1', role = 'coder', prompt = 'one' },
+      { id = 'p2', role = 'coder', prompt = 'two', deps = { 'p1' } } } }
+    srv = assert(ms.start({ scenario = {
+      { when = { system = 'You are the orchestrator', user = 'Plan this goal' },
+        reply = { text = '```json\n' .. cjson.encode(plan) .. '\n```', usage = usage } },
+      { when = { system = 'You are the orchestrator' }, reply = { text = 'Noted.' } },
+      { reply = { text = 'costly', usage = usage } },
+    } }))
+    local repo = git_repo(dir)
+    for _, role in ipairs({ 'coder', 'orchestrator' }) do
+      write_role(repo, role, ('backend: openai\nmodel: gpt-4o\ntools: read-only\nendpoint:\n'
+        .. '  base_url: %s/v1\n'):format(srv.url))
+    end
+    -- planning ($0.35) and p1 ($0.35) spend the $0.5: p2 never starts
+    local r = H.orch({ 'run', runtime_workflow('code_only'), '--goal', 'budget', '--yes', '--no-tui',
+                       '--set', 'test_cmd=false', '--budget', '0.5' },
+                     { cwd = repo, env = env_for(), timeout = 60000 })
+    assert.equal(4, r.code, r.err)
+    local st = cjson.decode(H.orch({ 'status', '--json' }, { cwd = repo, env = env_for() }).out)
+    local by = {}
+    for _, t in ipairs(st.tasks) do by[t.id] = t.status end
+    assert.same({ p1 = 'done', p2 = 'pending' }, by)
+    assert.is_true(math.abs(st.run.cost_usd - 0.70) < 1e-6, tostring(st.run.cost_usd))
+    local text = H.orch({ 'status' }, { cwd = repo, env = env_for() })
+    assert.matches('cost: %$0%.7000 of a budget of %$0%.50 %(coder %$0%.35, orchestrator %$0%.35%)', text.out)
   end)
 
   it('orch status shows the breakers and the retries', function()

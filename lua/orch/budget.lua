@@ -18,9 +18,10 @@ function M.of_tasks(tasks)
   return sum
 end
 
--- What the run has cost so far, from the store.
+-- What the run has cost so far, from the store: its tasks and its
+-- orchestrator's turns.
 function M.run_cost(store, run_id)
-  return M.of_tasks(store:tasks(run_id)) or 0
+  return (M.of_tasks(store:tasks(run_id)) or 0) + store:orchestrator_cost(run_id)
 end
 
 -- {role = cost} over the tasks that have a cost, and the roles in order.

@@ -1021,6 +1021,16 @@ function Engine:retry_start(id, rec)
 end
 
 -- After a usage event: is the run's budget spent?
+-- The orchestrator's turns (planning, answers) cost the run too:
+-- {kind='orchestrator', type='usage', cost_usd=, usage=} committed, added
+-- to what the run has spent, checked against its budget.
+function Engine:orchestrator_cost(usd, usage)
+  if type(usd) ~= 'number' or usd <= 0 then return end
+  self.spent = self.spent + usd
+  self:record({ kind = 'orchestrator', type = 'usage', cost_usd = usd, usage = usage }, function() end)
+  self:check_budget()
+end
+
 function Engine:check_budget()
   if not self.budget or self.budget_spent or self.spent < self.budget then return end
   self.budget_spent = true

@@ -62,6 +62,27 @@ function O:close()
   end
 end
 
+-- What the orchestrator's turns cost: self.cost in all; on_cost(usd,
+-- usage) is told each turn's (a run counts it against its budget), and
+-- self.unbilled holds what no one was told yet (planning, before the run).
+function O:_charge(ev)
+  self.cost = (self.cost or 0) + ev.cost_usd
+  if self.on_cost then
+    local ok, e = pcall(self.on_cost, ev.cost_usd, ev.usage)
+    if not ok then io.stderr:write('orch: orchestrator cost callback failed: ', tostring(e), '\n') end
+  else
+    self.unbilled = (self.unbilled or 0) + ev.cost_usd
+  end
+end
+
+-- Bills the turns' cost to fn(usd, usage) from now on (what was unbilled first).
+function O:bill_to(fn)
+  self.on_cost = fn
+  local u = self.unbilled
+  self.unbilled = nil
+  if u and u > 0 then fn(u, nil) end
+end
+
 -- The next queued turn, if none is running.
 function O:_next()
   if self.busy or #self.queue == 0 then return end
@@ -89,6 +110,7 @@ function O:_next()
     cwd = self.repo, env = self.env or role.env or {}, session = self.session,
     scratch = scratch_dir(self),
     emit = function(ev)
+      if ev.type == 'usage' and type(ev.cost_usd) == 'number' then self:_charge(ev) end
       if ev.type == 'session' and ev.session_id then
         self.session = { id = ev.session_id, backend = role.backend, data = ev.data }
       end

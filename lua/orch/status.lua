@@ -173,6 +173,8 @@ function M.text(st, run_id, opts)
                          tostring(t.attempts), M.duration(t, now)}
       cost = cost + (t.cost_usd or 0)
     end
+    local ocost = st.orchestrator_cost and st:orchestrator_cost(run.id) or 0
+    cost = cost + ocost
     lines[#lines + 1] = ''
     local function decorate(r, c, cell)
       if r == 1 or c ~= 3 then return cell end
@@ -184,6 +186,10 @@ function M.text(st, run_id, opts)
     if cost > 0 or res.budget_usd then
       local fmt = require('orch.budget').fmt
       local sums, roles = require('orch.budget').by_role(tasks)
+      if ocost > 0 then
+        if not sums.orchestrator then roles[#roles + 1] = 'orchestrator' table.sort(roles) end
+        sums.orchestrator = (sums.orchestrator or 0) + ocost
+      end
       local parts = {}
       for _, r in ipairs(roles) do parts[#parts + 1] = r .. ' ' .. fmt(sums[r]) end
       lines[#lines + 1] = ('\ncost: $%.4f%s%s'):format(cost,
@@ -246,6 +252,15 @@ M.array_mt = {__jsontype = 'array'} -- kept an array by M.encode
 
 -- The `orch status --json` object (DESIGN.md's fields, plus backend,
 -- model, cost_usd and usage per task) from M.view, or nil, err.
+
+-- The run's cost: its tasks' and its orchestrator's turns (nil: none known).
+local function run_cost(st, v)
+  local c = require('orch.budget').of_tasks(v.tasks)
+  local o = st.orchestrator_cost and st:orchestrator_cost(v.run.id) or 0
+  if o > 0 then c = (c or 0) + o end
+  return c
+end
+
 function M.object(st, run_id)
   local v, err = M.view(st, run_id)
   if not v then return nil, err end
@@ -270,7 +285,7 @@ function M.object(st, run_id)
     breakers[i] = { backend = b.backend, endpoint = b.endpoint, model = null(b.model), state = b.state }
   end
   return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal),
-                   cost_usd = null(require('orch.budget').of_tasks(v.tasks)),
+                   cost_usd = null(run_cost(st, v)),
                    budget_usd = null(res.budget_usd), retries = res.retries },
            tasks = tasks, questions = questions, breakers = breakers }
 end

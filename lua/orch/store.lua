@@ -814,6 +814,19 @@ function Store:last_reply(run_id, task_id)
   return text
 end
 
+-- What a run's orchestrator turns cost ({kind='orchestrator'} events), 0
+-- when none.
+function Store:orchestrator_cost(run_id)
+  if not self.readonly then self:flush() end
+  local sum = 0
+  for row in self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND kind = 'orchestrator']],
+                         run_id) do
+    local ok, ev = pcall(cjson.decode, row.payload or '')
+    if ok and type(ev) == 'table' and type(ev.cost_usd) == 'number' then sum = sum + ev.cost_usd end
+  end
+  return sum
+end
+
 -- The highest seq stored for a run (0 when none): where its engine goes on.
 function Store:last_seq(run_id)
   self:flush()

@@ -115,6 +115,22 @@ function Flow:task(id) return self.engine.tasks[id] end
 
 -- ------------------------------------------------------------ helpers
 
+-- The orchestrator's turns are billed to the run (engine:orchestrator_cost).
+function Flow:bill(o)
+  local e = self.engine
+  o:bill_to(function(usd, usage) e:orchestrator_cost(usd, usage) end)
+end
+
+-- What planning cost, recorded with a run that stops before its engine
+-- starts (waiting at the plan gate): a resume counts it.
+function Flow:bill_planning(s)
+  local o = self.orchestrator
+  if not (o and o.unbilled and o.unbilled > 0) then return end
+  s.store:record(s.run.id, { kind = 'orchestrator', type = 'usage', cost_usd = o.unbilled,
+                             seq = s.store:last_seq(s.run.id) + 1, t = core.time() }, function() end)
+  o.unbilled = nil
+end
+
 -- A line for the person: an event ({kind='workflow', message=}) that the
 -- progress lines and the TUI show, and the store keeps.
 function Flow:say(fmt, ...)
@@ -408,6 +424,7 @@ function Flow:orchestrator_for()
       return nil
     end
     self.orchestrator = o
+    if self.engine then self:bill(o) end
     if self.plan then o:tell(W.plan_context(self.plan)) end
     if self.resumed then self:tell_finished(o) end
   end
@@ -568,6 +585,8 @@ function W.drive(w, s)
   local e, ecode = run_mod.start_engine(s, { answerer = w:answerer(), answered_by = 'orchestrator',
     apply_gate_waits = true })
   if not e then w:unwatch() run_mod.close(s) return ecode end
+  -- the orchestrator's turns (its planning first) count against the budget
+  if w.orchestrator then w:bill(w.orchestrator) end
   local code
   while true do
     code = run_mod.await_end(s)
@@ -659,6 +678,7 @@ local function start(w, def, opts, file)
   if not opts.yes and not interactive then
     w.run = run
     s.store:set_run(run.id, { status = 'waiting', error = 'waiting at the plan gate' })
+    w:bill_planning(s)
     w:plan_gate(checked, path)
     run_mod.close(s)
     return W.EXIT_GATE
