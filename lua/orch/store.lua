@@ -761,15 +761,26 @@ function Store:record(run_id, ev, change)
   end)
 end
 
+-- The payloads (decoded; tables only) of the event rows a query selects,
+-- in its order. (Read to the end: a cursor left open holds a read
+-- transaction until collected.)
+function Store:_payloads(sql, ...)
+  if not self.readonly then self:flush() end
+  local out = {}
+  for row in self.h:rows(sql, ...) do
+    local ok, ev = pcall(cjson.decode, row.payload or '')
+    if ok and type(ev) == 'table' then out[#out + 1] = ev end
+  end
+  return out
+end
+
 -- The run's questions, in the order asked: {id=, task=, question=,
 -- answer=, by=} (answer nil while open).
 function Store:questions(run_id)
-  if not self.readonly then self:flush() end
   local by_id, order = {}, {}
-  for row in self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND kind = 'question'
-                           ORDER BY seq]], run_id) do
-    local ok, q = pcall(cjson.decode, row.payload or '')
-    if ok and type(q) == 'table' and q.id ~= nil then
+  for _, q in ipairs(self:_payloads([[SELECT payload FROM events WHERE run_id = ?
+                                       AND kind = 'question' ORDER BY seq]], run_id)) do
+    if q.id ~= nil then
       local cur = by_id[q.id]
       if not cur then
         cur = { id = q.id, task = q.task, question = q.question }
@@ -797,32 +808,21 @@ end
 -- The agent's last reply in a task (its latest {type='result'} event's
 -- text), or nil.
 function Store:last_reply(run_id, task_id)
-  if not self.readonly then self:flush() end
-  local text
-  for row in self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND task_id = ?
-                             AND kind = 'agent' AND payload LIKE '%"type":"result"%'
-                           ORDER BY seq DESC LIMIT 5]], run_id, task_id) do
-    -- (the cursor is read to its end: a cursor left open holds a read
-    -- transaction until collected)
-    if not text then
-      local ok, ev = pcall(cjson.decode, row.payload or '')
-      if ok and type(ev) == 'table' and ev.type == 'result' and type(ev.text) == 'string' then
-        text = ev.text
-      end
-    end
+  for _, ev in ipairs(self:_payloads([[SELECT payload FROM events WHERE run_id = ? AND task_id = ?
+                                        AND kind = 'agent' AND payload LIKE '%"type":"result"%'
+                                        ORDER BY seq DESC LIMIT 5]], run_id, task_id)) do
+    if ev.type == 'result' and type(ev.text) == 'string' then return ev.text end
   end
-  return text
+  return nil
 end
 
 -- What a run's orchestrator turns cost ({kind='orchestrator'} events), 0
 -- when none.
 function Store:orchestrator_cost(run_id)
-  if not self.readonly then self:flush() end
   local sum = 0
-  for row in self.h:rows([[SELECT payload FROM events WHERE run_id = ? AND kind = 'orchestrator']],
-                         run_id) do
-    local ok, ev = pcall(cjson.decode, row.payload or '')
-    if ok and type(ev) == 'table' and type(ev.cost_usd) == 'number' then sum = sum + ev.cost_usd end
+  for _, ev in ipairs(self:_payloads([[SELECT payload FROM events WHERE run_id = ?
+                                        AND kind = 'orchestrator']], run_id)) do
+    if type(ev.cost_usd) == 'number' then sum = sum + ev.cost_usd end
   end
   return sum
 end
