@@ -347,12 +347,7 @@ function M.resume(ctx)
 end
 
 -- For `orch doctor`.
-function M.check(env)
-  local bin, err = bin_of({ env = env })
-  if not bin then return { ok = false, message = err } end
-  return { ok = true, path = bin[1], version_argv = { bin[1], '--version' },
-           version_pattern = '([%d%.]+)' }
-end
+M.check = cli.doctor_check(bin_of, '([%d%.]+)')
 
 -- For `orch attach RUN TASK --cli`: the session, interactive, in the worktree.
 function M.attach_argv(session, _cwd, env)

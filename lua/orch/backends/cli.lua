@@ -409,6 +409,27 @@ function M.turn(ctx, o)
   }, nil, self
 end
 
+-- The entry points of a backend whose turns are run(ctx, session_id or
+-- nil): start (a new conversation, or the stored one), send (the next turn
+-- of ctx.session) and resume (a cut turn: the same as send).
+function M.session_entry_points(mod, run)
+  function mod.start(ctx)
+    return run(ctx, ctx.session and ctx.session.id or nil)
+  end
+  mod.send, mod.resume = mod.start, mod.start
+end
+
+-- For `orch doctor`: a backend's check(env) from its bin_of(ctx) and the
+-- pattern of the version its `--version` prints.
+function M.doctor_check(bin_of, version_pattern)
+  return function(env)
+    local bin, err = bin_of({ env = env })
+    if not bin then return { ok = false, message = err } end
+    return { ok = true, path = bin[1], version_argv = { bin[1], '--version' },
+             version_pattern = version_pattern }
+  end
+end
+
 -- The message for a process that ended without the backend's own result
 -- (install: what to do when the binary itself seems broken).
 function M.exit_message(turn, code, sig, bin, install)

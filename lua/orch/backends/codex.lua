@@ -474,24 +474,9 @@ local function run(ctx, thread_id)
   })
 end
 
-function M.start(ctx)
-  if ctx.session and ctx.session.id then return M.send(ctx) end
-  return run(ctx, nil)
-end
+cli.session_entry_points(M, run)
 
-function M.send(ctx)
-  if not (ctx.session and ctx.session.id) then return run(ctx, nil) end
-  return run(ctx, ctx.session.id)
-end
-
-function M.resume(ctx) return M.send(ctx) end
-
-function M.check(env)
-  local bin, err = bin_of({ env = env })
-  if not bin then return { ok = false, message = err } end
-  return { ok = true, path = bin[1], version_argv = { bin[1], '--version' },
-           version_pattern = '([%d%.]+)' }
-end
+M.check = cli.doctor_check(bin_of, '([%d%.]+)')
 
 -- `codex resume ID` with the CODEX_HOME the thread lives in. Returns argv, env.
 function M.attach_argv(session, cwd, env)
