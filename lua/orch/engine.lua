@@ -1020,7 +1020,6 @@ function Engine:retry_start(id, rec)
   return self:begin_backend(id, task, rec)
 end
 
--- After a usage event: is the run's budget spent?
 -- The orchestrator's turns (planning, answers) cost the run too:
 -- {kind='orchestrator', type='usage', cost_usd=, usage=} committed, added
 -- to what the run has spent, checked against its budget.
@@ -1031,6 +1030,7 @@ function Engine:orchestrator_cost(usd, usage)
   self:check_budget()
 end
 
+-- After a usage event: is the run's budget spent?
 function Engine:check_budget()
   if not self.budget or self.budget_spent or self.spent < self.budget then return end
   self.budget_spent = true
@@ -1106,7 +1106,9 @@ function Engine:task_ended(id, result)
   end
 end
 
-local HOOKED = { done = true, failed = true, ['failed-soft'] = true }
+-- (the statuses a task's end hooks run for: conclude's outcomes)
+local HOOKED = { done = true, failed = true, ['failed-soft'] = true, skipped = true,
+                 conflict = true }
 
 -- Resume: the end hooks of tasks that ended but whose hooks had not all
 -- returned when orch stopped run again, with the result as stored
@@ -1217,6 +1219,19 @@ end
 M.UPDATABLE = { prompt = 'string', title = 'string', continues = 'string', backend = 'string',
                 model = 'string' }
 
+-- Whether task a is among b's deps, directly or through others.
+function Engine:before(a, b)
+  local seen, stack = {}, { b }
+  while #stack > 0 do
+    local t = self.tasks[table.remove(stack)]
+    for _, d in ipairs(t and t.deps or {}) do
+      if d == a then return true end
+      if not seen[d] then seen[d] = true stack[#stack + 1] = d end
+    end
+  end
+  return false
+end
+
 function Engine:update_task(id, fields)
   local task = self.tasks[id]
   if not task then return nil, ('update_task: no task %q in this run'):format(tostring(id)) end
@@ -1229,8 +1244,9 @@ function Engine:update_task(id, fields)
     local want = M.UPDATABLE[k]
     if not want then return nil, ('update_task: field %q cannot be changed'):format(tostring(k)) end
     if type(v) ~= want then return nil, ('update_task: %s must be a %s'):format(k, want) end
-    if k == 'continues' and (v == id or not self.tasks[v]) then
-      return nil, ('update_task: task %q cannot continue %q'):format(id, v)
+    if k == 'continues' and not self:before(v, id) then
+      return nil, ('update_task: task %q cannot continue %q: it is not among its deps, directly '
+        .. 'or through others'):format(id, v)
     end
     names[#names + 1] = k
     if k ~= 'continues' then cols[k] = v end
