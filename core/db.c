@@ -168,6 +168,19 @@ static int orch_db_private(const char *path)
     return 0;
 }
 
+/* Process-wide settings, before SQLite initialises: no memory statistics
+ * (they take a global mutex on every allocation, and orch never reads
+ * them). Too late once another part of the process used SQLite: then
+ * SQLite refuses it and nothing changes. */
+static void orch_db_configure(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int orch_db_open(orch_db **out, const char *path, int flags, int *sqlite_rc)
 {
     orch_db *db = NULL;
@@ -184,6 +197,7 @@ int orch_db_open(orch_db **out, const char *path, int flags, int *sqlite_rc)
     }
     if (!(flags & ORCH_DB_READONLY) && (rc = orch_db_private(path)) < 0)
         return rc;
+    orch_db_configure();
     db = calloc(1, sizeof *db);
     if (!db)
         return orch_err_set(-ENOMEM, "out of memory");

@@ -3,6 +3,7 @@
 
 #include "err.h"
 #include "linebuf.h"
+#include "linechunk.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@ extern char **environ;
 typedef struct orch_proc_stream {
     uv_pipe_t pipe;
     orch_linebuf lb;
+    orch_linechunk chunk; /* on_lines: the lines of this read */
     int open;    /* handle initialised and not yet closing */
     int eof;     /* no more bytes will come */
     int stream;  /* 1 or 2 */
@@ -63,14 +65,21 @@ static void orch_proc_unthrottle(orch_proc_stream *s);
 
 /* ------------------------------------------------------------ lifetime */
 
+static void orch_proc_free_streams(orch_proc *p)
+{
+    orch_linebuf_free(&p->out.lb);
+    orch_linebuf_free(&p->err.lb);
+    orch_linechunk_free(&p->out.chunk);
+    orch_linechunk_free(&p->err.chunk);
+}
+
 static void orch_proc_on_close(uv_handle_t *h)
 {
     orch_proc *p = h->data;
     /* Pipes may close early (at EOF); the struct goes only after
      * orch_proc_begin_close() closed the rest. */
     if (--p->closes == 0 && p->closing) {
-        orch_linebuf_free(&p->out.lb);
-        orch_linebuf_free(&p->err.lb);
+        orch_proc_free_streams(p);
         free(p);
     }
 }
@@ -110,8 +119,7 @@ static void orch_proc_begin_close(orch_proc *p)
     orch_proc_close_handle(p, (uv_handle_t *)&p->linger);
     orch_proc_close_handle(p, (uv_handle_t *)&p->grace);
     if (--p->closes == 0) {
-        orch_linebuf_free(&p->out.lb);
-        orch_linebuf_free(&p->err.lb);
+        orch_proc_free_streams(p);
         free(p);
     }
 }
@@ -120,9 +128,23 @@ static int orch_proc_emit(const char *line, size_t len, void *ud)
 {
     orch_proc_stream *s = ud;
     orch_proc *p = s->proc;
-    if (!p->released && p->cb.on_line)
+    if (p->released)
+        return 0;
+    if (p->cb.on_lines)
+        orch_linechunk_add(&s->chunk, line, len);
+    else if (p->cb.on_line)
         p->cb.on_line(p, s->stream, line, len, p->ud);
     return 0;
+}
+
+/* on_lines: the lines of one read, as one chunk */
+static void orch_proc_emit_chunk(const char *data, size_t len, size_t nlines,
+                                 size_t maxlen, void *ud)
+{
+    orch_proc_stream *s = ud;
+    orch_proc *p = s->proc;
+    if (!p->released && p->cb.on_lines)
+        p->cb.on_lines(p, s->stream, data, len, nlines, maxlen, p->ud);
 }
 
 static int orch_proc_streams_done(orch_proc *p)
@@ -255,6 +277,7 @@ static void orch_proc_stream_eof(orch_proc_stream *s)
         return;
     s->eof = 1;
     orch_linebuf_finish(&s->lb, orch_proc_emit, s);
+    orch_linechunk_flush(&s->chunk);
     orch_proc_close_stream(s);
     orch_proc_deliver(s->proc);
 }
@@ -266,6 +289,7 @@ static void orch_proc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     if (n > 0) {
         orch_linebuf_commit(&s->lb, (size_t)n, orch_proc_emit, s);
+        orch_linechunk_flush(&s->chunk);
         if (s->open && !s->eof && orch_proc_turn_over(s->proc->loop))
             orch_proc_throttle(s);
     } else if (n < 0) {
@@ -450,6 +474,7 @@ static int orch_proc_open_stream(orch_proc *p, orch_proc_stream *s, int fd,
     s->proc = p;
     s->stream = stream;
     orch_linebuf_init(&s->lb);
+    orch_linechunk_init(&s->chunk, orch_proc_emit_chunk, s);
     /* a line longer than this keeps its head and tail (linebuf.h) */
     orch_linebuf_limit(&s->lb, ORCH_PROC_MAX_LINE, ORCH_LINEBUF_CUT);
     rc = uv_pipe_init(p->loop, &s->pipe, 0);

@@ -36,6 +36,11 @@ typedef struct orch_proc_cb {
     /* stream is 1 (stdout) or 2 (stderr); line excludes the '\n'. */
     void (*on_line)(orch_proc *p, int stream, const char *line, size_t len,
                     void *ud);
+    /* Instead of on_line (when set): the lines of one read at a time,
+     * joined with '\n' (nlines of them, the longest maxlen bytes; see
+     * linechunk.h): one call per read instead of one per line. */
+    void (*on_lines)(orch_proc *p, int stream, const char *data, size_t len,
+                     size_t nlines, size_t maxlen, void *ud);
     /* exit_code is -1 when killed by term_signal. */
     void (*on_exit)(orch_proc *p, int exit_code, int term_signal, void *ud);
 } orch_proc_cb;

@@ -6,6 +6,8 @@
  *     stdin = "pipe" | "null" (default) | "inherit",  input = "text" (then closed)
  *     stdout = function(line) end | "null" (default) | "inherit",
  *     stderr = function(line) end | "null" (default) | "inherit",
+ *     chunks = true,  -- stdout/stderr get (data, n, maxlen) once per read:
+ *                     -- n lines joined with "\n", the longest maxlen bytes
  *     on_exit = function(code, signame, proc) end,  -- code nil when signalled
  *     linger = ms,   -- how long to wait for EOF after exit (default 2000)
  *   }
@@ -61,6 +63,23 @@ static void lproc_on_line(orch_proc *op, int stream, const char *line,
     }
     lua_pushlstring(L, line, len);
     lorch_call(L, 1, 0);
+}
+
+static void lproc_on_lines(orch_proc *op, int stream, const char *data,
+                           size_t len, size_t nlines, size_t maxlen, void *ud)
+{
+    lproc *lp = ud;
+    lua_State *L = lorch_state();
+    (void)op;
+    lorch_push(L, stream == 1 ? lp->out_ref : lp->err_ref);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushlstring(L, len ? data : "", len);
+    lua_pushnumber(L, (lua_Number)nlines);
+    lua_pushnumber(L, (lua_Number)maxlen);
+    lorch_call(L, 3, 0);
 }
 
 static void lproc_push_status(lua_State *L, const lproc *lp)
@@ -225,7 +244,7 @@ static const char **lproc_env(lua_State *L, int opt, size_t *count)
 static int lproc_spawn(lua_State *L)
 {
     orch_proc_opts o;
-    orch_proc_cb cb = {lproc_on_line, lproc_on_exit};
+    orch_proc_cb cb = {.on_line = lproc_on_line, .on_exit = lproc_on_exit};
     const char *input = NULL;
     size_t input_len = 0;
     lproc *lp;
@@ -250,6 +269,10 @@ static int lproc_spawn(lua_State *L)
         o.in = ORCH_PROC_PIPE;
     }
     lua_pop(L, 1);
+    if (lorch_opt_bool_field(L, 1, "chunks", 0)) {
+        cb.on_line = NULL;
+        cb.on_lines = lproc_on_lines;
+    }
     o.out = lproc_stdio(L, 1, "stdout", &lp->out_ref, 0);
     o.err = lproc_stdio(L, 1, "stderr", &lp->err_ref, 0);
     lua_getfield(L, 1, "on_exit");

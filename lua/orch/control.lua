@@ -504,7 +504,13 @@ local frames = setmetatable({}, { __mode = 'k' })
 function M.event_frame(ev)
   local f = frames[ev]
   if not f then
-    local ok, s = pcall(json.encode, { event = ev })
+    local e = ev
+    if ev.kind == 'output' and ev.data then
+      -- an output chunk goes out as its lines, as it always did
+      e = { kind = ev.kind, seq = ev.seq, t = ev.t, task = ev.task, attempt = ev.attempt,
+            stream = ev.stream, status = ev.status, lines = ev.lines }
+    end
+    local ok, s = pcall(json.encode, { event = e })
     if not ok then
       s = json.encode({ event = { kind = ev.kind, seq = ev.seq, task = ev.task,
                                   error = 'event not encodable: ' .. tostring(s) } })

@@ -215,7 +215,8 @@ function Engine:record(ev, change, buffered)
   ev.t = core.time()
   if ev.task and ev.status == nil then ev.status = self.status[ev.task] end
   if ev.kind == 'output' then
-    self.store:output(self.run.id, ev.task, ev.attempt, ev.stream, ev.lines, ev.seq)
+    self.store:output(self.run.id, ev.task, ev.attempt, ev.stream, ev.data, ev.seq, ev.n,
+                      ev.longest)
   elseif buffered and not change then
     self.store:buffer_event(self.run.id, ev)
   else
@@ -255,30 +256,53 @@ end
 
 -- ---------------------------------------------------------------- output
 
--- A task's output lines are buffered per stream and become one
--- {kind='output', lines={...}} event every OUTPUT_MS (or OUTPUT_BATCH
--- lines): per-line work is a table insert.
+-- An output event's lines, split from its data when a subscriber first
+-- asks for ev.lines (most never do: the store keeps the chunk as it is).
+local OUTPUT_MT = { __index = function(ev, k)
+  if k ~= 'lines' then return nil end
+  local lines = ev.data and require('orch.store').split_lines(ev.data) or {}
+  rawset(ev, 'lines', lines)
+  return lines
+end }
+M.OUTPUT_MT = OUTPUT_MT
+
+-- A task's output is buffered per stream and becomes one {kind='output',
+-- data=, n=, longest=} event (data: n lines joined with "\n"; ev.lines
+-- splits it on demand) every OUTPUT_MS (or OUTPUT_BATCH lines). Returns
+-- two sinks: sink(stream, line) for one line (a backend that parses its
+-- lines), chunk(stream, data, n, longest) for n lines at once (a process
+-- read with chunks = true): per-call work is a table insert.
 function Engine:output_sink(rec)
   local bufs, order = {}, {}
   rec.out, rec.out_order, rec.nout = bufs, order, 0
-  return function(stream, line)
+  local function add(stream, data, n, longest)
     local b = bufs[stream]
     if not b then
-      b = {}
+      b = { parts = {}, n = 0, longest = 0 }
       bufs[stream] = b
       order[#order + 1] = stream
     end
-    b[#b + 1] = line
+    local parts = b.parts
+    parts[#parts + 1] = data
+    b.n = b.n + n
+    if longest > b.longest then b.longest = longest end
     rec.beats = (rec.beats or 0) + 1 -- resilience: not stalled
-    local n = rec.nout + 1
-    rec.nout = n
-    if n == 1 then self.out_dirty[rec] = true end
-    if n >= M.OUTPUT_BATCH then
+    local total = rec.nout + n
+    rec.nout = total
+    if total == n then self.out_dirty[rec] = true end
+    if total >= M.OUTPUT_BATCH then
       self:flush_rec(rec)
     elseif not self.out_armed then
       self:arm_output()
     end
   end
+  local function sink(stream, line) add(stream, line, 1, #line) end
+  local function chunk(stream, data, n, longest)
+    n = tonumber(n) or 1 -- (a launcher that gives lines one by one)
+    if n < 1 then return end
+    add(stream, data, n, tonumber(longest) or #data)
+  end
+  return sink, chunk
 end
 
 function Engine:arm_output()
@@ -300,10 +324,12 @@ function Engine:flush_rec(rec)
   -- the sink keeps its tables: the lines are handed over, the tables emptied
   local bufs, order = rec.out, rec.out_order
   for i, stream in ipairs(order) do
-    local lines = bufs[stream]
+    local b = bufs[stream]
     bufs[stream], order[i] = nil, nil
-    self:record({ kind = 'output', task = rec.id, attempt = rec.attempt, stream = stream,
-                  lines = lines })
+    local parts = b.parts
+    local data = #parts == 1 and parts[1] or table.concat(parts, '\n')
+    self:record(setmetatable({ kind = 'output', task = rec.id, attempt = rec.attempt,
+      stream = stream, data = data, n = b.n, longest = b.longest }, OUTPUT_MT))
   end
 end
 
@@ -377,12 +403,13 @@ function Engine:bootstrap(task, rec)
     if type(c) == 'string' and c ~= '' then cmds[#cmds + 1] = c end
   end
   if #cmds == 0 then return true end
-  local sink = self:output_sink(rec)
+  local sink, chunk = self:output_sink(rec)
   for _, cmd in ipairs(cmds) do
     sink('stderr', 'orch: bootstrap: ' .. cmd)
     local code, sig = async.wait(function(cb)
       local p, err = launcher.spawn({ argv = { 'sh', '-c', cmd }, cwd = rec.place.cwd, env = env,
-        stdout = function(l) sink('stdout', l) end, stderr = function(l) sink('stderr', l) end,
+        chunks = true, stdout = function(d, n, l) chunk('stdout', d, n, l) end,
+        stderr = function(d, n, l) chunk('stderr', d, n, l) end,
         on_exit = function(c, g) cb(c, g) end })
       if not p then cb(nil, err) end
     end)
@@ -560,6 +587,7 @@ function Engine:context(id, task, rec)
     if not scratch then error('scratch directory: ' .. tostring(serr), 0) end
   end
   local prompt = resume and M.RESUME_PROMPT or (task.prompt or task.title)
+  local on_line, on_chunk = self:output_sink(rec)
   if rec.retrying then
     prompt = M.RETRY_PROMPT:format(rec.retry.reason)
     -- killed before any reply: the agent may never have seen the task
@@ -572,7 +600,7 @@ function Engine:context(id, task, rec)
     cwd = place.cwd, env = self:task_env(task, rec.attempt, place, role),
     session = session, resume = resume, scratch = scratch, mcp = self:mcp_spec(id),
     emit = function(ev) self:agent_event(id, rec, ev) end,
-    on_line = self:output_sink(rec),
+    on_line = on_line, on_chunk = on_chunk,
     on_done = function(result) self:settle(id, rec, result) end,
     ask = function(question, cb) return self:ask(id, question, cb) end,
   }

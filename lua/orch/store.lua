@@ -149,6 +149,13 @@ M.migrations = {
   [[
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
   ]],
+  -- 4: an output row holds a chunk of lines (one batch of one stream of a
+  -- task, joined with "\n"; a line never holds one) and how many: one row
+  -- per batch, not per line (docs/state.md, "Output chunks"). NULL is one
+  -- line (every output row written before).
+  [[
+  ALTER TABLE events ADD COLUMN lines INTEGER;
+  ]],
 }
 
 M.VERSION = #M.migrations
@@ -577,7 +584,7 @@ function Store:_arm_timer()
   self.timer = ok and t or false
 end
 
-local STRIDE = 7 -- buffered row: run, task, attempt, t, stream, data, seq
+local STRIDE = 8 -- buffered row: run, task, attempt, t, stream, data, seq, lines
 
 -- data cut to limits.line: its head and tail around a marker.
 function M.cut_line(data, max)
@@ -589,11 +596,13 @@ function M.cut_line(data, max)
     .. data:sub(-tail)
 end
 
--- Appends one row to the buffer (no flush).
-function Store:_append(run_id, task_id, attempt, t, stream, data, seq)
+-- Appends one row to the buffer (no flush): nlines lines (default 1)
+-- joined with "\n" in data.
+function Store:_append(run_id, task_id, attempt, t, stream, data, seq, nlines)
   local b, n = self.buf, self.nbuf
   b[n + 1], b[n + 2], b[n + 3] = run_id, task_id or false, attempt or false
   b[n + 4], b[n + 5], b[n + 6], b[n + 7] = t, stream, data or false, seq or false
+  b[n + 8] = nlines and nlines > 1 and nlines or false
   self.nbuf = n + STRIDE
   if data then self.nbytes = self.nbytes + #data end
 end
@@ -601,10 +610,15 @@ end
 -- Counts an attempt's output against limits.output. Returns true when the
 -- line is to be stored (the first line over the limit is replaced by a
 -- marker).
-function Store:_count_output(run_id, task_id, attempt, data, seq)
+function Store:_out_counter(run_id, task_id, attempt)
   local key = run_id .. '\0' .. task_id .. '\0' .. tostring(attempt or 0)
   local c = self.outcount[key]
   if not c then c = { bytes = 0, dropped = 0, lines = 0 } self.outcount[key] = c end
+  return c
+end
+
+function Store:_count_output(run_id, task_id, attempt, data, seq, c)
+  c = c or self:_out_counter(run_id, task_id, attempt)
   if c.dropped == 0 and c.bytes + #data <= M.limits.output then
     c.bytes = c.bytes + #data
     return true
@@ -634,19 +648,64 @@ function Store:event(run_id, task_id, attempt, stream, data, seq)
   self:_after_buffer(was)
 end
 
--- Buffers an output batch (the engine's {kind='output'} event): one row per
--- line, all with the batch's seq, each line cut and counted as by event().
--- Written by the next flush, or with the next state change, whichever
--- comes first.
-function Store:output(run_id, task_id, attempt, stream, lines, seq)
-  self:_writable()
-  local t, was, maxline = M.now(), self.nbuf + #self.ebuf, M.limits.line
+-- The lines of data (joined with "\n"), as a list.
+local function split_lines(data)
+  local out, pos, n = {}, 1, 0
+  while true do
+    local s = data:find('\n', pos, true)
+    n = n + 1
+    if not s then out[n] = data:sub(pos); return out end
+    out[n] = data:sub(pos, s - 1)
+    pos = s + 1
+  end
+end
+M.split_lines = split_lines
+
+-- A chunk's lines one by one (its longest is over limits.line or the
+-- attempt reaches limits.output): each line cut and counted as by event(),
+-- those kept joined again into one row.
+function Store:_output_slow(run_id, task_id, attempt, t, stream, data, seq)
+  local kept, maxline = {}, M.limits.line
+  local c = task_id and self:_out_counter(run_id, task_id, attempt)
+  local lines = split_lines(data)
   for i = 1, #lines do
     local l = lines[i]
     if #l > maxline then l = M.cut_line(l, maxline) end
-    if not task_id or self:_count_output(run_id, task_id, attempt, l, seq) then
-      self:_append(run_id, task_id, attempt, t, stream, l, seq)
+    if c and c.dropped == 0 and c.bytes + #l > M.limits.output and #kept > 0 then
+      -- what was kept goes before the marker the next line writes
+      self:_append(run_id, task_id, attempt, t, stream, table.concat(kept, '\n'), seq, #kept)
+      kept = {}
     end
+    if not c or self:_count_output(run_id, task_id, attempt, l, seq, c) then kept[#kept + 1] = l end
+  end
+  if #kept > 0 then
+    self:_append(run_id, task_id, attempt, t, stream, table.concat(kept, '\n'), seq, #kept)
+  end
+end
+
+-- Buffers an output batch (the engine's {kind='output'} event) as one row:
+-- data is n lines joined with "\n" (or a list of lines), the longest
+-- `longest` bytes (default #data), all with the batch's seq; each line cut
+-- and counted as by event(). Written by the next flush, or with the next
+-- state change, whichever comes first.
+function Store:output(run_id, task_id, attempt, stream, data, seq, n, longest)
+  self:_writable()
+  if type(data) == 'table' then
+    n, longest = #data, 0
+    for i = 1, n do if #data[i] > longest then longest = #data[i] end end
+    data = table.concat(data, '\n')
+  end
+  n = n or 1
+  if n < 1 then return end
+  local t, was = M.now(), self.nbuf + #self.ebuf
+  local c = task_id and self:_out_counter(run_id, task_id, attempt)
+  local bytes = #data - (n - 1) -- without the separators, as event() counts
+  if (longest or #data) > M.limits.line
+      or (c and (c.dropped > 0 or c.bytes + bytes > M.limits.output)) then
+    self:_output_slow(run_id, task_id, attempt, t, stream, data, seq)
+  else
+    if c then c.bytes = c.bytes + bytes end
+    self:_append(run_id, task_id, attempt, t, stream, data, seq, n)
   end
   self:_after_buffer(was)
 end
@@ -686,11 +745,12 @@ function Store:_write_events()
   local n, eb = self.nbuf, self.ebuf
   if n == 0 and #eb == 0 then return end
   local b, h = self.buf, self.h
-  local sql = [[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq)
-                VALUES (?, ?, ?, ?, ?, ?, 'output', ?)]]
+  local sql = [[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq, lines)
+                VALUES (?, ?, ?, ?, ?, ?, 'output', ?, ?)]]
   for i = 1, n, STRIDE do
-    local task, att, data, seq = b[i + 1], b[i + 2], b[i + 5], b[i + 6]
-    h:run(sql, b[i], task or nil, att or nil, b[i + 3], b[i + 4], data or nil, seq or nil)
+    local task, att, data, seq, nl = b[i + 1], b[i + 2], b[i + 5], b[i + 6], b[i + 7]
+    h:run(sql, b[i], task or nil, att or nil, b[i + 3], b[i + 4], data or nil, seq or nil,
+          nl or nil)
   end
   if #eb > 0 then
     local esql = [[INSERT INTO events (run_id, task_id, attempt, t, stream, data, kind, seq, payload)
@@ -880,10 +940,51 @@ function Store:events(run_id, task_id, opts)
   elseif opts.output then
     where[#where + 1] = "(kind IS NULL OR kind = 'output')"
   end
-  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data, kind, seq, payload FROM events WHERE '
+  local sql = 'SELECT id, run_id, task_id, attempt, t, stream, data, kind, seq, payload, lines FROM events WHERE '
     .. table.concat(where, ' AND ') .. ' ORDER BY id'
-  if opts.limit then sql = sql .. ' LIMIT ' .. math.floor(tonumber(opts.limit)) end
-  return self.h:rows(sql, unpack(args, 1, #args))
+  local limit = opts.limit and math.floor(tonumber(opts.limit))
+  -- (a row holds at least one line: limit rows hold at least limit lines)
+  if limit then sql = sql .. ' LIMIT ' .. limit end
+  return M.line_rows(self.h:rows(sql, unpack(args, 1, #args)), limit)
+end
+
+-- The rows of an events cursor with every chunk row (lines > 1) split into
+-- rows of one line each (the same id, seq, t, ...), at most limit of them.
+function M.line_rows(it, limit)
+  local row, data, pos, left = nil, nil, nil, limit or math.huge
+  local function line_of(l)
+    return { id = row.id, run_id = row.run_id, task_id = row.task_id, attempt = row.attempt,
+             t = row.t, stream = row.stream, data = l, kind = row.kind, seq = row.seq }
+  end
+  return function()
+    if left <= 0 then
+      if it then while it() do end it = nil end -- (the cursor ends, its statement freed)
+      return nil
+    end
+    left = left - 1
+    if data then
+      local s = data:find('\n', pos, true)
+      if s then
+        local l = data:sub(pos, s - 1)
+        pos = s + 1
+        return line_of(l)
+      end
+      local l = data:sub(pos)
+      data = nil
+      return line_of(l)
+    end
+    row = it and it()
+    if not row then it = nil; return nil end
+    if row.lines and row.lines > 1 and row.data then
+      local s = row.data:find('\n', 1, true)
+      if s then
+        data, pos = row.data, s + 1
+        return line_of(data:sub(1, s - 1))
+      end
+    end
+    row.lines = nil
+    return row
+  end
 end
 
 -- ---------------------------------------------------------------- sessions

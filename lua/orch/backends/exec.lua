@@ -2,6 +2,7 @@
 -- directory; output lines are streamed; success is exit status 0.
 --
 -- backend.start(ctx) with ctx = {task=, cwd=, env=, on_line=fn(stream, line),
+-- on_chunk=fn(stream, data, n, longest) (optional: n lines joined with "\n"),
 -- on_done=fn(result)} returns a handle {pid=, cancel=fn(grace_ms)} or nil,
 -- err (with kill=fn(sig) to signal its process group, and reaped=fn() ->
 -- exit code, signal once the process is gone, even while orch still reads
@@ -16,12 +17,21 @@ function M.start(ctx)
   if type(task.cmd) ~= 'string' or task.cmd == '' then
     return nil, 'task ' .. task.id .. ' has no cmd'
   end
+  -- the lines of each read at once when the caller takes chunks
+  -- (ctx.on_chunk(stream, data, n, longest)), else one by one
+  local chunk, stdout, stderr = ctx.on_chunk, nil, nil
+  if chunk then
+    stdout = function(d, n, l) chunk('stdout', d, n, l) end
+    stderr = function(d, n, l) chunk('stderr', d, n, l) end
+  else
+    stdout = function(line) ctx.on_line('stdout', line) end
+    stderr = function(line) ctx.on_line('stderr', line) end
+  end
   local p, err = launcher.spawn({
     argv = { 'sh', '-c', task.cmd },
     cwd = ctx.cwd,
     env = ctx.env,
-    stdout = function(line) ctx.on_line('stdout', line) end,
-    stderr = function(line) ctx.on_line('stderr', line) end,
+    stdout = stdout, stderr = stderr, chunks = chunk ~= nil,
     on_exit = function(code, sig)
       ctx.on_done({ ok = code == 0, exit_code = code, signal = sig,
                     error = sig and ('killed by ' .. sig)
