@@ -8,8 +8,10 @@
 #
 #   lines/s (run)     4*LINES / the whole run's wall time (orch's start,
 #                     worktrees, merges included)
-#   lines/s (output)  4*LINES / (the run's time - the same run printing
-#                     nothing, `true`): what the output itself costs
+#   lines/s (output)  lines / (the run's time - the same run printing
+#                     nothing, `true`): what the output itself costs (shown
+#                     for the volumes below, where it is well above the
+#                     noise of a shared machine)
 #   Target: >= 1,000,000 lines/s in all, every line stored, in order
 #   (checked: `orch logs` of each task against `seq LINES`).
 #
@@ -81,28 +83,30 @@ total=$((4 * lines))
 rate() { awk -v n="$total" -v ns="$1" 'BEGIN { printf "%.0f", n / (ns / 1e9) }'; }
 
 echo "output: 4 tasks x $lines lines (seq), concurrency 4, state on; $runs rounds"
-printf '  %-5s %12s %12s %14s %14s %14s %8s\n' round ref_lines/s empty_ms run_lines/s out_lines/s out/ref rss_MB
+printf '  %-5s %12s %9s %9s %14s %10s %8s\n' round ref_lines/s empty_ms run_ms run_lines/s run/ref rss_MB
 i=1
-best_run=0 best_out=0
+best_run=0 met=0
 while [ "$i" -le "$runs" ]; do
   t_ref=$(ref "$lines")
   set -- $(run_orch "$work/empty.json" "$work/e.db"); t_empty=$1
   set -- $(run_orch "$work/plan.json" "$work/o.db"); t_run=$1; rss=$2
   check_stored "$work/o.db" "$lines"
-  d=$((t_run - t_empty)); [ "$d" -gt 0 ] || d=1
-  r_ref=$(rate "$t_ref"); r_run=$(rate "$t_run"); r_out=$(rate "$d")
-  printf '  %-5s %12s %12s %14s %14s %14s %8s\n' "$i" "$r_ref" "$((t_empty / 1000000))" "$r_run" "$r_out" \
-    "$(awk -v a="$r_out" -v b="$r_ref" 'BEGIN { printf "%.3fx", a / b }')" "$((rss / 1024))"
+  r_ref=$(rate "$t_ref"); r_run=$(rate "$t_run")
+  printf '  %-5s %12s %9s %9s %14s %10s %8s\n' "$i" "$r_ref" "$((t_empty / 1000000))" "$((t_run / 1000000))" \
+    "$r_run" "$(awk -v a="$r_run" -v b="$r_ref" 'BEGIN { printf "%.3fx", a / b }')" "$((rss / 1024))"
   [ "$r_run" -gt "$best_run" ] && best_run=$r_run
-  [ "$r_out" -gt "$best_out" ] && best_out=$r_out
+  [ "$r_run" -ge 1000000 ] && met=$((met + 1))
   i=$((i + 1))
 done
-echo "  best: run $best_run lines/s, output $best_out lines/s (target >= 1000000 lines/s); every line stored, in order"
+echo "  whole run: best $best_run lines/s; $met of $runs rounds >= 1000000 lines/s (the target); every line stored, in order"
+echo "  (ref: the same 4 commands without orch, each through a plain pipe reader: seq | cat)"
 
 echo "RSS by volume (lines a task, 4 tasks; target: flat, < 40 MB):"
 for v in $volumes; do
   plan "seq $v" "$work/v.json"
+  set -- $(run_orch "$work/empty.json" "$work/e.db"); t_empty=$1
   set -- $(run_orch "$work/v.json" "$work/v.db")
   check_stored "$work/v.db" "$v"
-  echo "  $v lines x4: max RSS $(($2 / 1024)) MB (target < 40 MB), $(awk -v n="$((4 * v))" -v ns="$1" 'BEGIN { printf "%.0f", n / (ns / 1e9) }') lines/s, all stored in order"
+  d=$(($1 - t_empty)); [ "$d" -gt 0 ] || d=1
+  echo "  $v lines x4: max RSS $(($2 / 1024)) MB (target < 40 MB); run $(awk -v n="$((4 * v))" -v ns="$1" 'BEGIN { printf "%.0f", n / (ns / 1e9) }') lines/s, output $(awk -v n="$((4 * v))" -v ns="$d" 'BEGIN { printf "%.0f", n / (ns / 1e9) }') lines/s (target >= 1000000); all stored in order"
 done

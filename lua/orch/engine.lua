@@ -266,6 +266,22 @@ local OUTPUT_MT = { __index = function(ev, k)
 end }
 M.OUTPUT_MT = OUTPUT_MT
 
+-- Output is garbage soon after it arrives (a chunk is stored and
+-- dropped), but LuaJIT's collector only starts a cycle once the heap has
+-- doubled since the last: at millions of lines a second that is tens of MB
+-- of dead chunks. Every GC_OUTPUT_BYTES of output the collector takes a
+-- step of as much again, so orch's memory stays flat however much a task
+-- prints (bench/output.sh).
+M.GC_OUTPUT_BYTES = 1024 * 1024
+local gc_debt = 0
+local function collect_output(bytes)
+  gc_debt = gc_debt + bytes
+  if gc_debt >= M.GC_OUTPUT_BYTES then
+    collectgarbage('step', math.floor(gc_debt / 1024))
+    gc_debt = 0
+  end
+end
+
 -- A task's output is buffered per stream and becomes one {kind='output',
 -- data=, n=, longest=} event (data: n lines joined with "\n"; ev.lines
 -- splits it on demand) every OUTPUT_MS (or OUTPUT_BATCH lines). Returns
@@ -287,6 +303,7 @@ function Engine:output_sink(rec)
     b.n = b.n + n
     if longest > b.longest then b.longest = longest end
     rec.beats = (rec.beats or 0) + 1 -- resilience: not stalled
+    collect_output(#data)
     local total = rec.nout + n
     rec.nout = total
     if total == n then self.out_dirty[rec] = true end
