@@ -11,6 +11,37 @@ describe('core.spawn', function()
     assert.is_nil(r.sig)
   end)
 
+  it('hands a read\'s lines over as one chunk with chunks = true, every line in order', function()
+    local out, err, calls, ended = {}, {}, 0, false
+    local function into(t)
+      return function(data, n, longest)
+        calls = calls + 1
+        local got, maxlen = 0, 0
+        for l in (data .. '\n'):gmatch('([^\n]*)\n') do
+          t[#t + 1] = l
+          got = got + 1
+          if #l > maxlen then maxlen = #l end
+        end
+        assert.equal(n, got)
+        assert.equal(longest, maxlen)
+      end
+    end
+    -- 200,000 lines (many reads), an empty line, stderr, no newline at the end
+    local p = core.spawn({ argv = { 'sh', '-c', 'seq 200000; echo; echo e1 >&2; printf tail' },
+      chunks = true, stdout = into(out), stderr = into(err),
+      on_exit = function() ended = true end })
+    assert.truthy(p)
+    assert.is_true(H.run_until(function() return ended end, 60000))
+    assert.equal(200002, #out)
+    for i = 1, 200000 do
+      if out[i] ~= tostring(i) then error(('line %d is %q'):format(i, out[i])) end
+    end
+    assert.equal('', out[200001])
+    assert.equal('tail', out[200002])
+    assert.same({ 'e1' }, err)
+    assert.is_true(calls < 2000, 'one call per read, not per line: ' .. calls)
+  end)
+
   it('reports a signal death by name', function()
     local r = H.spawn_wait({ 'sh', '-c', 'kill -KILL $$' })
     assert.is_nil(r.code)

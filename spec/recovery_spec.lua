@@ -5,6 +5,7 @@
 local core = require('orch.core')
 local cjson = require('cjson')
 local H = require('spec.helpers')
+local store = require('orch.store')
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -128,6 +129,41 @@ describe('recovery', function()
     assert.equals('line\n', H.read(repo .. '/log.txt'))    -- once, not twice
     local kept = 'refs/orch/' .. run .. '/attempts/a/attempt-1'
     assert.equals('line', sh(repo, 'git show ' .. kept .. ':log.txt'))
+  end)
+
+  it('after kill -9 mid-output the stored lines are a gapless prefix; resume runs the task again', function()
+    -- output chunks (docs/state.md): a kill loses at most the last batch
+    local pf = plan_file(root, { { id = 'out',
+      cmd = 'if [ -e ' .. root .. '/go ]; then echo again; else seq 1 100000000; fi' } })
+    local db = repo .. '/.orch/orch.db'
+    local function stored()
+      local st = store.open(db, { readonly = true })
+      if not st then return 0 end
+      local ok, r = pcall(st.h.first, st.h, [[SELECT sum(coalesce(lines, 1)) AS n FROM events
+                                              WHERE kind = 'output']])
+      st:close()
+      return ok and r and r.n or 0
+    end
+    local run = run_and_kill(repo, { 'run', '--plan', pf, '--repo', repo, '--yes', '--no-tui' },
+      function() return stored() >= 100000 end)
+    local st = assert(store.open(db, { readonly = true }))
+    local n = 0
+    for ev in st:events(run, 'out', { attempt = 1, output = true }) do
+      n = n + 1
+      if ev.data ~= tostring(n) then error(('stored line %d is %q'):format(n, tostring(ev.data))) end
+    end
+    st:close()
+    assert.is_true(n >= 100000, 'lines stored before the kill: ' .. n)
+    H.write(root .. '/go', '')
+    local r = H.orch({ 'resume', run, '--repo', repo, '--yes', '--no-tui' }, { cwd = repo, timeout = 60000 })
+    assert.equals(0, r.code, r.err)
+    local _, by = status_json(repo)
+    assert.equals('done', by.out.status)
+    st = assert(store.open(db, { readonly = true }))
+    local again = {}
+    for ev in st:events(run, 'out', { attempt = 2, output = true }) do again[#again + 1] = ev.data end
+    st:close()
+    assert.same({ 'again' }, again)
   end)
 
   -- processes whose command line is `sleep N` for the given Ns

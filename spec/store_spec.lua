@@ -316,6 +316,66 @@ describe('orch.store', function()
       assert.are.equal(2, count(st:events('r', 'flag', {limit = 2})))
     end)
 
+    it('stores an output batch as one chunk row and reads it back line by line, in order', function()
+      local lines = {}
+      for i = 1, 1000 do lines[i] = ('line %d'):format(i) end
+      lines[500] = '' -- an empty line keeps its place
+      st:output('r', 'flag', 1, 'stdout', table.concat(lines, '\n', 1, 600), 7, 600, 8)
+      st:output('r', 'flag', 1, 'stderr', table.concat(lines, '\n', 601, 1000), 8, 400, 9)
+      st:output('r', 'flag', 1, 'stdout', {'last', 'two'}, 9) -- a list of lines
+      st:flush()
+      assert.are.equal(3, on_disk())
+      assert.are.equal(1002, raw_count(path,
+        "SELECT sum(coalesce(lines, 1)) AS n FROM events WHERE kind = 'output'"))
+      local got, streams, last = {}, {}, 0
+      for ev in st:events('r', 'flag', {output = true}) do
+        got[#got + 1] = ev.data
+        streams[ev.stream] = (streams[ev.stream] or 0) + 1
+        assert.is_true(ev.id >= last)
+        last = ev.id
+        assert.are.equal(1, ev.attempt)
+      end
+      lines[1001], lines[1002] = 'last', 'two'
+      assert.are.same(lines, got)
+      assert.are.same({stdout = 602, stderr = 400}, streams)
+      -- a limit counts lines, not rows; after = a chunk's id goes past all its lines
+      local first = {}
+      for ev in st:events('r', 'flag', {limit = 3}) do first[#first + 1] = ev.data end
+      assert.are.same({'line 1', 'line 2', 'line 3'}, first)
+      local ids = {}
+      for ev in st:events('r', 'flag') do ids[#ids + 1] = ev.id end
+      local rest = {}
+      for ev in st:events('r', 'flag', {after = ids[1]}) do rest[#rest + 1] = ev.data end
+      assert.are.equal(402, #rest)
+      assert.are.equal('line 601', rest[1])
+    end)
+
+    it('cuts a long line inside a chunk and stops an attempt at the output limit', function()
+      local line, output = store.limits.line, store.limits.output
+      finally(function() store.limits.line, store.limits.output = line, output end)
+      store.limits.line, store.limits.output = 100, 1000
+      local long = string.rep('y', 300)
+      st:output('r', 'flag', 1, 'stdout', 'a\n' .. long .. '\nb', 1, 3, 300)
+      local chunk = {}
+      for i = 1, 20 do chunk[i] = string.rep(tostring(i % 10), 99) end
+      st:output('r', 'flag', 1, 'stdout', table.concat(chunk, '\n'), 2, 20, 99)
+      st:output('r', 'flag', 1, 'stdout', 'never', 3, 1, 5)
+      local got = {}
+      for ev in st:events('r', 'flag') do got[#got + 1] = ev end
+      assert.are.equal('a', got[1].data)
+      assert.is_truthy(got[2].data:find('[... orch cut', 1, true))
+      assert.is_true(#got[2].data < 200)
+      assert.are.equal('b', got[3].data)
+      -- 1000 bytes: a + the cut line (~140) + b, then 8 lines of 99 fit
+      local kept = 0
+      for i = 4, #got do
+        if got[i].stream == 'stdout' then kept = kept + 1; assert.are.equal(chunk[kept], got[i].data) end
+      end
+      assert.is_true(kept >= 5 and kept < 20, 'kept ' .. kept)
+      assert.are.equal('orch', got[#got].stream)
+      assert.is_truthy(got[#got].data:find('over the limit', 1, true))
+    end)
+
     it('keeps NULs and long lines', function()
       local long = string.rep('x', 2 ^ 20)
       st:event('r', 'flag', 1, 'stdout', 'a\0b')
