@@ -19,7 +19,7 @@ function M.start(ctx)
   end
   -- the lines of each read at once when the caller takes chunks
   -- (ctx.on_chunk(stream, data, n, longest)), else one by one
-  local chunk, stdout, stderr = ctx.on_chunk, nil, nil
+  local chunk, stdout, stderr = ctx.on_chunk
   if chunk then
     stdout = function(d, n, l) chunk('stdout', d, n, l) end
     stderr = function(d, n, l) chunk('stderr', d, n, l) end
