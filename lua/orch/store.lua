@@ -152,10 +152,13 @@ M.migrations = {
   -- 4: an output row holds a chunk of lines (one batch of one stream of a
   -- task, joined with "\n"; a line never holds one) and how many: one row
   -- per batch, not per line (docs/state.md, "Output chunks"). NULL is one
-  -- line (every output row written before).
-  [[
-  ALTER TABLE events ADD COLUMN lines INTEGER;
-  ]],
+  -- line (every output row written before). (A file set back to an older
+  -- version by hand may have the column already.)
+  function(h)
+    local has = false
+    for col in h:rows('PRAGMA table_info(events)') do has = has or col.name == 'lines' end
+    if not has then h:exec('ALTER TABLE events ADD COLUMN lines INTEGER') end
+  end,
 }
 
 M.VERSION = #M.migrations
