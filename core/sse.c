@@ -21,6 +21,12 @@ struct orch_sse {
     sse_buf data;  /* data lines of the current event, each + "\n" */
     sse_buf type;  /* the current event's type ("" = message) */
     sse_buf id;    /* the last event id */
+    /* The first data line of the current event, while it is still in the
+     * bytes being fed: not copied unless a second data line comes or the
+     * feed returns before the event ends (see sse_data_keep). */
+    const char *pend;
+    size_t pend_len;
+    int has_pend;
     long retry;    /* last retry value, -1 if none */
     long ev_retry; /* retry seen in the current event, -1 if none */
     int bom_pos;   /* bytes of a BOM matched so far at stream start */
@@ -128,6 +134,7 @@ int orch_sse_reset(orch_sse *p)
     sse_buf_clear(&p->id);
     p->retry = p->ev_retry = -1;
     p->bom_pos = p->bom_done = p->skip_lf = 0;
+    p->has_pend = 0;
     return 0;
 }
 
@@ -141,23 +148,48 @@ long orch_sse_retry(const orch_sse *p)
     return p->retry;
 }
 
+/* Copies a pending first data line into the data buffer (before the bytes it
+ * points into go away, or when a second data line comes). */
+static int sse_data_keep(orch_sse *p)
+{
+    int rc;
+
+    if (!p->has_pend)
+        return 0;
+    p->has_pend = 0;
+    rc = sse_buf_reserve(&p->data, p->pend_len + 1);
+    if (rc < 0)
+        return rc;
+    memcpy(p->data.p + p->data.len, p->pend, p->pend_len);
+    p->data.len += p->pend_len;
+    p->data.p[p->data.len++] = '\n';
+    p->data.p[p->data.len] = '\0';
+    return 0;
+}
+
 /* An empty line: dispatches the event if it has data. */
 static int sse_dispatch(orch_sse *p)
 {
     orch_sse_event ev;
     int rc;
 
-    if (p->data.len == 0) {
+    if (p->has_pend) {
+        /* one data line, still in the fed bytes: no copy */
+        ev.data = p->pend;
+        ev.data_len = p->pend_len;
+        p->has_pend = 0;
+    } else if (p->data.len == 0) {
         sse_buf_clear(&p->type);
         p->ev_retry = -1;
         return 0;
+    } else {
+        p->data.len--; /* the "\n" after the last data line */
+        p->data.p[p->data.len] = '\0';
+        ev.data = p->data.p;
+        ev.data_len = p->data.len;
     }
-    p->data.len--; /* the "\n" after the last data line */
-    p->data.p[p->data.len] = '\0';
     ev.type = p->type.len ? p->type.p : "message";
     ev.type_len = p->type.len ? p->type.len : 7;
-    ev.data = p->data.p;
-    ev.data_len = p->data.len;
     ev.id = p->id.p ? p->id.p : "";
     ev.id_len = p->id.len;
     ev.retry = p->ev_retry;
@@ -187,8 +219,9 @@ static void sse_retry(orch_sse *p, const char *v, size_t n)
     p->retry = p->ev_retry = r;
 }
 
-/* One complete line, without its line end. */
-static int sse_line(orch_sse *p, const char *s, size_t n)
+/* One complete line, without its line end; in_place: s points into the bytes
+ * being fed (not into p->line). */
+static int sse_line(orch_sse *p, const char *s, size_t n, int in_place)
 {
     const char *colon, *v;
     size_t fn, vn;
@@ -213,7 +246,15 @@ static int sse_line(orch_sse *p, const char *s, size_t n)
         vn = 0;
     }
     if (fn == 4 && memcmp(s, "data", 4) == 0) {
-        rc = sse_buf_reserve(&p->data, vn + 1);
+        if (in_place && !p->has_pend && p->data.len == 0) {
+            p->pend = v;
+            p->pend_len = vn;
+            p->has_pend = 1;
+            return 0;
+        }
+        rc = sse_data_keep(p);
+        if (rc == 0)
+            rc = sse_buf_reserve(&p->data, vn + 1);
         if (rc < 0)
             return rc;
         memcpy(p->data.p + p->data.len, v, vn);
@@ -235,13 +276,17 @@ static int sse_line(orch_sse *p, const char *s, size_t n)
 }
 
 /* Splits bytes into lines; complete lines inside `buf` are parsed in place,
- * only a line still incomplete at the end of a chunk is copied. */
-static int sse_bytes(orch_sse *p, const char *buf, size_t len)
+ * only a line still incomplete at the end of a chunk is copied. A line ends
+ * at the first LF or CR: the next CR is looked for once per chunk (and again
+ * only past it), so a stream without CRs is scanned once, by the LF search. */
+static int sse_lines(orch_sse *p, const char *buf, size_t len)
 {
+    const char *cr = NULL; /* the next CR at or after buf, if cr_valid */
+    int cr_valid = 0;
     int rc;
 
     while (len > 0) {
-        const char *nl, *cr, *end;
+        const char *nl, *end;
         size_t n, adv;
 
         if (p->skip_lf) {
@@ -252,14 +297,17 @@ static int sse_bytes(orch_sse *p, const char *buf, size_t len)
                 continue;
             }
         }
-        nl = memchr(buf, '\n', len);
-        cr = memchr(buf, '\r', nl ? (size_t)(nl - buf) : len);
-        end = cr ? cr : nl;
+        if (!cr_valid || (cr && cr < buf)) {
+            cr = memchr(buf, '\r', len);
+            cr_valid = 1;
+        }
+        nl = memchr(buf, '\n', cr ? (size_t)(cr - buf) : len);
+        end = nl ? nl : cr;
         if (!end)
             return sse_buf_append(&p->line, buf, len);
         n = (size_t)(end - buf);
         adv = n + 1;
-        if (cr) {
+        if (end == cr) {
             if (adv < len) {
                 if (buf[adv] == '\n')
                     adv++;
@@ -270,10 +318,10 @@ static int sse_bytes(orch_sse *p, const char *buf, size_t len)
         if (p->line.len) {
             rc = sse_buf_append(&p->line, buf, n);
             if (rc == 0)
-                rc = sse_line(p, p->line.p, p->line.len);
+                rc = sse_line(p, p->line.p, p->line.len, 0);
             sse_buf_clear(&p->line);
         } else {
-            rc = sse_line(p, buf, n);
+            rc = sse_line(p, buf, n, 1);
         }
         if (rc != 0)
             return rc;
@@ -281,6 +329,16 @@ static int sse_bytes(orch_sse *p, const char *buf, size_t len)
         len -= adv;
     }
     return 0;
+}
+
+/* sse_lines, then a first data line left pending in `buf` is copied: buf is
+ * the caller's and goes away when the feed returns. */
+static int sse_bytes(orch_sse *p, const char *buf, size_t len)
+{
+    int rc = sse_lines(p, buf, len);
+    int krc = sse_data_keep(p);
+
+    return rc != 0 ? rc : krc;
 }
 
 int orch_sse_feed(orch_sse *p, const char *buf, size_t len)

@@ -25,7 +25,9 @@ typedef struct orch_sse orch_sse;
 typedef struct orch_sse_event {
     const char *type; /* "message" unless an `event` field said otherwise */
     size_t type_len;
-    const char *data; /* the data lines joined by "\n" (NUL-terminated) */
+    const char *data; /* the data lines joined by "\n" (data_len bytes, not
+                         NUL-terminated: an event of one data line that
+                         arrived in one piece points into the fed bytes) */
     size_t data_len;
     const char *id;   /* the last event id ("" if none; NUL-terminated) */
     size_t id_len;

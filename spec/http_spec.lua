@@ -148,6 +148,18 @@ describe('orch.core.http', function()
     assert.are.equal(0, http.active())
   end)
 
+  it('feeds many events per chunk to an sse= parser whole and in order', function()
+    -- thousands of small events without pauses: each chunk carries many of
+    -- them, delivered in batches whose ends fall anywhere in the stream
+    local s = stream('/events?n=5000&size=37', { direct = true })
+    assert.is_true(H.run_until(function() return s.done end, 20000))
+    assert.is_nil(s.err)
+    assert(in_order(s, 5000))
+    for _, ev in ipairs(s.events) do
+      assert.are.equal(18 + 37 + #ev.id, #ev.data)
+    end
+  end)
+
   it('cancels from outside a callback, and right after the start', function()
     local a = stream('/hang?n=3')
     local b = stream('/events?n=10')
@@ -292,6 +304,67 @@ describe('orch.core.http.sse_parser', function()
     local bytes = {}
     for i = 1, #text do bytes[i] = text:sub(i, i) end
     assert.are.same(want, parse(bytes))
+  end)
+
+  it('delivers every event of a large feed, in order, each in its own table', function()
+    -- more events in one feed than one batch holds, of every shape
+    local parts, want = {}, {}
+    for i = 1, 1000 do
+      local ev = { event = i % 3 == 0 and 'tick' or 'message', data = ('d%d'):format(i),
+                   id = i % 2 == 0 and tostring(i) or nil, retry = i % 5 == 0 and i or nil }
+      parts[#parts + 1] = (ev.event ~= 'message' and 'event: tick\n' or '')
+        .. (ev.id and ('id: ' .. ev.id .. '\n') or '')
+        .. (ev.retry and ('retry: ' .. i .. '\n') or '')
+        .. 'data: ' .. ev.data .. '\n\n'
+      want[i] = ev
+    end
+    local last_id = nil
+    for i = 1, 1000 do
+      last_id = want[i].id or last_id
+      want[i].id = last_id
+    end
+    local got = parse({ table.concat(parts) })
+    assert.are.same(want, got)
+    local seen = {}
+    for _, ev in ipairs(got) do
+      assert.is_nil(seen[ev])
+      seen[ev] = true
+    end
+  end)
+
+  it('goes on after an error in its callback; a close stops at once', function()
+    local marker = 'sse spec: error in event 7'
+    local reported = 0
+    core.on_error(function(msg)
+      if msg:find(marker, 1, true) then reported = reported + 1 end
+    end)
+    local chunk = ('data: x\n\n'):rep(600)
+    local n = 0
+    local p = http.sse_parser(function()
+      n = n + 1
+      if n == 7 then error(marker) end
+    end)
+    assert(p:feed(chunk))
+    assert.are.equal(600, n)
+    assert.are.equal(1, reported)
+    -- closed from its callback in the middle of a batch: nothing after it
+    local m = 0
+    local q
+    q = http.sse_parser(function()
+      m = m + 1
+      if m == 300 then q:close() end
+    end)
+    assert(q:feed(chunk))
+    assert.are.equal(300, m)
+    -- an event's data is the same whether it arrived whole or in pieces
+    local whole, pieces = {}, {}
+    local a = http.sse_parser(function(ev) whole[#whole + 1] = ev.data end)
+    local b = http.sse_parser(function(ev) pieces[#pieces + 1] = ev.data end)
+    local text = 'data: ' .. ('y'):rep(5000) .. '\n\ndata: 1\ndata: 2\n\ndata: z\n\n'
+    assert(a:feed(text))
+    for i = 1, #text, 777 do assert(b:feed(text:sub(i, i + 776))) end
+    assert.are.same(whole, pieces)
+    assert.are.same({ ('y'):rep(5000), '1\n2', 'z' }, whole)
   end)
 
   it('remembers the last id, resets, and may be closed from its callback', function()

@@ -36,6 +36,7 @@ typedef struct lsse lsse;
 struct lhttp_req;
 static void lsse_feed_from(lua_State *L, lsse *s, struct lhttp_req *h,
                            const char *b, size_t n);
+static void lsse_cancelled(lua_State *L, lsse *s, struct lhttp_req *h);
 
 typedef struct lhttp_req {
     orch_http_req *req; /* NULL once done or cancelled */
@@ -271,6 +272,8 @@ static int lhttp_req_cancel(lua_State *L)
     }
     orch_http_cancel(h->req);
     h->req = NULL;
+    if (h->sse)
+        lsse_cancelled(L, h->sse, h);
     lhttp_unref_all(L, h); /* the handle is on the stack: safe */
     lua_pushboolean(L, 1);
     return 1;
@@ -327,40 +330,120 @@ struct lsse {
     orch_sse *p;
     lua_State *L; /* the state feeding, during feed */
     int fn_ref;
+    int batch_ref; /* the batch table (see lsse_drive_src) */
+    int bidx;      /* its stack index during feed */
+    int nbatch;    /* events waiting in it */
+    int stop_set;  /* batch.stop was set */
     int feeding;
     int close_pending;
     struct lhttp_req *from; /* the request feeding it in C, during that feed */
 };
 
-/* The event table is built in Lua by this function (a table constructor with
- * constant keys is one template copy there, far cheaper than lua_setfield
- * from C), which then tail-calls the user's callback. */
-static const char lsse_wrap_src[] =
-    "return function(fn, event, data, id, retry)\n"
-    "  return fn({event = event, data = data, id = id, retry = retry})\n"
+/* Events are delivered in batches: the C parser's callback only stores an
+ * event's fields in the parser's batch table (four slots per event: the type
+ * or nil for 'message', data, id, retry), and one protected call of this Lua
+ * function then hands up to LSSE_BATCH of them to the user's callback, each
+ * in its own table. A table constructor with constant keys is one template
+ * copy in Lua, far cheaper than lua_setfield from C, and a Lua loop calling
+ * Lua is compiled by the JIT where a call from C per event is not. The loop
+ * empties the slots as it goes, records in b.pos how far it got (after an
+ * error in the callback the rest of the batch is still delivered) and stops
+ * at once when b.stop is set (the parser closed or its request cancelled
+ * from the callback). */
+static const char lsse_drive_src[] =
+    "return function(fn, b, i, n)\n"
+    "  while i < n do\n"
+    "    local k = i * 4\n"
+    "    i = i + 1\n"
+    "    b.pos = i\n"
+    "    local event, data, id, retry = b[k + 1], b[k + 2], b[k + 3], b[k + 4]\n"
+    "    b[k + 1], b[k + 2], b[k + 3], b[k + 4] = nil, nil, nil, nil\n"
+    "    fn({event = event or 'message', data = data, id = id, retry = retry})\n"
+    "    if b.stop then return end\n"
+    "  end\n"
     "end";
-static int lsse_wrap_ref = LUA_NOREF;
+static int lsse_drive_ref = LUA_NOREF;
+
+/* Events per call of the drive function: bounds what a batch holds. */
+#define LSSE_BATCH 256
+
+/* Whether the events must stop: closed from a callback, or the request
+ * feeding the parser cancelled. */
+static int lsse_stopped(const lsse *s)
+{
+    return s->close_pending || (s->from && !s->from->req);
+}
+
+/* Hands the batched events to the callback; 1 if the events must stop. */
+static int lsse_flush(lsse *s)
+{
+    lua_State *L = s->L;
+    int n = s->nbatch, pos = 0;
+
+    s->nbatch = 0;
+    while (pos < n) {
+        int next;
+
+        lorch_push(L, lsse_drive_ref);
+        lorch_push(L, s->fn_ref);
+        lua_pushvalue(L, s->bidx);
+        lua_pushinteger(L, pos);
+        lua_pushinteger(L, n);
+        if (lorch_call(L, 4, 0) == 0 || lsse_stopped(s))
+            break;
+        /* the callback raised (reported): go on after that event */
+        lua_getfield(L, s->bidx, "pos");
+        next = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (next <= pos)
+            break;
+        pos = next;
+    }
+    if (!lsse_stopped(s))
+        return 0;
+    /* drop what the stop left in the batch */
+    for (int i = 1; i <= 4 * n; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, s->bidx, i);
+    }
+    return 1;
+}
 
 static int lsse_event(const orch_sse_event *ev, void *ud)
 {
     lsse *s = ud;
     lua_State *L = s->L;
+    int k = s->nbatch * 4, b = s->bidx;
 
-    lorch_push(L, lsse_wrap_ref);
-    lorch_push(L, s->fn_ref);
-    lua_pushlstring(L, ev->type, ev->type_len);
+    if (ev->type_len != 7 || memcmp(ev->type, "message", 7) != 0) {
+        lua_pushlstring(L, ev->type, ev->type_len);
+        lua_rawseti(L, b, k + 1);
+    }
     lua_pushlstring(L, ev->data, ev->data_len);
-    if (ev->id_len)
+    lua_rawseti(L, b, k + 2);
+    if (ev->id_len) {
         lua_pushlstring(L, ev->id, ev->id_len);
-    else
-        lua_pushnil(L);
-    if (ev->retry >= 0)
+        lua_rawseti(L, b, k + 3);
+    }
+    if (ev->retry >= 0) {
         lua_pushinteger(L, (lua_Integer)ev->retry);
-    else
-        lua_pushnil(L);
-    lorch_call(L, 5, 0);
-    /* closed from the callback, or its request cancelled: stop */
-    return s->close_pending || (s->from && !s->from->req);
+        lua_rawseti(L, b, k + 4);
+    }
+    if (++s->nbatch < LSSE_BATCH)
+        return 0;
+    return lsse_flush(s);
+}
+
+/* Marks the batch being delivered as stopped (see lsse_drive_src). */
+static void lsse_mark_stop(lua_State *L, lsse *s)
+{
+    if (s->batch_ref == LUA_NOREF)
+        return;
+    lorch_push(L, s->batch_ref);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "stop");
+    lua_pop(L, 1);
+    s->stop_set = 1;
 }
 
 static void lsse_close(lua_State *L, lsse *s)
@@ -368,6 +451,7 @@ static void lsse_close(lua_State *L, lsse *s)
     orch_sse_free(s->p);
     s->p = NULL;
     lorch_unref(L, &s->fn_ref);
+    lorch_unref(L, &s->batch_ref);
 }
 
 static lsse *lsse_check(lua_State *L)
@@ -384,7 +468,7 @@ static int lhttp_sse_parser(lua_State *L)
     luaL_checktype(L, 1, LUA_TFUNCTION);
     s = lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
-    s->fn_ref = LUA_NOREF;
+    s->fn_ref = s->batch_ref = LUA_NOREF;
     luaL_getmetatable(L, LHTTP_SSE_MT);
     lua_setmetatable(L, -2);
     s->p = orch_sse_new(lsse_event, s);
@@ -392,6 +476,8 @@ static int lhttp_sse_parser(lua_State *L)
         return luaL_error(L, "%s", orch_err_msg());
     lua_pushvalue(L, 1);
     s->fn_ref = lorch_ref(L);
+    lua_createtable(L, 4 * LSSE_BATCH, 2);
+    s->batch_ref = lorch_ref(L);
     return 1;
 }
 
@@ -402,6 +488,8 @@ static int lhttp_sse_parser(lua_State *L)
 static int lsse_feed_bytes(lua_State *L, lsse *s, const char *b, size_t n)
 {
     lua_State *prev = s->L;
+    int prev_bidx = s->bidx;
+    int top = lua_gettop(L);
     int rc;
 
     if (!s->p || s->close_pending)
@@ -410,14 +498,34 @@ static int lsse_feed_bytes(lua_State *L, lsse *s, const char *b, size_t n)
         return -EBUSY;
     s->feeding = 1;
     s->L = L;
+    lorch_push(L, s->batch_ref);
+    s->bidx = lua_gettop(L);
+    if (s->stop_set) {
+        lua_pushnil(L);
+        lua_setfield(L, s->bidx, "stop");
+        s->stop_set = 0;
+    }
     rc = orch_sse_feed(s->p, b, n);
+    if (rc == 0 && s->nbatch > 0)
+        rc = lsse_flush(s);
+    s->nbatch = 0;
+    lua_settop(L, top);
     s->L = prev;
+    s->bidx = prev_bidx;
     s->feeding = 0;
     if (s->close_pending) {
         lsse_close(L, s);
         return 1;
     }
     return rc < 0 ? rc : 0;
+}
+
+/* The request h was cancelled: if it is feeding s (the cancel came from one
+ * of s's events), the batch being delivered stops. */
+static void lsse_cancelled(lua_State *L, lsse *s, struct lhttp_req *h)
+{
+    if (s->from == h)
+        lsse_mark_stop(L, s);
 }
 
 static void lsse_feed_from(lua_State *L, lsse *s, struct lhttp_req *h,
@@ -466,10 +574,12 @@ static int lsse_close_m(lua_State *L)
 {
     lsse *s = luaL_checkudata(L, 1, LHTTP_SSE_MT);
 
-    if (s->feeding)
+    if (s->feeding) {
         s->close_pending = 1;
-    else if (s->p)
+        lsse_mark_stop(L, s);
+    } else if (s->p) {
         lsse_close(L, s);
+    }
     return 0;
 }
 
@@ -480,6 +590,7 @@ static int lsse_gc(lua_State *L)
     orch_sse_free(s->p);
     s->p = NULL;
     lorch_unref(L, &s->fn_ref); /* the registry outlives every finalizer */
+    lorch_unref(L, &s->batch_ref);
     return 0;
 }
 
@@ -525,11 +636,11 @@ int lorch_open_http(lua_State *L)
     lua_setmetatable(L, -2);
     luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-    if (lsse_wrap_ref == LUA_NOREF) {
-        if (luaL_loadstring(L, lsse_wrap_src) != 0)
+    if (lsse_drive_ref == LUA_NOREF) {
+        if (luaL_loadstring(L, lsse_drive_src) != 0)
             return lua_error(L);
         lua_call(L, 0, 1);
-        lsse_wrap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lsse_drive_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_newtable(L);
     luaL_register(L, NULL, lhttp_fns);

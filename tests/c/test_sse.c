@@ -44,8 +44,8 @@ static int rec_cb(const orch_sse_event *ev, void *ud)
     rec_add(r, num, strlen(num));
     rec_add(r, ev->data, ev->data_len);
     rec_add(r, "\x1e", 1);
-    if (strlen(ev->data) != ev->data_len && !memchr(ev->data, 0, ev->data_len))
-        abort(); /* data must be NUL-terminated at data_len */
+    if (ev->type[ev->type_len] != '\0' || ev->id[ev->id_len] != '\0')
+        abort(); /* type and id are NUL-terminated (data need not be) */
     return r->stop_at && r->n == r->stop_at;
 }
 

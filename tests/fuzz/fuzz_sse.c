@@ -25,7 +25,7 @@ static int fz_cb(const orch_sse_event *ev, void *ud)
 {
     fz *f = ud;
 
-    if (ev->data[ev->data_len] != '\0' || ev->type_len == 0)
+    if (ev->type[ev->type_len] != '\0' || ev->type_len == 0)
         abort();
     f->n++;
     fz_mix(f, ev->type, ev->type_len);
