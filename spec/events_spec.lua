@@ -126,7 +126,20 @@ describe('the event stream of a live run', function()
     r = start_run(dir, sockdir, { { id = 'a', cmd = 'sleep 3' } })
     assert.truthy(r.id, table.concat(r.stderr, '\n'))
     local c = client(r.record.socket)
-    assert.truthy(c.call('subscribe').result.subscribed)
+    local sub = c.call('subscribe').result
+    assert.truthy(sub.subscribed)
+    -- the task's worktree is made off the loop: the socket answers before
+    -- the task runs, so wait for it to run (its status goes with the answer)
+    local running = false
+    for _, t in ipairs(sub.snapshot and sub.snapshot.tasks or {}) do
+      if t.id == 'a' and t.status == 'running' then running = true end
+    end
+    assert.is_true(running or H.run_until(function()
+      for _, ev in ipairs(c.events) do
+        if ev.kind == 'task' and ev.task == 'a' and ev.status == 'running' then return true end
+      end
+      return false
+    end, 20000))
     local reply = c.call('ask', { task = 'a', question = 'tabs or spaces?' })
     assert.truthy(reply.result, cjson.encode(reply))
     assert.matches('use your best judgement', reply.result.answer, 1, true)

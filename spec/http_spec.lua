@@ -308,7 +308,7 @@ describe('orch.core.http.sse_parser', function()
 
   it('delivers every event of a large feed, in order, each in its own table', function()
     -- more events in one feed than one batch holds, of every shape
-    local parts, want = {}, {}
+    local parts, evs = {}, {}
     for i = 1, 1000 do
       local ev = { event = i % 3 == 0 and 'tick' or 'message', data = ('d%d'):format(i),
                    id = i % 2 == 0 and tostring(i) or nil, retry = i % 5 == 0 and i or nil }
@@ -316,15 +316,15 @@ describe('orch.core.http.sse_parser', function()
         .. (ev.id and ('id: ' .. ev.id .. '\n') or '')
         .. (ev.retry and ('retry: ' .. i .. '\n') or '')
         .. 'data: ' .. ev.data .. '\n\n'
-      want[i] = ev
+      evs[i] = ev
     end
     local last_id = nil
     for i = 1, 1000 do
-      last_id = want[i].id or last_id
-      want[i].id = last_id
+      last_id = evs[i].id or last_id
+      evs[i].id = last_id
     end
     local got = parse({ table.concat(parts) })
-    assert.are.same(want, got)
+    assert.are.same(evs, got)
     local seen = {}
     for _, ev in ipairs(got) do
       assert.is_nil(seen[ev])
@@ -360,9 +360,9 @@ describe('orch.core.http.sse_parser', function()
     local whole, pieces = {}, {}
     local a = http.sse_parser(function(ev) whole[#whole + 1] = ev.data end)
     local b = http.sse_parser(function(ev) pieces[#pieces + 1] = ev.data end)
-    local text = 'data: ' .. ('y'):rep(5000) .. '\n\ndata: 1\ndata: 2\n\ndata: z\n\n'
-    assert(a:feed(text))
-    for i = 1, #text, 777 do assert(b:feed(text:sub(i, i + 776))) end
+    local stream_text = 'data: ' .. ('y'):rep(5000) .. '\n\ndata: 1\ndata: 2\n\ndata: z\n\n'
+    assert(a:feed(stream_text))
+    for i = 1, #stream_text, 777 do assert(b:feed(stream_text:sub(i, i + 776))) end
     assert.are.same(whole, pieces)
     assert.are.same({ ('y'):rep(5000), '1\n2', 'z' }, whole)
   end)

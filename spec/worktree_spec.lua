@@ -467,6 +467,45 @@ describe('orch.worktrees', function()
     assert.matches('reserved', perr[2])
   end)
 
+  it('waits for the thread pool in prepare and finish called from a coroutine (as the engine calls them)', function()
+    local async = require('orch.async')
+    local dir = new_repo(root, 'waits')
+    local ws = new_ws({ repo = dir })
+    assert.is_true(ws:begin('r14'))
+    local places, returned_at_once, n = {}, 0, 0
+    for i = 1, 4 do
+      local done = false
+      async.run(function()
+        places[i] = ws:prepare(task('t' .. i), {})
+        done, n = true, n + 1
+      end)
+      if done then returned_at_once = returned_at_once + 1 end
+    end
+    -- none blocked the loop: all four wait for the pool side by side
+    assert.equals(0, returned_at_once)
+    assert.is_true(H.run_until(function() return n == 4 end, 30000))
+    for i = 1, 4 do
+      assert.is_table(places[i], tostring(places[i]))
+      H.write(places[i].cwd .. '/w' .. i .. '.txt', i .. '\n')
+    end
+    local outs, m = {}, 0
+    for i = 1, 4 do
+      async.run(function()
+        outs[i] = ws:finish(task('t' .. i), {})
+        m = m + 1
+      end)
+    end
+    assert.is_true(H.run_until(function() return m == 4 end, 30000))
+    for i = 1, 4 do
+      assert.equals('done', outs[i].status, outs[i].message)
+      assert.equals(tostring(i), sh(dir, 'git show orch/r14/integration:w' .. i .. '.txt'))
+    end
+    -- outside a coroutine the same call returns with its result
+    local p = ws:prepare(task('t5'), {})
+    assert.is_table(p)
+    assert.is_true(core.realpath(p.cwd) ~= nil)
+  end)
+
   it('keeps timers and the control socket going while a 20,000-file worktree is created', function()
     local dir = root .. '/big'
     assert.equals(0, select(2, H.sh(('luajit %s/bench/gen_repo.lua %s 20000 64 && cd %s && git init -q -b main '

@@ -18,6 +18,7 @@ local core = require('orch.core')
 local M = {}
 
 local handlers = setmetatable({}, { __mode = 'k' }) -- coroutine -> on_error
+local started = setmetatable({}, { __mode = 'k' })  -- coroutines of run/run_with
 
 -- Resumes co; an error goes to its handler, or is raised (with the
 -- coroutine's traceback) into the loop's callback, which reports and counts it.
@@ -34,6 +35,7 @@ end
 -- opts.on_error(msg) replaces the report of an error.
 function M.run(fn, ...)
   local co = coroutine.create(fn)
+  started[co] = true
   step(co, ...)
   return co
 end
@@ -42,6 +44,7 @@ end
 function M.run_with(on_error, fn, ...)
   local co = coroutine.create(fn)
   handlers[co] = on_error
+  started[co] = true
   step(co, ...)
   return co
 end
@@ -62,6 +65,13 @@ function M.wait(start)
     coroutine.yield()
   end
   return unpack(results, 1, results.n)
+end
+
+-- Whether the running code may wait: it runs in a coroutine started by
+-- async.run (for code that waits when it can and blocks otherwise).
+function M.can_wait()
+  local co, main = coroutine.running()
+  return co ~= nil and not main and started[co] == true
 end
 
 function M.sleep(ms)

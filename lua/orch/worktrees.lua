@@ -20,11 +20,14 @@
 -- apply's journal refs/orch/R/apply-head and -tip, kept attempts
 -- refs/orch/R/attempts/T/attempt-N.
 --
--- The sync calls block the loop while libgit2 works (creating a worktree
--- costs about what `git worktree add` does: 0.5-1 s for 20,000 files); the
--- _async ones do the same steps with libgit2 on libuv's thread pool. Both
--- run one body (below: `git(name, ...)` is a direct call or a wait on the
--- thread pool), so they cannot drift apart.
+-- prepare, finish and complete called from a coroutine of orch.async (as
+-- the engine calls them) wait for libgit2 on libuv's thread pool, so the
+-- loop goes on meanwhile and the worktrees of tasks that start together are
+-- created side by side; called from anywhere else they block the loop while
+-- libgit2 works (creating a worktree costs about what `git worktree add`
+-- does: 0.5-1 s for 20,000 files). The _async ones take a callback instead.
+-- All run one body (below: `git(name, ...)` is a direct call or a wait on
+-- the thread pool), so they cannot drift apart.
 local core = require('orch.core')
 local async = require('orch.async')
 local merge = require('orch.merge')
@@ -90,6 +93,12 @@ local function async_git(self)
       if not queued then k(nil, err, code) end
     end)
   end
+end
+
+-- The git of a call made now: on the thread pool when the caller can wait.
+local function caller_git(self)
+  if async.can_wait() then return async_git(self), false end
+  return sync_git(self), true
 end
 
 local function pack(...) return { n = select('#', ...), ... } end
@@ -297,7 +306,7 @@ end
 function WS:prepare(task, deps, opts)
   local repo, err = self:open()
   if not repo then return nil, err end
-  return self:do_prepare(sync_git(self), task, deps, opts)
+  return self:do_prepare(caller_git(self), task, deps, opts)
 end
 
 -- prepare on the thread pool: cb(place) or cb(nil, err); opts or cb third.
@@ -380,7 +389,8 @@ end
 function WS:finish(task, _result)
   local repo, err = self:open()
   if not repo then return { status = 'failed', message = err } end
-  return self:do_finish(sync_git(self), task, true)
+  local git, sync = caller_git(self)
+  return self:do_finish(git, task, sync)
 end
 
 function WS:finish_async(task, _result, cb)
@@ -438,7 +448,7 @@ end
 function WS:complete(run, opts)
   local repo, err = self:open()
   if not repo then return nil, err end
-  return self:do_complete(sync_git(self), run, opts)
+  return self:do_complete(caller_git(self), run, opts)
 end
 
 function WS:complete_async(run, opts, cb)
