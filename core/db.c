@@ -135,8 +135,10 @@ static int orch_db_pragmas(orch_db *db, int *sqlite_rc)
     sqlite3_extended_result_codes(db->db, 1);
     if (db->readonly)
         return orch_db_exec_retry(db, "PRAGMA foreign_keys=ON", sqlite_rc);
+    /* synchronous first: a new database's switch to WAL is a rollback
+     * journal transaction, with one fsync fewer at NORMAL than at FULL */
     return orch_db_exec_retry(db,
-                              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                              "PRAGMA synchronous=NORMAL; PRAGMA journal_mode=WAL;"
                               " PRAGMA foreign_keys=ON;",
                               sqlite_rc);
 }

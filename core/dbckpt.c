@@ -32,8 +32,12 @@ static void orch_dbckpt_work(uv_work_t *req)
     sqlite3 *conn = NULL;
 
     uv_mutex_lock(&c->mu);
+    /* A new connection knows the database is in WAL mode only once it has
+     * read it: before that, a checkpoint is a silent no-op (and the WAL
+     * grew without end). Reading the schema cookie opens the WAL. */
     if (sqlite3_open_v2(c->path, &conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        NULL) == SQLITE_OK)
+                        NULL) == SQLITE_OK &&
+        sqlite3_exec(conn, "PRAGMA schema_version", NULL, NULL, NULL) == SQLITE_OK)
         sqlite3_wal_checkpoint_v2(conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     sqlite3_close(conn);
     uv_mutex_unlock(&c->mu);
@@ -82,6 +86,13 @@ int orch_dbckpt_start(sqlite3 *db, const char *path, uv_loop_t *loop, int pages,
     c->pages = pages > 0 ? pages : 1000;
     sqlite3_wal_autocheckpoint(db, 0); /* also removes SQLite's own hook */
     sqlite3_wal_hook(db, orch_dbckpt_hook, c);
+    /* Nor a checkpoint when the connection closes: it would fsync twice on
+     * the loop thread at the end of every run, and delete the WAL, so that
+     * the next run's first commit creates it again and fsyncs it and its
+     * directory before the first task starts. The WAL stays (up to `pages`
+     * pages, then the background checkpoint resets it) and the next open
+     * goes on appending to it. */
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     *out = c;
     return 0;
 }

@@ -7,7 +7,9 @@
  * checkpoints of the writer's connection are turned off and, when a commit
  * leaves the WAL at `pages` pages or more, a PASSIVE checkpoint runs on
  * libuv's thread pool through a connection of its own (passive: it never
- * blocks the writer or readers). */
+ * blocks the writer or readers). Closing the writer does not checkpoint
+ * either (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): the -wal and -shm files stay
+ * beside the database between runs, and the next writer appends to them. */
 #ifndef ORCH_DBCKPT_H
 #define ORCH_DBCKPT_H
 

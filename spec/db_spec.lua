@@ -205,6 +205,42 @@ describe('orch.core.db', function()
     assert.is_string(db.sqlite_version)
   end)
 
+  it('with background checkpoints, keeps the WAL at close; the next writer appends to it', function()
+    local path = dir .. '/bg.db'
+    local size = function(p)
+      local f = io.open(p, 'rb')
+      if not f then return nil end
+      local n = f:seek('end')
+      f:close()
+      return n
+    end
+    local w = assert(db.open(path, { background_checkpoint = 100 }))
+    w:exec('CREATE TABLE t (v)')
+    w:run('INSERT INTO t VALUES (?)', 'first')
+    w:close()
+    -- no checkpoint at close: the WAL holds the rows, the database file not yet
+    local wal = size(path .. '-wal')
+    assert.is_true(wal ~= nil and wal > 0)
+    local r = assert(db.open(path, { readonly = true }))
+    assert.are.equal('first', r:first('SELECT v FROM t').v)
+    r:close()
+    local w2 = assert(db.open(path, { background_checkpoint = 100 }))
+    w2:run('INSERT INTO t VALUES (?)', 'second')
+    assert.is_true(size(path .. '-wal') >= wal) -- appended, not begun again
+    -- past the threshold the background checkpoint copies the WAL back
+    w2:transaction(function()
+      for i = 1, 600 do w2:run('INSERT INTO t VALUES (?)', ('%d'):format(i) .. ('x'):rep(1000)) end
+    end)
+    local copied = require('spec.helpers').run_until(function()
+      return (size(path) or 0) > 400 * 1024
+    end, 20000)
+    assert.is_true(copied)
+    w2:close()
+    local r2 = assert(db.open(path, { readonly = true }))
+    assert.are.equal(602, r2:first('SELECT count(*) AS n FROM t').n)
+    r2:close()
+  end)
+
   it('closes through the garbage collector too', function()
     local x = assert(db.open(dir .. '/gc.db'))
     x:exec('CREATE TABLE t (v)')

@@ -306,7 +306,27 @@ end
 function WS:prepare(task, deps, opts)
   local repo, err = self:open()
   if not repo then return nil, err end
-  return self:do_prepare(caller_git(self), task, deps, opts)
+  local git, sync = caller_git(self)
+  if sync then return self:do_prepare(git, task, deps, opts) end
+  -- Worktrees are made side by side, but handed back in the order they were
+  -- asked for, each one loop turn after the one before: the tasks start (and
+  -- say so) in the order the scheduler gave them, whichever was made first.
+  local ticket = self.prep_next or 1
+  self.prep_next = ticket + 1
+  self.prep_turn = self.prep_turn or 1
+  self.prep_waiting = self.prep_waiting or {}
+  local out = pack(pcall(self.do_prepare, self, git, task, deps, opts))
+  if self.prep_turn ~= ticket then
+    async.wait(function(k) self.prep_waiting[ticket] = k end)
+  end
+  self.prep_turn = ticket + 1
+  local nextk = self.prep_waiting[ticket + 1]
+  if nextk then
+    self.prep_waiting[ticket + 1] = nil
+    core.timer(0, nextk)
+  end
+  if not out[1] then error(out[2], 0) end
+  return unpack(out, 2, out.n)
 end
 
 -- prepare on the thread pool: cb(place) or cb(nil, err); opts or cb third.
