@@ -239,7 +239,7 @@ local Store = {}
 Store.__index = Store
 
 -- The schema version in a database file's header (a big-endian integer at
--- byte 60), read without opening it with SQLite; nil when path is not a
+-- byte 60), read without opening it for writing; nil when path is not a
 -- database (absent, empty, not SQLite).
 function M.file_version(path)
   local f = io.open(path, 'rb')
@@ -248,7 +248,21 @@ function M.file_version(path)
   f:close()
   if not head or #head < 100 or head:sub(1, 16) ~= 'SQLite format 3\0' then return nil end
   local a, b, c, d = head:byte(61, 64)
-  return ((a * 256 + b) * 256 + c) * 256 + d
+  local v = ((a * 256 + b) * 256 + c) * 256 + d
+  -- the header lags behind a WAL not yet checkpointed (orch's writer leaves
+  -- it at close, core/dbckpt.h): then a read-only open reads the version
+  local w = io.open(path .. '-wal', 'rb')
+  local wal = w and w:seek('end') or 0
+  if w then w:close() end
+  if wal > 32 then
+    local h = db.open(path, { readonly = true })
+    if h then
+      local ok, row = pcall(h.first, h, 'PRAGMA user_version')
+      h:close()
+      if ok and row then return row.user_version end
+    end
+  end
+  return v
 end
 
 -- The message for a database of schema version v, newer than this orch
