@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,4 +289,43 @@ int orch_sweep_match(const orch_sweep_spec *s, int sig, pid_t *out,
     }
     free(ps);
     return hits;
+}
+
+/* ------------------------------------------------------------ strays */
+
+int orch_sweep_strays(pid_t group, const pid_t *known, size_t nknown)
+{
+    char path[64], buf[4096];
+    long pid = 0;
+    int digits = 0, stray = 0, fd;
+    ssize_t n;
+
+    if (group > 1 && (kill(-group, 0) == 0 || errno != ESRCH))
+        return 1; /* a member is left (EPERM: one we may not signal) */
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 1;
+    /* one pass over "PID PID ... ": a number may span two reads */
+    while (!stray && (n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            stray = 1;
+            break;
+        }
+        for (ssize_t i = 0; i < n && !stray; i++) {
+            if (isdigit((unsigned char)buf[i])) {
+                pid = pid * 10 + (buf[i] - '0');
+                digits = 1;
+            } else if (digits) {
+                stray = !orch_sweep_in((pid_t)pid, known, nknown);
+                pid = 0;
+                digits = 0;
+            }
+        }
+    }
+    if (!stray && digits)
+        stray = !orch_sweep_in((pid_t)pid, known, nknown);
+    close(fd);
+    return stray;
 }

@@ -48,4 +48,16 @@ typedef struct orch_sweep_spec {
 int orch_sweep_match(const orch_sweep_spec *spec, int sig, pid_t *out,
                      size_t max);
 
+/* Whether anything of a task whose leader `group` (a session and group
+ * leader) has exited may be left: 1 when its process group still has a
+ * member or when orch has a child that is not in known[0..n) (its own live
+ * processes) — an orphan it adopted as a child subreaper, and every
+ * surviving descendant of the task is one or descends from one — or when
+ * this cannot be told (no /proc/self/task/TID/children); 0 when nothing can
+ * be: then orch_sweep_match would find nothing of the task, and the scan of
+ * every process in /proc (~1 ms with 90 processes) is not needed. Only
+ * orch's main thread's children are read: adopted orphans go to it, and
+ * orch spawns from it alone. */
+int orch_sweep_strays(pid_t group, const pid_t *known, size_t nknown);
+
 #endif

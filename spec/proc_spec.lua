@@ -2,6 +2,26 @@
 local core = require('orch.core')
 local H = require('spec.helpers')
 
+describe('core.strays', function()
+  -- (first in the file: no other spec's orphans are around yet)
+  it('is false once a task left nothing, true while its group or an adopted orphan lives', function()
+    local r = H.spawn_wait({ 'sh', '-c', 'true' })
+    assert.equal(0, r.code)
+    assert.is_false(core.strays(r.pid))
+    -- a member of its group outlives it
+    r = H.spawn_wait({ 'sh', '-c', 'sleep 7531 >/dev/null 2>&1 & echo $!' })
+    local bg = tonumber(r.stdout[1])
+    assert.is_true(core.strays(r.pid))
+    core.kill(bg, 'SIGKILL')
+    -- an escapee in a session of its own, adopted by orch (a child subreaper)
+    r = H.spawn_wait({ 'sh', '-c', 'setsid -f sleep 7532 </dev/null >/dev/null 2>&1' })
+    assert.is_true(core.strays(r.pid))
+    for _, p in ipairs(H.ps_matching('sleep 7532')) do core.kill(p.pid, 'SIGKILL') end
+    -- once the orphan is reaped, nothing is left again
+    assert.is_true(H.run_until(function() return not core.strays(r.pid) end, 5000))
+  end)
+end)
+
 describe('core.spawn', function()
   it('delivers stdout and stderr lines and the exit code', function()
     local r = H.spawn_wait({ 'sh', '-c', 'echo one; echo two >&2; printf three; exit 3' })

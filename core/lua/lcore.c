@@ -402,8 +402,21 @@ static int lcore_sweep(lua_State *L)
     return 1;
 }
 
+/* core.strays(pgid) -> whether anything of the task whose leader pgid has
+ * exited may be left (its group has a member, or orch has a child it did
+ * not spawn: an adopted orphan); false means a sweep would find nothing. */
+static int lcore_strays(lua_State *L)
+{
+    pid_t group = (pid_t)luaL_checkinteger(L, 1);
+    static pid_t known[LORCH_MAX_GROUPS];
+    size_t n = orch_proc_live_groups(known, LORCH_MAX_GROUPS);
+    lua_pushboolean(L, n >= LORCH_MAX_GROUPS || orch_sweep_strays(group, known, n));
+    return 1;
+}
+
 static const luaL_Reg lcore_fns[] = {
     {"run", lcore_run},
+    {"strays", lcore_strays},
     {"stop", lcore_stop},
     {"now", lcore_now},
     {"update_time", lcore_update_time},
