@@ -154,6 +154,7 @@ end
 -- Returns the function that unsubscribes. A subscriber that raises is
 -- removed (and said so on stderr).
 function Engine:subscribe(fn)
+  self:commit() -- what was recorded before is delivered before it subscribes
   local sub = { fn = fn, after = self.seq }
   local list = {}
   for i, s in ipairs(self.subscribers) do list[i] = s end
@@ -204,8 +205,12 @@ end
 -- subscribers are told. Buffered output is recorded first, so that events
 -- keep the order things happened in. buffered: ev changes no state (an
 -- agent's text, a tool call): its row is written with the output, by the
--- store's next flush or state change, not committed on its own. Returns ev.
-function Engine:record(ev, change, buffered)
+-- store's next flush or state change, not committed on its own. grouped:
+-- the change joins the turn's group (see Engine:group) and is committed at
+-- the end of the turn, with the others; its subscribers are told after that
+-- commit. Any other state change commits at once (an open group with it), so
+-- that whatever its caller does next happens after the commit. Returns ev.
+function Engine:record(ev, change, buffered, grouped)
   -- (a late line or event after the store closed has nowhere to go)
   if self.closed or not self.store.h:is_open() then return ev end
   -- output before a state event is recorded first; a buffered event (an
@@ -214,6 +219,7 @@ function Engine:record(ev, change, buffered)
   ev.seq = self.seq + 1
   ev.t = core.time()
   if ev.task and ev.status == nil then ev.status = self.status[ev.task] end
+  if grouped then self:group() end
   if ev.kind == 'output' then
     self.store:output(self.run.id, ev.task, ev.attempt, ev.stream, ev.data, ev.seq, ev.n,
                       ev.longest)
@@ -224,8 +230,67 @@ function Engine:record(ev, change, buffered)
   end
   self.seq = ev.seq
   if ev.kind == 'task' and ev.status then self.status[ev.task] = ev.status end
-  self:notify(ev)
+  local g = self.pending
+  if not g then
+    self:notify(ev)
+  else
+    -- subscribers get events in seq order: this one after the group's
+    g.events[#g.events + 1] = ev
+    if not grouped and ev.kind ~= 'output' and not (buffered and not change) then self:commit() end
+  end
   return ev
+end
+
+-- ---------------------------------------------------------------- grouped commits
+-- The hot path of a run (a task's end, the starts it allows) records its
+-- state changes into one group per turn of the loop: one SQLite commit for
+-- all of them instead of one each. Nothing acts on a grouped change before
+-- the group is committed: its subscribers are told after the commit, and a
+-- task recorded running is spawned after it (Engine:committed); so a kill -9
+-- before the commit loses the whole group, which nobody saw and nothing
+-- acted on, and resume finds the state as it was before it (docs/state.md).
+
+-- The open group ({events=, waiters=}), opened if none is: its commit runs
+-- at the start of the loop's next turn (a 0 ms timer), or earlier when a
+-- state change outside the group, a snapshot or the end of the run needs it.
+function Engine:group()
+  local g = self.pending
+  if g then return g end
+  self.store:begin_group()
+  g = { events = {}, waiters = {} }
+  self.pending = g
+  if self.commit_timer then
+    self.commit_timer:start(0)
+  else
+    self.commit_timer = core.timer(0, function() self:commit() end)
+  end
+  return g
+end
+
+-- Commits the open group, then tells the subscribers its events and lets
+-- its waiters go on (each waiter's error is raised after all went on).
+function Engine:commit()
+  local g = self.pending
+  if not g then return end
+  self.pending = nil
+  if self.commit_timer then self.commit_timer:stop() end
+  if self.store.h:is_open() then self.store:commit_group() end
+  for _, ev in ipairs(g.events) do self:notify(ev) end
+  local first
+  for _, go_on in ipairs(g.waiters) do
+    local ok, err = pcall(go_on)
+    if not ok and not first then first = err end
+  end
+  if first then error(first, 0) end
+end
+
+-- Waits (a coroutine) until what was recorded so far is committed: before
+-- acting on it (spawning a task recorded running, telling a hook a task
+-- ended). Returns at once when no group is open.
+function Engine:committed()
+  local g = self.pending
+  if not g then return end
+  async.wait(function(cb) g.waiters[#g.waiters + 1] = cb end)
 end
 
 -- A task event that changes the task's status (status in fields).
@@ -240,6 +305,7 @@ end
 -- Subscribing and taking a snapshot in the same turn of the loop gives
 -- every later event exactly once.
 function Engine:snapshot()
+  self:commit() -- a snapshot shows only committed state
   local v = require('orch.status').view(self.store, self.run.id, self)
   v.seq = self.seq
   v.counts = self:counts()
@@ -564,12 +630,16 @@ function Engine:run_task(id, rec)
                backend = role.backend, model = role.model, branch = place.branch,
                worktree = place.worktree }
   self:record(ev, function()
-    ev.attempt = self.store:start_attempt(self.run.id, id, {})
-    self.store:set_task(self.run.id, id, { branch = place.branch, worktree = place.worktree,
-      backend = role.backend, model = role.model })
-  end)
-  rec.attempt, rec.started = ev.attempt, core.hrtime()
+    ev.attempt = self.store:start_attempt(self.run.id, id, { branch = place.branch,
+      worktree = place.worktree, backend = role.backend, model = role.model })
+  end, false, true)
+  rec.attempt = ev.attempt
   rec.tries, rec.first_t = 1, core.now() / 1000
+  -- (its process starts once "running" is committed, with the turn's group)
+  self:committed()
+  rec.started = core.hrtime()
+  if self.stopping or rec.settled then return end
+  if rec.cancelled then return self:settle(id, rec, { ok = false, error = 'cancelled' }) end
   if not place.reused and not place.continues then
     local bok, berr = self:bootstrap(task, rec)
     if not bok then return self:settle(id, rec, { ok = false, error = berr }) end
@@ -766,19 +836,26 @@ function Engine:conclude(id, rec, result)
   -- a turn that succeeded but whose work did not merge (a conflict) did not
   -- end well: the hooks see ok = false (no review of unmerged work)
   if result.ok and result.status ~= 'done' then result.ok = false end
+  -- the starts the end allows join its commit; the hooks are told after it
+  -- (the hold keeps the run from ending before they ran)
+  local release = self:hold()
+  self:pump()
+  self:committed()
   self:task_ended(id, result)
+  release()
   self:pump()
 end
 
 -- Ends an attempt in the store; a task event when the task's status changes.
-function Engine:end_attempt(id, rec, fields, extra)
+-- grouped: the change joins the turn's group (Engine:record).
+function Engine:end_attempt(id, rec, fields, extra, grouped)
   local function change()
     self.store:finish_attempt(self.run.id, id, rec.attempt, fields)
   end
   local ev = { kind = 'task', task = id, attempt = rec.attempt, exit_code = fields.exit_code,
                error = fields.error, status = fields.task_status }
   for k, v in pairs(extra or {}) do ev[k] = v end
-  self:record(ev, change)
+  self:record(ev, change, false, grouped)
 end
 
 function Engine:complete_task(id, rec, result, secs)
@@ -804,7 +881,7 @@ function Engine:complete_task(id, rec, result, secs)
   if out.status == 'done' then
     if rec.attempt then
       self:end_attempt(id, rec, { status = 'done', exit_code = result.exit_code,
-                                  task_status = 'done' }, { duration = secs })
+                                  task_status = 'done' }, { duration = secs }, true)
     else
       self:task_event(id, { status = 'done', duration = secs }, function()
         self.store:set_task(self.run.id, id, { status = 'done', finished_at = core.time() })
@@ -830,7 +907,7 @@ function Engine:fail_task(id, rec, result, secs)
     self:end_attempt(id, rec, {
       status = class == 'soft' and 'failed-soft' or 'failed', exit_code = result.exit_code,
       signal = result.signal, error = why, task_status = status },
-      { failure = class, duration = secs })
+      { failure = class, duration = secs }, true)
   else
     self:task_event(id, { status = status, error = why, failure = class, duration = secs },
       function()
@@ -1503,7 +1580,7 @@ function Engine:finish_steps(code)
     -- a workspace answers nil/message, and false as a second value when the
     -- approved work could not be applied (a dirty tree, a conflict): exit 1
     local ok, m, applied = pcall(self.ws.complete, self.ws, self.run, { yes = yes })
-    msg = ok and m or ('applying the result failed: ' .. tostring(m))
+    if ok then msg = m else msg = 'applying the result failed: ' .. tostring(m) end
     if not ok or applied == false then code = 1 end
   end
   if self.stopping or self.closed then return end
@@ -1531,6 +1608,11 @@ function Engine:end_run(code, msg, status)
 end
 
 function Engine:close_timers()
+  if self.commit_timer then
+    self:commit()
+    self.commit_timer:close()
+    self.commit_timer = nil
+  end
   if self.out_timer then self.out_timer:close() self.out_timer = nil end
   self.out_armed = false
 end
@@ -1593,6 +1675,7 @@ end
 -- backend's session may live there, as codex's CODEX_HOME does.)
 function Engine:close()
   if self.closed then return end
+  self:commit()
   self:flush_output()
   self:close_timers()
   self.closed = true

@@ -353,12 +353,41 @@ end
 function Store:close()
   if not self.h:is_open() then return end
   if not self.readonly then self:flush() end
+  self:commit_group()
   self:_stop_timer()
   self.h:close()
 end
 
 function Store:_writable()
   if self.readonly then error('store is open read-only: ' .. self.path, 3) end
+end
+
+-- A group: the state changes from begin_group() to commit_group() share
+-- one transaction (each call inside it is a savepoint of its own, rolled
+-- back alone when it raises). The engine groups the changes of one turn of
+-- the loop this way and acts on none of them before commit_group()
+-- returned (docs/state.md, "Grouped commits").
+function Store:begin_group()
+  self:_writable()
+  if self.grouped then return end
+  self.h:exec('BEGIN IMMEDIATE')
+  self.grouped = true
+end
+
+-- Commits the open group (nothing when none is open). On failure it is
+-- rolled back and the error raised: none of its changes happened.
+function Store:commit_group()
+  if not self.grouped then return end
+  self.grouped = false
+  local ok, err = pcall(self.h.exec, self.h, 'COMMIT')
+  if not ok then
+    if self.h:in_transaction() then pcall(self.h.exec, self.h, 'ROLLBACK') end
+    error(err, 0)
+  end
+end
+
+function Store:in_group()
+  return self.grouped == true
 end
 
 -- Runs fn in one transaction after flushing the buffered events into it.
@@ -495,21 +524,28 @@ end
 
 -- Starts attempt n = tasks.attempts + 1: the task becomes running (its
 -- started_at set, finished_at/exit_code/error cleared) and the attempt row
--- is written (fields: started_at, pid), all in one transaction. Returns n.
+-- is written, all in one transaction. fields: the attempt's started_at and
+-- pid; any other key is a task field set in the same UPDATE (branch,
+-- worktree, backend, model, ...). Returns n.
 function Store:start_attempt(run_id, task_id, fields)
   fields = fields or {}
   local t = value(fields.started_at) or M.now()
+  local extra = {}
+  for k, v in pairs(fields) do
+    if k ~= 'started_at' and k ~= 'pid' then extra[k] = v end
+  end
+  local sets, vals, c = assignments(extra, TASK_FIELDS, 'task')
+  local sql = [[UPDATE tasks SET attempts = attempts + 1, status = 'running',
+                  started_at = ?, finished_at = NULL, exit_code = NULL, error = NULL]]
+    .. (c > 0 and (', ' .. sets) or '') .. ' WHERE run_id = ? AND id = ? RETURNING attempts'
   return self:_change(function()
     local h = self.h
-    local changed = h:run([[UPDATE tasks SET attempts = attempts + 1, status = 'running',
-                              started_at = ?, finished_at = NULL, exit_code = NULL,
-                              error = NULL
-                            WHERE run_id = ? AND id = ?]], t, run_id, task_id)
-    if changed == 0 then
+    vals[c + 1], vals[c + 2] = run_id, task_id
+    local row = h:first(sql, t, unpack(vals, 1, c + 2))
+    if not row then
       error(string.format('no task %s in run %s', task_id, run_id), 0)
     end
-    local n = h:first('SELECT attempts FROM tasks WHERE run_id = ? AND id = ?',
-                      run_id, task_id).attempts
+    local n = row.attempts
     h:run([[INSERT INTO attempts (run_id, task_id, n, started_at, status, pid)
             VALUES (?, ?, ?, ?, 'running', ?)]],
           run_id, task_id, n, t, value(fields.pid))
