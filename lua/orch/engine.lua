@@ -836,13 +836,13 @@ function Engine:conclude(id, rec, result)
   -- a turn that succeeded but whose work did not merge (a conflict) did not
   -- end well: the hooks see ok = false (no review of unmerged work)
   if result.ok and result.status ~= 'done' then result.ok = false end
-  -- the starts the end allows join its commit; the hooks are told after it
-  -- (the hold keeps the run from ending before they ran)
-  local release = self:hold()
-  self:pump()
-  self:committed()
-  self:task_ended(id, result)
-  release()
+  if #self.end_hooks > 0 then
+    -- the hooks see the end committed, and run before the starts it allows
+    -- (a workflow's hook may change them: best_of_n fills in a pick's prompt)
+    self:commit()
+    self:task_ended(id, result)
+  end
+  -- (without hooks the starts it allows join the end's commit)
   self:pump()
 end
 
