@@ -62,6 +62,7 @@ static uv_signal_t orch_proc_sigchld;
 static int orch_proc_inited;
 
 static void orch_proc_unthrottle(orch_proc_stream *s);
+static void orch_proc_forget_paths(void);
 
 /* ------------------------------------------------------------ lifetime */
 
@@ -403,6 +404,7 @@ void orch_proc_shutdown_watchers(void)
     }
     free(orch_proc_paused);
     orch_proc_paused = NULL;
+    orch_proc_forget_paths();
     orch_proc_npaused = orch_proc_cappaused = 0;
 }
 
@@ -442,6 +444,111 @@ static char **orch_proc_build_env(const orch_proc_opts *o)
             env[out++] = (char *)o->env[j];
     env[out] = NULL;
     return env;
+}
+
+/* Where PATH finds a program, looked up once per name: posix_spawnp makes
+ * the child try every PATH entry with an execve of its own (11 here before
+ * /usr/bin/sh), while orch's loop waits for the child's exec (vfork). Only
+ * with an all-absolute PATH (an empty or relative entry would be looked up
+ * from the child's directory) and while PATH stays what it was; a path that
+ * no longer runs is looked up again by posix_spawnp. */
+#define ORCH_PROC_PATHS 8
+
+typedef struct orch_proc_path {
+    char *name, *path, *env; /* env: PATH when it was looked up */
+} orch_proc_path;
+
+static orch_proc_path orch_proc_paths[ORCH_PROC_PATHS];
+static size_t orch_proc_npaths;
+
+static void orch_proc_path_free(orch_proc_path *e)
+{
+    free(e->name);
+    free(e->path);
+    free(e->env);
+    e->name = e->path = e->env = NULL;
+}
+
+static void orch_proc_forget_paths(void)
+{
+    for (size_t i = 0; i < orch_proc_npaths; i++)
+        orch_proc_path_free(&orch_proc_paths[i]);
+    orch_proc_npaths = 0;
+}
+
+static int orch_proc_path_absolute(const char *env)
+{
+    const char *p = env;
+    if (!*p)
+        return 0;
+    for (;;) {
+        if (*p != '/')
+            return 0; /* an empty entry or a relative one */
+        p += strcspn(p, ":");
+        if (!*p)
+            return 1;
+        p++;
+    }
+}
+
+/* The cached or looked-up path of name (NULL: let posix_spawnp search). */
+static const char *orch_proc_which(const char *name)
+{
+    const char *env = getenv("PATH");
+    char buf[4096];
+    struct stat sb;
+    orch_proc_path *e;
+
+    if (strchr(name, '/') || !env || !orch_proc_path_absolute(env))
+        return NULL;
+    for (size_t i = 0; i < orch_proc_npaths; i++) {
+        e = &orch_proc_paths[i];
+        if (!strcmp(e->name, name)) {
+            if (!strcmp(e->env, env))
+                return e->path;
+            orch_proc_path_free(e); /* PATH changed */
+            *e = orch_proc_paths[--orch_proc_npaths];
+            orch_proc_paths[orch_proc_npaths].name = NULL;
+            break;
+        }
+    }
+    for (const char *p = env; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n + 1 + strlen(name) < sizeof buf) {
+            memcpy(buf, p, n);
+            buf[n] = '/';
+            strcpy(buf + n + 1, name);
+            if (stat(buf, &sb) == 0 && S_ISREG(sb.st_mode) && access(buf, X_OK) == 0)
+                break;
+        }
+        buf[0] = '\0';
+        p += n;
+        if (*p)
+            p++;
+    }
+    if (!buf[0] || orch_proc_npaths == ORCH_PROC_PATHS)
+        return NULL;
+    e = &orch_proc_paths[orch_proc_npaths];
+    e->name = strdup(name);
+    e->path = strdup(buf);
+    e->env = strdup(env);
+    if (!e->name || !e->path || !e->env) {
+        orch_proc_path_free(e);
+        return NULL;
+    }
+    orch_proc_npaths++;
+    return e->path;
+}
+
+static void orch_proc_unwhich(const char *name)
+{
+    for (size_t i = 0; i < orch_proc_npaths; i++)
+        if (!strcmp(orch_proc_paths[i].name, name)) {
+            orch_proc_path_free(&orch_proc_paths[i]);
+            orch_proc_paths[i] = orch_proc_paths[--orch_proc_npaths];
+            orch_proc_paths[orch_proc_npaths].name = NULL;
+            return;
+        }
 }
 
 static int orch_proc_stdio(posix_spawn_file_actions_t *fa, enum orch_proc_stdio mode,
@@ -545,7 +652,15 @@ int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
     posix_spawnattr_setsigdefault(&attr, &set);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
                                         POSIX_SPAWN_SETSIGDEF);
-    rc = posix_spawnp(&p->pid, o->argv[0], &fa, &attr, (char *const *)o->argv, env);
+    {
+        const char *file = orch_proc_which(o->argv[0]);
+        rc = file ? posix_spawn(&p->pid, file, &fa, &attr, (char *const *)o->argv, env) : -1;
+        if (rc != 0) {
+            if (file)
+                orch_proc_unwhich(o->argv[0]); /* gone or changed: search again */
+            rc = posix_spawnp(&p->pid, o->argv[0], &fa, &attr, (char *const *)o->argv, env);
+        }
+    }
     if (rc != 0)
         goto spawn_error;
 

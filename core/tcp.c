@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ================================================================ connections */
 
@@ -346,4 +348,26 @@ int orch_tcp_connect(uv_loop_t *loop, const char *host, int port,
     c->connecting = 1;
     *out = c;
     return 0;
+}
+
+int orch_tcp_free_port(const char *host)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd, rc;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return orch_err_set(-EINVAL, "free port: %s is not an IPv4 address", host);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return orch_err_set(-errno, "free port: socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        rc = orch_err_set(-errno, "free port on %s: %s", host, strerror(errno));
+    else
+        rc = ntohs(sa.sin_port);
+    close(fd);
+    return rc;
 }

@@ -44,6 +44,11 @@ int orch_tcp_listen(uv_loop_t *loop, const char *host, int port,
                     orch_tcp_accept_fn fn, void *ud, orch_tcp_server **out);
 /* The port actually bound. */
 int orch_tcp_server_port(const orch_tcp_server *s);
+
+/* A TCP port of host (an IPv4 address) that is free now: bound with port 0,
+ * read back and released at once (no handle, no listen). Returns the port
+ * or a negative errno (message in orch_err_msg()). */
+int orch_tcp_free_port(const char *host);
 /* Stops listening and frees the server (connections stay with their
  * owners). */
 void orch_tcp_server_close(orch_tcp_server *s);

@@ -3,6 +3,7 @@
  *   local srv = core.tcp_listen{host = '127.0.0.1', port = 0,
  *                               on_connection = function(conn) end}
  *   srv:port()  srv:close()
+ *   core.tcp_free_port([host]) -> a port free now (bound, read, released)
  *   local conn = core.tcp_connect{host = '127.0.0.1', port = N,
  *                                 on_connect = function(conn, err) end}
  *   conn:on_data(fn(bytes))  -- starts reading (nil: pauses)
@@ -303,6 +304,15 @@ static int ltcp_listen(lua_State *L)
     return 1;
 }
 
+static int ltcp_free_port(lua_State *L)
+{
+    int port = orch_tcp_free_port(luaL_optstring(L, 1, "127.0.0.1"));
+    if (port < 0)
+        return lorch_fail(L, port, orch_err_msg());
+    lua_pushinteger(L, port);
+    return 1;
+}
+
 static int ltcp_server_port(lua_State *L)
 {
     ltcp_server *ls = luaL_checkudata(L, 1, LTCP_SERVER_MT);
@@ -337,6 +347,8 @@ int lorch_open_tcp(lua_State *L)
     lua_setfield(L, -2, "tcp_listen");
     lua_pushcfunction(L, ltcp_connect);
     lua_setfield(L, -2, "tcp_connect");
+    lua_pushcfunction(L, ltcp_free_port);
+    lua_setfield(L, -2, "tcp_free_port");
     lua_pushnumber(L, (lua_Number)ORCH_TCP_MAX_QUEUED);
     lua_setfield(L, -2, "tcp_max_queued");
     return 1;

@@ -457,15 +457,8 @@ end
 function Engine:task_port(id)
   self.ports = self.ports or {}
   if self.ports[id] then return self.ports[id] end
-  local port
-  if core.tcp_listen then
-    local ok, srv = pcall(core.tcp_listen, { host = '127.0.0.1', port = 0,
-                                             on_connection = function(c) c:close() end })
-    if ok and srv then
-      port = tostring(srv:port())
-      srv:close()
-    end
-  end
+  local port = core.tcp_free_port('127.0.0.1')
+  port = port and tostring(port) or nil
   self.ports[id] = port
   return port
 end

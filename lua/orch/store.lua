@@ -367,10 +367,12 @@ end
 -- back alone when it raises). The engine groups the changes of one turn of
 -- the loop this way and acts on none of them before commit_group()
 -- returned (docs/state.md, "Grouped commits").
+-- (BEGIN, COMMIT and the savepoints go through h:run, whose prepared
+-- statements are cached: h:exec and h:transaction parse theirs each time.)
 function Store:begin_group()
   self:_writable()
   if self.grouped then return end
-  self.h:exec('BEGIN IMMEDIATE')
+  self.h:run('BEGIN IMMEDIATE')
   self.grouped = true
 end
 
@@ -379,11 +381,38 @@ end
 function Store:commit_group()
   if not self.grouped then return end
   self.grouped = false
-  local ok, err = pcall(self.h.exec, self.h, 'COMMIT')
+  local lost = self.group_lost
+  if lost then
+    self.group_lost = nil
+    error('the changes of this turn were rolled back: ' .. lost, 0)
+  end
+  local ok, err = pcall(self.h.run, self.h, 'COMMIT')
   if not ok then
-    if self.h:in_transaction() then pcall(self.h.exec, self.h, 'ROLLBACK') end
+    if self.h:in_transaction() then pcall(self.h.run, self.h, 'ROLLBACK') end
     error(err, 0)
   end
+end
+
+local function pack(...) return { n = select('#', ...), ... } end
+
+-- fn() in a savepoint of the open group: rolled back alone when it raises.
+function Store:_in_group(fn)
+  local h = self.h
+  h:run('SAVEPOINT orch_g')
+  local r = pack(pcall(fn))
+  if r[1] then
+    h:run('RELEASE orch_g')
+    return unpack(r, 2, r.n)
+  end
+  if h:in_transaction() then
+    pcall(h.run, h, 'ROLLBACK TO orch_g')
+    pcall(h.run, h, 'RELEASE orch_g')
+  else
+    -- the error ended the whole transaction (SQLITE_FULL, ...): the group
+    -- is gone, and its commit must say so
+    self.group_lost = tostring(r[2])
+  end
+  error(r[2], 0)
 end
 
 function Store:in_group()
@@ -393,10 +422,12 @@ end
 -- Runs fn in one transaction after flushing the buffered events into it.
 function Store:_change(fn)
   self:_writable()
-  return self.h:transaction(function()
+  local body = function()
     self:_write_events()
     return fn()
-  end)
+  end
+  if self.grouped then return self:_in_group(body) end
+  return self.h:transaction(body)
 end
 
 -- ---------------------------------------------------------------- runs
@@ -815,8 +846,6 @@ function Store:_write_events()
   self.buf, self.nbuf, self.ebuf, self.nbytes = {}, 0, {}, 0
   if self.timer then pcall(self.timer.stop, self.timer) end
 end
-
-local function pack(...) return { n = select('#', ...), ... } end
 
 M.MAX_PAYLOAD = 1024 * 1024 -- bytes of an event's JSON kept in the store
 
