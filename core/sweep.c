@@ -293,26 +293,39 @@ int orch_sweep_match(const orch_sweep_spec *s, int sig, pid_t *out,
 
 /* ------------------------------------------------------------ strays */
 
+/* The children file of orch's main thread, opened once and read again from
+ * its start each time (procfs makes its text anew at offset 0); it stays
+ * open (close-on-exec) for orch's life, for the process that opened it. */
+static int orch_sweep_children_fd = -1;
+static pid_t orch_sweep_children_pid;
+
 int orch_sweep_strays(pid_t group, const pid_t *known, size_t nknown)
 {
     char path[64], buf[4096];
     long pid = 0;
     int digits = 0, stray = 0, fd;
     ssize_t n;
+    off_t at = 0;
 
     if (group > 1 && (kill(-group, 0) == 0 || errno != ESRCH))
         return 1; /* a member is left (EPERM: one we may not signal) */
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return 1;
+    if (orch_sweep_children_fd < 0 || orch_sweep_children_pid != getpid()) {
+        snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            return 1;
+        orch_sweep_children_fd = fd;
+        orch_sweep_children_pid = getpid();
+    }
+    fd = orch_sweep_children_fd;
     /* one pass over "PID PID ... ": a number may span two reads */
-    while (!stray && (n = read(fd, buf, sizeof buf)) != 0) {
+    while (!stray && (n = pread(fd, buf, sizeof buf, at)) != 0) {
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             stray = 1;
             break;
         }
+        at += n;
         for (ssize_t i = 0; i < n && !stray; i++) {
             if (isdigit((unsigned char)buf[i])) {
                 pid = pid * 10 + (buf[i] - '0');
@@ -326,6 +339,5 @@ int orch_sweep_strays(pid_t group, const pid_t *known, size_t nknown)
     }
     if (!stray && digits)
         stray = !orch_sweep_in((pid_t)pid, known, nknown);
-    close(fd);
     return stray;
 }

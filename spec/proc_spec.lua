@@ -16,7 +16,10 @@ describe('core.strays', function()
     -- an escapee in a session of its own, adopted by orch (a child subreaper)
     r = H.spawn_wait({ 'sh', '-c', 'setsid -f sleep 7532 </dev/null >/dev/null 2>&1' })
     assert.is_true(core.strays(r.pid))
-    for _, p in ipairs(H.ps_matching('sleep 7532')) do core.kill(p.pid, 'SIGKILL') end
+    -- (setsid's child may not have become sleep yet)
+    local left = {}
+    H.run_until(function() left = H.ps_matching('sleep 7532') return #left > 0 end, 5000)
+    for _, p in ipairs(left) do core.kill(p.pid, 'SIGKILL') end
     -- once the orphan is reaped, nothing is left again
     assert.is_true(H.run_until(function() return not core.strays(r.pid) end, 5000))
   end)

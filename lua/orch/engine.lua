@@ -88,8 +88,16 @@ function M.role_for(task, run)
 end
 
 -- The backend module orch.backends.NAME, or nil, err.
+local backend_names = {} -- name -> module name (no string built per task)
+
 function M.backend_module(name)
-  local modname = 'orch.backends.' .. name
+  local modname = backend_names[name]
+  if not modname then
+    modname = 'orch.backends.' .. name
+    backend_names[name] = modname
+  end
+  local loaded = package.loaded[modname] -- (what require would return)
+  if type(loaded) == 'table' and type(loaded.start) == 'function' then return loaded end
   local ok, mod = pcall(require, modname)
   if not ok then
     if tostring(mod):find("module '" .. modname .. "' not found", 1, true) then
@@ -469,12 +477,13 @@ end
 -- install dependencies); their output is the task's. Waits (a coroutine).
 -- Returns true, or nil and why.
 function Engine:bootstrap(task, rec)
+  local hooks = self.bootstrap_hooks
+  local own = rec.role and type(rec.role.bootstrap) == 'string' and rec.role.bootstrap ~= ''
+  if not own and not hooks then return true end
   local cmds = {}
   local env = self:task_env(task, rec.attempt, rec.place, rec.role)
-  if rec.role and type(rec.role.bootstrap) == 'string' and rec.role.bootstrap ~= '' then
-    cmds[#cmds + 1] = rec.role.bootstrap
-  end
-  for _, fn in ipairs(self.bootstrap_hooks or {}) do
+  if own then cmds[#cmds + 1] = rec.role.bootstrap end
+  for _, fn in ipairs(hooks or {}) do
     local c = fn(task, rec.place, env)
     if type(c) == 'string' and c ~= '' then cmds[#cmds + 1] = c end
   end

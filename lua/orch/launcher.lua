@@ -35,7 +35,11 @@ end
 -- Kills what is left of the task whose process pid ended. Returns how many
 -- processes were killed.
 function M.reap_task(pid, spec)
-  local marks = task_marks(spec)
+  return M.reap_marked(pid, task_marks(spec))
+end
+
+-- reap_task with the marks already read from the spec.
+function M.reap_marked(pid, marks)
   if not marks or not pid then return 0 end
   -- Every process the task left is in its group or descends from an orphan
   -- orch adopted (a child subreaper): with an empty group and no child orch
@@ -48,12 +52,13 @@ function M.reap_task(pid, spec)
 end
 
 local function local_spawn(spec)
-  if not task_marks(spec) then return core.spawn(spec) end
+  local marks = task_marks(spec)
+  if not marks then return core.spawn(spec) end
   local s = {}
   for k, v in pairs(spec) do s[k] = v end
   local pid
   s.on_exit = function(code, sig, proc)
-    M.reap_task(pid or (proc and proc:pid()), spec)
+    M.reap_marked(pid or (proc and proc:pid()), marks)
     if spec.on_exit then return spec.on_exit(code, sig, proc) end
   end
   local p, err, ecode = core.spawn(s)
