@@ -319,6 +319,14 @@ static int lcore_run(lua_State *L)
     return 1;
 }
 
+/* core.in_callback() -> whether a loop callback (or a coroutine it
+ * resumed) is running now, i.e. the loop's current turn is not over. */
+static int lcore_in_callback(lua_State *L)
+{
+    lua_pushboolean(L, lorch_in_callback());
+    return 1;
+}
+
 static int lcore_stop(lua_State *L)
 {
     (void)L;
@@ -417,6 +425,7 @@ static int lcore_strays(lua_State *L)
 static const luaL_Reg lcore_fns[] = {
     {"run", lcore_run},
     {"strays", lcore_strays},
+    {"in_callback", lcore_in_callback},
     {"stop", lcore_stop},
     {"now", lcore_now},
     {"update_time", lcore_update_time},

@@ -227,6 +227,9 @@ function Engine:record(ev, change, buffered, grouped)
   ev.seq = self.seq + 1
   ev.t = core.time()
   if ev.task and ev.status == nil then ev.status = self.status[ev.task] end
+  -- (outside a loop callback there is no turn to group with: whoever runs
+  -- the loop next may wait for what the change leads to, so it commits now)
+  if grouped and not core.in_callback() then grouped = false end
   if grouped then self:group() end
   if ev.kind == 'output' then
     self.store:output(self.run.id, ev.task, ev.attempt, ev.stream, ev.data, ev.seq, ev.n,
