@@ -1,6 +1,7 @@
 -- bench/store.lua: throughput of the SQLite state (run: orch -l bench/store.lua [N]).
 --
--- Prints events/s through st:event + st:flush (batched), state changes/s
+-- Prints events/s through st:event + st:flush (batched), lines/s through
+-- st:output in chunks (and read back by st:events), state changes/s
 -- through st:set_task (each one committed), and two references measured
 -- on the same machine in the same run: the same event INSERTs through
 -- h:run in one transaction, and the sqlite3 CLI inserting the same rows.
@@ -75,6 +76,28 @@ local function events(st)
   return now() - t0
 end
 
+-- the same N lines as output chunks of 256 lines (what the engine hands
+-- the store for a process's output, schema 4), read back line by line
+local function chunks(st)
+  local t0 = now()
+  local batch, seq = {}, 0
+  for i = 1, N do
+    batch[#batch + 1] = line .. i
+    if #batch == 256 or i == N then
+      seq = seq + 1
+      st:output('r', 't', 2, 'stdout', table.concat(batch, '\n'), seq, #batch, #batch[#batch])
+      batch = {}
+    end
+  end
+  st:flush()
+  local written = now() - t0
+  t0 = now()
+  local n = 0
+  for _ in st:events('r', 't', {attempt = 2}) do n = n + 1 end
+  assert(n == N, ('read back %d of %d lines'):format(n, N))
+  return written, now() - t0
+end
+
 local function changes(st)
   local t0 = now()
   for i = 1, CHANGES do
@@ -105,6 +128,9 @@ local ev_rate = report('st:event + flush (batched)', N, events(st), ref)
 if cli_rate then
   io.write(string.format('%-44s %10.2fx\n', 'events vs sqlite3 CLI', ev_rate / cli_rate))
 end
+local cw, cr = chunks(st)
+report('st:output, chunks of 256 lines + flush', N, cw, ref)
+report('st:events, the chunks read back as lines', N, cr)
 report('st:set_task (each committed)', CHANGES, changes(st))
 local dt, n = mixed(st)
 report('10 events + 1 set_task, per row', n, dt)
