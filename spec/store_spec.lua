@@ -376,6 +376,18 @@ describe('orch.store', function()
       assert.is_truthy(got[#got].data:find('over the limit', 1, true))
     end)
 
+    it('encodes an event as it is when nothing needs cutting, else a bounded copy', function()
+      local cjson = require('cjson')
+      local ev = { kind = 'agent', type = 'text', text = 'short', n = 3, ok = true, sub = { 'a', 'b' } }
+      assert.are.same(ev, cjson.decode(store.encode_event(ev, 16)))
+      local long = { kind = 'agent', type = 'tool_result', content = string.rep('z', 100) }
+      local got = cjson.decode(store.encode_event(long, 16))
+      assert.are.equal(string.rep('z', 16) .. '...(cut)', got.content)
+      assert.are.equal(string.rep('z', 100), long.content) -- the event itself is left as it was
+      local odd = cjson.decode(store.encode_event({ kind = 'agent', fn = print, [true] = 1, x = 'y' }, 16))
+      assert.are.same({ kind = 'agent', x = 'y' }, odd)
+    end)
+
     it('keeps NULs and long lines', function()
       local long = string.rep('x', 2 ^ 20)
       st:event('r', 'flag', 1, 'stdout', 'a\0b')

@@ -871,6 +871,20 @@ local function bounded(v, depth, cap)
 end
 M.bounded = bounded
 
+-- Whether v needs no cutting (what bounded would return equal to v): then
+-- the event is encoded as it is, without a copy.
+local function fits(v, depth, cap)
+  local t = type(v)
+  if t == 'string' then return #v <= cap end
+  if t == 'number' or t == 'boolean' or v == cjson.null then return true end
+  if t ~= 'table' or depth > 6 or getmetatable(v) ~= nil then return false end
+  for k, x in pairs(v) do
+    local kt = type(k)
+    if (kt ~= 'string' and kt ~= 'number') or not fits(x, depth + 1, cap) then return false end
+  end
+  return true
+end
+
 local ejson = cjson.new()
 ejson.encode_sparse_array(true)
 ejson.encode_invalid_numbers('null')
@@ -879,7 +893,10 @@ ejson.encode_max_depth(16)
 -- The JSON of an event as stored (strings longer than cap, default a
 -- quarter of MAX_PAYLOAD, cut; '{}' when it cannot be encoded).
 function M.encode_event(ev, cap)
-  local ok, s = pcall(ejson.encode, bounded(ev, 0, cap or M.MAX_PAYLOAD / 4))
+  cap = cap or M.MAX_PAYLOAD / 4
+  local ok, s = false, nil
+  if fits(ev, 0, cap) then ok, s = pcall(ejson.encode, ev) end
+  if not ok then ok, s = pcall(ejson.encode, bounded(ev, 0, cap)) end
   if not ok then return '{}' end
   if #s > M.MAX_PAYLOAD then
     s = ejson.encode({ kind = ev.kind, seq = ev.seq, task = ev.task, cut = true })
