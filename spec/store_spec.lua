@@ -377,7 +377,6 @@ describe('orch.store', function()
     end)
 
     it('encodes an event as it is when nothing needs cutting, else a bounded copy', function()
-      local cjson = require('cjson')
       local ev = { kind = 'agent', type = 'text', text = 'short', n = 3, ok = true, sub = { 'a', 'b' } }
       assert.are.same(ev, cjson.decode(store.encode_event(ev, 16)))
       local long = { kind = 'agent', type = 'tool_result', content = string.rep('z', 100) }
