@@ -27,11 +27,6 @@ void orch_linechunk_flush(orch_linechunk *c)
     size_t len = c->len, n = c->nlines, max = c->maxlen;
     c->len = c->nlines = c->maxlen = 0;
     c->fn(c->buf, len, n, max, c->ud);
-    if (c->cap > ORCH_LINECHUNK_MAX) { /* grown for one long line */
-        free(c->buf);
-        c->buf = NULL;
-        c->cap = 0;
-    }
 }
 
 static int orch_linechunk_reserve(orch_linechunk *c, size_t want)
@@ -54,6 +49,11 @@ static int orch_linechunk_reserve(orch_linechunk *c, size_t want)
 void orch_linechunk_add(orch_linechunk *c, const char *line, size_t len)
 {
     size_t need = len + (c->nlines ? 1 : 0);
+    if (len > ORCH_LINECHUNK_MAX) { /* a chunk of its own, not copied */
+        orch_linechunk_flush(c);
+        c->fn(line, len, 1, len, c->ud);
+        return;
+    }
     if (c->nlines && c->len + need > ORCH_LINECHUNK_MAX) {
         orch_linechunk_flush(c);
         need = len;

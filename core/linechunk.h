@@ -6,9 +6,10 @@
  * reader of a pipe hands one chunk per read to its owner: the bytes, the
  * number of lines in them and the longest line's length.
  *
- * Memory: a chunk is flushed before it would pass ORCH_LINECHUNK_MAX bytes
- * (a longer single line is its own chunk), and a buffer grown past that for
- * one long line is given back at the flush. */
+ * Memory: a chunk is flushed before it would pass ORCH_LINECHUNK_MAX bytes,
+ * so its buffer never grows past that; a longer line is handed on as a
+ * chunk of its own, straight from the caller's memory (never copied: a
+ * task's 16 MiB line costs no second 16 MiB here). */
 #ifndef ORCH_LINECHUNK_H
 #define ORCH_LINECHUNK_H
 

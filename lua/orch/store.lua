@@ -748,10 +748,12 @@ M.split_lines = split_lines
 -- A chunk's lines one by one (its longest is over limits.line or the
 -- attempt reaches limits.output): each line cut and counted as by event(),
 -- those kept joined again into one row.
-function Store:_output_slow(run_id, task_id, attempt, t, stream, data, seq)
+function Store:_output_slow(run_id, task_id, attempt, t, stream, data, seq, n)
   local kept, maxline = {}, M.limits.line
   local c = task_id and self:_out_counter(run_id, task_id, attempt)
-  local lines = split_lines(data)
+  -- (one line, however long, is not copied by a split: a task's long lines
+  -- come one to a chunk, core/linechunk.h)
+  local lines = n == 1 and { data } or split_lines(data)
   for i = 1, #lines do
     local l = lines[i]
     if #l > maxline then l = M.cut_line(l, maxline) end
@@ -786,7 +788,7 @@ function Store:output(run_id, task_id, attempt, stream, data, seq, n, longest)
   local bytes = #data - (n - 1) -- without the separators, as event() counts
   if (longest or #data) > M.limits.line
       or (c and (c.dropped > 0 or c.bytes + bytes > M.limits.output)) then
-    self:_output_slow(run_id, task_id, attempt, t, stream, data, seq)
+    self:_output_slow(run_id, task_id, attempt, t, stream, data, seq, n)
   else
     if c then c.bytes = c.bytes + bytes end
     self:_append(run_id, task_id, attempt, t, stream, data, seq, n)
