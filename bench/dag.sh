@@ -28,6 +28,7 @@ trap 'rm -rf "$W"' EXIT
 now() { date +%s.%N; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 echo "dag.sh: $N tasks of true, 4 at once, $ROUNDS rounds; $(nproc) cores, load average $(load)"
 [ "$(nproc)" -ge 2 ] || echo "dag.sh: only $(nproc) core: 4 at once cannot run in parallel here (the ratio says little)"
 mkdir -p "$W/big" "$W/ninja" "$W/repo" "$W/dur" "$W/repo2"
@@ -74,6 +75,9 @@ sort -n "$W/rounds" | awk -v n="$N" -v t="$TARGET" -v rounds="$ROUNDS" '
     printf "  all of orch, no children  %8.2f s   %.1f us per task (scheduler, SQLite, Lua, spawning)\n", cpu[m], cpu[m] / n * 1e6
   }'
 echo "  load average after        $(load)"
+awk -v l="$LOAD0" 'BEGIN { if (l + 0 > 0.5)
+  printf "  (not a quiet machine: a 1-minute load of %s before it started; the target is for a quiet one)\n", l }'
+
 
 "$ORCH" -l bench/dag_gen.lua "$W/dur" 60 8 durations
 "$ORCH" run --plan "$W/dur/plan.json" --repo "$W/repo2" --in-place --quiet --yes \
