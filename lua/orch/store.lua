@@ -396,10 +396,15 @@ end
 local function pack(...) return { n = select('#', ...), ... } end
 
 -- fn() in a savepoint of the open group: rolled back alone when it raises.
+-- A call inside another's savepoint (record's change calling finish_attempt)
+-- is part of that one: its error rolls back the outer call too.
 function Store:_in_group(fn)
+  if self.sp_depth then return fn() end
   local h = self.h
   h:run('SAVEPOINT orch_g')
+  self.sp_depth = true
   local r = pack(pcall(fn))
+  self.sp_depth = nil
   if r[1] then
     h:run('RELEASE orch_g')
     return unpack(r, 2, r.n)
@@ -604,6 +609,19 @@ function Store:finish_attempt(run_id, task_id, n, fields)
   end
   if f.finished_at == nil then f.finished_at = M.now() end
   if f.status == nil then f.status = 'done' end
+  -- a pid noted for this attempt and not written yet goes in this UPDATE
+  local d = self.deferred
+  if d and f.pid == nil then
+    for i = #d, 1, -1 do
+      local u = d[i]
+      if u.pid_of and u[3] == run_id and u[4] == task_id and u[5] == n then
+        f.pid = u[2]
+        table.remove(d, i)
+        if #d == 0 then self.deferred = nil end
+        break
+      end
+    end
+  end
   local sets, vals, c = assignments(f, ATTEMPT_FIELDS, 'attempt')
   return self:_change(function()
     local h = self.h
@@ -1015,7 +1033,7 @@ end
 function Store:note_pid(run_id, task_id, n, pid)
   self.deferred = self.deferred or {}
   table.insert(self.deferred, { 'UPDATE attempts SET pid = ? WHERE run_id = ? AND task_id = ? AND n = ?',
-    pid, run_id, task_id, n, n = 5 })
+    pid, run_id, task_id, n, n = 5, pid_of = true })
   if self.nbuf == 0 and #self.ebuf == 0 then self:_arm_timer() end
 end
 
