@@ -21,14 +21,16 @@ end
 -- {task id -> status} and {task id -> number of attempt rows} of the latest run.
 local function state(db)
   local h = assert(core.db.open(db, { readonly = true }))
-  local status, attempts = {}, {}
+  local status, attempts, errors = {}, {}, {}
   local run = h:first('SELECT id FROM runs ORDER BY created_at DESC LIMIT 1').id
-  for r in h:rows('SELECT id, status FROM tasks WHERE run_id = ?', run) do status[r.id] = r.status end
+  for r in h:rows('SELECT id, status, error FROM tasks WHERE run_id = ?', run) do
+    status[r.id], errors[r.id] = r.status, r.error
+  end
   for r in h:rows('SELECT task_id, count(*) AS n FROM attempts WHERE run_id = ? GROUP BY task_id', run) do
     attempts[r.task_id] = r.n
   end
   h:close()
-  return status, attempts
+  return status, attempts, errors
 end
 
 -- The ids in a file of one id a line, with how often each came.
@@ -98,11 +100,11 @@ describe('grouped commits and kill -9', function()
     -- is told by its marker not to kill again)
     H.write(marks .. '/resumed', '')
     r = H.orch({ 'resume', '--repo', dir, '--yes' })
-    local after = state(dir .. '/.orch/orch.db')
+    local after, _, errors = state(dir .. '/.orch/orch.db')
     ran = counts(out)
     for i = 1, 60 do
       local id = ('t%03d'):format(i)
-      assert.equal('done', after[id], id)
+      assert.equal('done', after[id], id .. ': ' .. tostring(errors[id]) .. '\n' .. r.err)
       if done_at_kill[id] then assert.equal(1, ran[id], id) end
     end
     assert.equal(0, r.code, r.err)
