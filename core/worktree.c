@@ -80,7 +80,7 @@ int orch_wt_rmtree(const char *path)
     return 0;
 }
 
-static int mkdirs(const char *path)
+static int mkdirs_once(const char *path)
 {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
@@ -95,6 +95,18 @@ static int mkdirs(const char *path)
     if (mkdir(buf, 0777) < 0 && errno != EEXIST)
         return orch_err_set(-errno, "mkdir %s: %s", buf, strerror(errno));
     return 0;
+}
+
+/* mkdir -p. A parent may vanish under it: the removal of another task's
+ * worktree, on another thread of the pool, removes the run's directory
+ * once it is empty (orch_wt_remove); then the chain is made again. */
+static int mkdirs(const char *path)
+{
+    int rc = 0;
+    for (int tries = 0; tries < 8; tries++)
+        if ((rc = mkdirs_once(path)) != -ENOENT)
+            break;
+    return rc;
 }
 
 static int write_file(const char *path, const char *text)

@@ -86,7 +86,7 @@ describe('grouped commits and kill -9', function()
       reported = reported + 1
       assert.equal('done', status[id], id)
     end
-    assert.is_true(reported >= 4 and reported < 60, 'reported ' .. reported)
+    assert.is_true(reported >= 4, 'reported ' .. reported) -- (its deps, at least)
     -- a task whose process ran was recorded running before it started
     local ran = counts(out)
     for id in pairs(ran) do assert.is_true((attempts[id] or 0) >= 1, id) end
