@@ -4,6 +4,8 @@
 local opts = ...
 local core = require('orch.core')
 local run = require('orch.run')
+-- DAG_SHELL=1: every cmd through `sh -c`, as ninja runs its commands
+if os.getenv('DAG_SHELL') == '1' then require('orch.shellcmd').direct = false end
 local code = run.execute(opts)
 local ru = core.rusage()
 local e = run.last_engine

@@ -1,5 +1,6 @@
 -- The exec backend: a task with `cmd` runs it with `sh -c` in the task's
--- directory; output lines are streamed; success is exit status 0.
+-- directory (a simple command without the shell: orch.shellcmd); output
+-- lines are streamed; success is exit status 0.
 --
 -- backend.start(ctx) with ctx = {task=, cwd=, env=, on_line=fn(stream, line),
 -- on_chunk=fn(stream, data, n, longest) (optional: n lines joined with "\n"),
@@ -9,6 +10,7 @@
 -- output a background child keeps writing). result = {ok=,
 -- exit_code=, signal=, error=}.
 local launcher = require('orch.launcher')
+local shellcmd = require('orch.shellcmd')
 
 local M = { name = 'exec' }
 
@@ -27,8 +29,9 @@ function M.start(ctx)
     stdout = function(line) ctx.on_line('stdout', line) end
     stderr = function(line) ctx.on_line('stderr', line) end
   end
-  local p, err = launcher.spawn({
-    argv = { 'sh', '-c', task.cmd },
+  local argv, direct = shellcmd.argv(task.cmd)
+  local spec = {
+    argv = argv,
     cwd = ctx.cwd,
     env = ctx.env,
     stdout = stdout, stderr = stderr, chunks = chunk ~= nil,
@@ -37,7 +40,13 @@ function M.start(ctx)
                     error = sig and ('killed by ' .. sig)
                           or (code ~= 0 and ('exit status ' .. code) or nil) })
     end,
-  })
+  }
+  local p, err = launcher.spawn(spec)
+  if not p and direct then
+    -- (a program orch cannot start: the shell says why, as it would have)
+    spec.argv = { 'sh', '-c', task.cmd }
+    p, err = launcher.spawn(spec)
+  end
   if not p then return nil, err end
   return {
     pid = p:pid(),
