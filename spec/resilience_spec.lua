@@ -109,6 +109,13 @@ describe('orch.retry', function()
     assert.equal('cut', retry.class({ error = 'the reply stream ended before the reply was complete (cut off)' }))
     assert.equal('stall', retry.class({ stalled = 5 }))
     assert.equal('limit', retry.class({ limit = 'turns' }))
+    -- a 401 said as a status is auth; a number that holds 401 is not
+    assert.equal('auth', retry.class({ error = 'API Error: 401 {"type":"error"}' }))
+    assert.equal('auth', retry.class({ error = 'unexpected status 401' }))
+    assert.equal('auth', retry.class({ error = 'HTTP/1.1 401' }))
+    assert.equal('timeout', retry.class({ error = 'Operation timed out after 2401 milliseconds with 401 bytes received' }))
+    assert.equal('connection', retry.class({ error = 'Failed to connect to 127.0.0.1 port 34011: Connection refused' }))
+    assert.equal('cut', retry.class({ error = 'transfer closed with 4010 bytes remaining to read' }))
   end)
 end)
 

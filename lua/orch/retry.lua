@@ -28,6 +28,16 @@ function M.limits(role)
   return out
 end
 
+-- A 401 said as a status ("API Error: 401", "status 401", "HTTP 401"), not
+-- a number that happens to hold it (a port, "after 2401 ms", "401 bytes").
+local function said_401(msg)
+  for _, p in ipairs({ 'error:? 401%f[%D]', 'status:? 401%f[%D]', 'http/?[%d.]* 401%f[%D]',
+                       'code:? 401%f[%D]', '^401%f[%D]' }) do
+    if msg:find(p) then return true end
+  end
+  return false
+end
+
 -- A failure's class, for policies, breakers and the docs' table:
 -- 'rate_limit', 'overloaded', 'server', 'timeout', 'stall', 'connection',
 -- 'cut', 'auth', 'bad_request', 'not_found', 'limit', 'cancelled', 'other'.
@@ -41,7 +51,7 @@ function M.class(result)
   if st == 429 or msg:find('rate limit') or msg:find('too many requests') then return 'rate_limit' end
   if st == 529 or msg:find('overloaded') then return 'overloaded' end
   if st == 401 or st == 403 or msg:find('authenticat') or msg:find('api key')
-      or msg:find('unauthori') or msg:find('401') then
+      or msg:find('unauthori') or said_401(msg) then
     return 'auth'
   end
   if st == 404 or msg:find('model not found') or msg:find('not_found') then return 'not_found' end
