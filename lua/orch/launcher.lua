@@ -45,11 +45,21 @@ function M.reap_marked(pid, marks)
   -- orch adopted (a child subreaper): with an empty group and no child orch
   -- did not spawn, nothing is left, and the scan of /proc (about 1 ms a
   -- task, most of orch's own time for short tasks) is skipped.
-  if not core.strays(pid) then return 0 end
-  local n = core.sweep_match({ ids = { pid }, env = marks.env, cwd = marks.cwd,
-                               adopted = true, no_tty = true, signal = 'SIGKILL' })
-  return n or 0
+  -- A process killed by a pass may have forked after the pass listed
+  -- /proc (its child is then orch's, adopted): another pass, while the
+  -- last one killed something and strays are left.
+  local total = 0
+  for _ = 1, M.SWEEP_PASSES do
+    if not core.strays(pid) then break end
+    local n = core.sweep_match({ ids = { pid }, env = marks.env, cwd = marks.cwd,
+                                 adopted = true, no_tty = true, signal = 'SIGKILL' }) or 0
+    total = total + n
+    if n == 0 then break end
+  end
+  return total
 end
+
+M.SWEEP_PASSES = 4
 
 local function local_spawn(spec)
   local marks = task_marks(spec)
