@@ -4,7 +4,6 @@
 -- every task whose process ran as started, and resume must carry on from
 -- exactly there. The real binary, real processes, a real database.
 local core = require('orch.core')
-local cjson = require('cjson')
 local H = require('spec.helpers')
 
 local function git_repo(dir)
@@ -12,11 +11,7 @@ local function git_repo(dir)
         ' && git commit -q --allow-empty -m init'):format(dir))
 end
 
-local function plan_file(dir, tasks)
-  local path = dir .. '/plan.json'
-  H.write(path, cjson.encode({ goal = 'spec', tasks = tasks }))
-  return path
-end
+local plan_file = H.plan_file
 
 -- {task id -> status} and {task id -> number of attempt rows} of the latest run.
 local function state(db)

@@ -10,11 +10,7 @@ local function git_repo(dir)
         ' && echo x > README && git add README && git commit -qm init'):format(dir))
 end
 
-local function plan_file(dir, tasks)
-  local path = dir .. '/plan.json'
-  H.write(path, cjson.encode({ goal = 'spec', tasks = tasks }))
-  return path
-end
+local plan_file = H.plan_file
 
 local function mode_of(path)
   return (H.sh("stat -c %a '" .. path .. "'"):gsub('%s+$', ''))

@@ -40,6 +40,13 @@ function H.write(path, text)
   f:close()
 end
 
+-- Writes DIR/plan.json with the tasks (goal 'spec'); returns its path.
+function H.plan_file(dir, tasks)
+  local path = dir .. '/plan.json'
+  H.write(path, require('cjson').encode({ goal = 'spec', tasks = tasks }))
+  return path
+end
+
 function H.read(path)
   local f = io.open(path, 'rb')
   if not f then return nil end

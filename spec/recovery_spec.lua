@@ -19,11 +19,7 @@ local function git_repo(dir)
         ' && echo x > README && git add README && git commit -qm init'):format(q(dir)))
 end
 
-local function plan_file(dir, tasks)
-  local path = dir .. '/plan.json'
-  H.write(path, cjson.encode({ goal = 'spec', tasks = tasks }))
-  return path
-end
+local plan_file = H.plan_file
 
 local function status_json(repo)
   local r = H.orch({ 'status', '--json', '--repo', repo })
