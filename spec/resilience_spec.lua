@@ -194,6 +194,48 @@ describe('resilience in the engine', function()
     st:close()
   end)
 
+  it('a task waiting to retry gives its slot to another task meanwhile (concurrency 1)', function()
+    srv = assert(ms.start({ scenario = {
+      { when = { user = 'flaky' }, replies = { { status = 429, retry_after = 1 }, 'Worked.' } },
+      { reply = 'Quick.' },
+    } }))
+    write_roles(dir, { coder = role_yaml({ backend = 'openai', url = srv.url .. '/v1' }) })
+    local e, st = new_engine(dir, { { id = 'a', role = 'coder', prompt = 'flaky' },
+                                    { id = 'b', role = 'coder', prompt = 'other' } },
+                             { concurrency = 1 })
+    assert.equal(0, run_engine(e))
+    local a, b = st:attempts('r1', 'a'), st:attempts('r1', 'b')
+    assert.equal(2, #a)
+    assert.equal(1, #b)
+    -- b ran in a's backoff: it started after a's first attempt ended and
+    -- ended before a's retry started (one slot, never two turns at once)
+    assert.is_true(b[1].started_at >= a[1].finished_at)
+    assert.is_true(b[1].finished_at <= a[2].started_at)
+    st:close()
+  end)
+
+  it('a task cancelled while it waits for its slot back ends cancelled; the run goes on', function()
+    srv = assert(ms.start({ scenario = {
+      { when = { user = 'flaky' }, replies = { { status = 429, retry_after = 0.2 }, 'Worked.' } },
+      { reply = { text = 'Slow.', delay = 1500 } },
+    } }))
+    write_roles(dir, { coder = role_yaml({ backend = 'openai', url = srv.url .. '/v1' }) })
+    local e, st = new_engine(dir, { { id = 'a', role = 'coder', prompt = 'flaky' },
+                                    { id = 'b', role = 'coder', prompt = 'other' } },
+                             { concurrency = 1 })
+    local code
+    e:start(function(c) code = c end)
+    -- a's backoff ended while b holds the one slot: a waits for it
+    assert.is_true(H.run_until(function() return e.slot_waiters.a ~= nil end, 10000))
+    assert.is_true(e:cancel('a'))
+    H.run_until(function() return code ~= nil end, 20000)
+    assert.equal(1, code) -- a cancelled task fails the run
+    assert.equal('cancelled', st:task('r1', 'a').status)
+    assert.equal('done', st:task('r1', 'b').status)
+    assert.equal(1, #st:attempts('r1', 'a'))
+    st:close()
+  end)
+
   it('500 on one backend: its breaker opens, the other backend finishes, it half-opens and closes', function()
     srv = assert(ms.start({ scenario = { { reply = { status = 500, message = 'down' } } } }))
     srv2 = assert(ms.start({ scenario = { { reply = { text = 'fine', delay = 100 } } } }))

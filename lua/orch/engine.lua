@@ -136,7 +136,7 @@ function M.new(o)
     pumping = false, sched_ns = 0, holds = 0,
     subscribers = {}, outq = {}, notifying = false,
     end_hooks = {}, gates = {}, questions = {}, usage = {},
-    out_dirty = {}, out_armed = false, waiting_lock = {},
+    out_dirty = {}, out_armed = false, waiting_lock = {}, slot_waiters = {},
     interactive = false, resuming = o.resume or false, resume_checked = {},
     exited = o.exited or {}, scratch = {},
   }, Engine)
@@ -582,6 +582,12 @@ end
 -- Starts one task the scheduler handed out, in a coroutine of its own (a
 -- workspace step may suspend it).
 function Engine:launch(id)
+  -- a task that gave its slot back while it waited (orch.engine.resilience)
+  local waiter = self.slot_waiters[id]
+  if waiter then
+    self.slot_waiters[id] = nil
+    return waiter()
+  end
   local rec = { id = id }
   self.running[id] = rec
   if self.waiting_lock[id] then
@@ -1217,6 +1223,11 @@ function Engine:cancel(id)
     if rec.paused and rec.handle and rec.handle.kill then rec.handle.kill('SIGCONT') end
     if rec.handle then rec.handle.cancel(2000) end
     if rec.wait_timer then self:end_wait(id, rec) end -- resilience: waiting to retry
+    local waiter = self.slot_waiters[id] -- waiting for a slot again: it ends itself
+    if waiter then
+      self.slot_waiters[id] = nil
+      waiter()
+    end
   else
     self:task_event(id, { status = 'cancelled' }, function()
       self.store:set_task(self.run.id, id, { status = 'cancelled', finished_at = core.time() })

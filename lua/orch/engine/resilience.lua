@@ -18,7 +18,7 @@ function Engine:breaker_event(b, old)
                 cooldown = b.state == 'open' and b.cfg.cooldown or nil })
 end
 
--- Waits (a coroutine) while the breaker of the task's backend is open, or
+-- Waits (a coroutine, without its slot) while the breaker of the task's backend is open, or
 -- switches to the role's fallback_backend / fallback_model. Returns false
 -- when the task ended meanwhile (cancelled, the run stopping).
 function Engine:pass_breaker(id, rec)
@@ -42,8 +42,11 @@ function Engine:pass_breaker(id, rec)
         self:record({ kind = 'task', task = id, message = ('waiting: the breaker of %s %s is open')
           :format(b.backend, b.endpoint) })
       end
-      async.wait(function(cb) local t t = core.timer(math.max(50, math.floor(wait * 1000)),
-        function() t:close() cb() end) end)
+      -- (its slot goes to another task meanwhile)
+      self:without_slot(id, rec, function()
+        async.wait(function(cb) local t t = core.timer(math.max(50, math.floor(wait * 1000)),
+          function() t:close() cb() end) end)
+      end)
     end
     if rec.cancelled or self.stopping or self.closed then
       if rec.cancelled and not rec.settled then self:settle(id, rec, { ok = false, error = 'cancelled' }) end
@@ -154,6 +157,29 @@ function Engine:maybe_retry(id, rec, result)
   return true
 end
 
+-- Gives the task's concurrency slot (and its file locks) back while wait()
+-- runs (in a coroutine: a retry's backoff, an open breaker), so that other
+-- ready tasks use it; then waits for a slot as any ready task does (handed
+-- back by launch). Returns false when the task was cancelled or the run
+-- stops meanwhile.
+function Engine:without_slot(id, rec, wait)
+  local function gone() return rec.cancelled or rec.settled or self.stopping or self.closed end
+  if not self.sched:requeue(id) then
+    wait()
+    return not gone()
+  end
+  self.sched:pause(id)
+  self:pump()
+  wait()
+  if gone() then return false end
+  self.sched:resume(id)
+  async.wait(function(cb)
+    self.slot_waiters[id] = cb
+    self:pump()
+  end)
+  return not gone()
+end
+
 function Engine:schedule_retry(id, rec, result, wait, f)
   self:end_attempt(id, rec, { status = 'retried', exit_code = result.exit_code,
     signal = result.signal, error = result.error or 'failed' })
@@ -166,14 +192,28 @@ function Engine:schedule_retry(id, rec, result, wait, f)
   self:record({ kind = 'retry', task = id, attempt = rec.attempt, next = nrec.tries,
                 wait = wait, retry_after = f.retry_after, class = f.class,
                 reason = short(result.error) })
-  nrec.wait_timer = core.timer(math.floor(wait * 1000), function()
-    if nrec.wait_timer then nrec.wait_timer:close() nrec.wait_timer = nil end
-    async.run(function()
-      local ok, err = xpcall(self.retry_start, debug.traceback, self, id, nrec)
-      if not ok and not nrec.settled then
-        self:settle(id, nrec, { ok = false, error = 'could not retry: ' .. tostring(err) })
-      end
+  -- the backoff gives the slot back (end_wait ends it early: budget, cancel)
+  local function backoff()
+    async.wait(function(cb)
+      nrec.wait_timer = core.timer(math.floor(wait * 1000), function()
+        if nrec.wait_timer then nrec.wait_timer:close() nrec.wait_timer = nil end
+        cb()
+      end)
     end)
+  end
+  async.run(function()
+    local ok, err = xpcall(function()
+      if not self:without_slot(id, nrec, backoff) then
+        if nrec.cancelled and not nrec.settled then
+          self:settle(id, nrec, { ok = false, error = 'cancelled' })
+        end
+        return
+      end
+      self:retry_start(id, nrec)
+    end, debug.traceback)
+    if not ok and not nrec.settled then
+      self:settle(id, nrec, { ok = false, error = 'could not retry: ' .. tostring(err) })
+    end
   end)
 end
 
