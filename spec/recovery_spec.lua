@@ -213,6 +213,8 @@ describe('recovery', function()
         stderr = function(l) r.err = (r.err or '') .. l .. '\n' end,
         on_exit = function(code) r.code = code or -1 end }))
       assert.is_true(H.run_until(function() return H.read(root .. '/started') ~= nil end, 30000))
+      -- (setsid -f's child may exec its sleep a little after the task went on)
+      H.run_until(function() return sleeping(7506, 7507, 7508) == '7506 7507 7508' end, 10000)
       assert.equals('7506 7507 7508', sleeping(7506, 7507, 7508))
       local rr = H.orch({ 'repl', '--repo', repo },
         { input = "orch.cancel('c')\n", env = { ORCH_SOCKET_DIR = sockdir } })
