@@ -50,17 +50,25 @@ typedef struct lproc {
     int pid;
 } lproc;
 
+/* Pushes the stream's Lua callback; 0 (nothing pushed) when it has none. */
+static int lproc_push_reader(lua_State *L, const lproc *lp, int stream)
+{
+    lorch_push(L, stream == 1 ? lp->out_ref : lp->err_ref);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
 static void lproc_on_line(orch_proc *op, int stream, const char *line,
                           size_t len, void *ud)
 {
     lproc *lp = ud;
     lua_State *L = lorch_state();
     (void)op;
-    lorch_push(L, stream == 1 ? lp->out_ref : lp->err_ref);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
+    if (!lproc_push_reader(L, lp, stream))
         return;
-    }
     lua_pushlstring(L, line, len);
     lorch_call(L, 1, 0);
 }
@@ -71,11 +79,8 @@ static void lproc_on_lines(orch_proc *op, int stream, const char *data,
     lproc *lp = ud;
     lua_State *L = lorch_state();
     (void)op;
-    lorch_push(L, stream == 1 ? lp->out_ref : lp->err_ref);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
+    if (!lproc_push_reader(L, lp, stream))
         return;
-    }
     lua_pushlstring(L, len ? data : "", len);
     lua_pushnumber(L, (lua_Number)nlines);
     lua_pushnumber(L, (lua_Number)maxlen);
