@@ -227,6 +227,7 @@ describe('resilience in the engine', function()
     e:start(function(c) code = c end)
     -- a's backoff ended while b holds the one slot: a waits for it
     assert.is_true(H.run_until(function() return e.slot_waiters.a ~= nil end, 10000))
+    assert.is_false(e:live('a').paused) -- waiting, not paused by anyone
     assert.is_true(e:cancel('a'))
     H.run_until(function() return code ~= nil end, 20000)
     assert.equal(1, code) -- a cancelled task fails the run

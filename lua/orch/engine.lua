@@ -326,7 +326,10 @@ end
 -- What only the live engine knows of a task: {paused=, attempt=, pid=}.
 function Engine:live(id)
   local rec = self.running[id]
-  local paused = (rec and rec.paused) or self.sched:state(id) == 'paused'
+  -- (a live task's own state: one waiting without its slot is paused in
+  -- the scheduler, not by anyone)
+  local paused
+  if rec then paused = rec.paused else paused = self.sched:state(id) == 'paused' end
   return { paused = paused or false, attempt = rec and rec.attempt or nil,
            pid = rec and rec.handle and rec.handle.pid or nil }
 end

@@ -164,7 +164,7 @@ end
 -- stops meanwhile.
 function Engine:without_slot(id, rec, wait)
   local function gone() return rec.cancelled or rec.settled or self.stopping or self.closed end
-  if not self.sched:requeue(id) then
+  if not pcall(self.sched.requeue, self.sched, id) then -- (not running there: keep it so)
     wait()
     return not gone()
   end
