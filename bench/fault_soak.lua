@@ -60,18 +60,7 @@ function M.scenario(rate, seed, counts)
   } }
 end
 
-local function workspace(dir)
-  return {
-    begin = function() return true end,
-    prepare = function(_, task)
-      local cwd = dir .. '/wt/' .. task.id
-      core.mkdir_p(cwd, tonumber('755', 8))
-      return { cwd = cwd, branch = 'b/' .. task.id }
-    end,
-    finish = function() return { status = 'done' } end,
-    complete = function() return 'completed' end,
-  }
-end
+local workspace = require('orch.testing').plain_workspace
 
 local function sh(cmd)
   local f = assert(io.popen(cmd))

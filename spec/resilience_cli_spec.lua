@@ -136,18 +136,7 @@ end)
 
 -- ---------------------------------------------------------------- the real CLIs
 
-local function plain_ws(dir)
-  return {
-    begin = function() return true end,
-    prepare = function(_, task)
-      local cwd = dir .. '/wt/' .. task.id
-      core.mkdir_p(cwd, tonumber('755', 8))
-      return { cwd = cwd, branch = 'b/' .. task.id }
-    end,
-    finish = function() return { status = 'done' } end,
-    complete = function() return 'completed' end,
-  }
-end
+local plain_ws = require('orch.testing').plain_workspace
 
 -- Runs tasks on an engine of this process (so the server answers while the
 -- CLIs run); the roles come from dir/.orch/roles. Returns code, store, engine.

@@ -10,18 +10,7 @@ local breaker = require('orch.breaker')
 local ms = require('orch.testing.modelserver')
 local H = require('spec.helpers')
 
-local function plain_ws(dir)
-  return {
-    begin = function() return true end,
-    prepare = function(_, task)
-      local cwd = dir .. '/wt/' .. task.id
-      core.mkdir_p(cwd, tonumber('755', 8))
-      return { cwd = cwd, branch = 'b/' .. task.id }
-    end,
-    finish = function() return { status = 'done' } end,
-    complete = function() return 'completed' end,
-  }
-end
+local plain_ws = require('orch.testing').plain_workspace
 
 -- Role files in dir/.orch/roles: name -> YAML text.
 local function write_roles(dir, files)

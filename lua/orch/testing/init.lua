@@ -136,6 +136,22 @@ function Repo:rm()
   end
 end
 
+-- A workspace for an engine run in this process (orch.engine.new's
+-- workspace) that gives each task the directory DIR/wt/TASK on a made-up
+-- branch and merges nothing: every finish is done.
+function T.plain_workspace(dir)
+  return {
+    begin = function() return true end,
+    prepare = function(_, task)
+      local cwd = dir .. '/wt/' .. task.id
+      core.mkdir_p(cwd, tonumber('755', 8))
+      return { cwd = cwd, branch = 'b/' .. task.id }
+    end,
+    finish = function() return { status = 'done' } end,
+    complete = function() return 'completed' end,
+  }
+end
+
 -- ------------------------------------------------------------ the model
 
 -- Starts the scripted model server with a scenario (docs/testing.md).
