@@ -20,6 +20,7 @@
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 orch=${1:-${ORCH_BIN:-$here/build/bin/orch}}
+. "$here/bench/lib.sh"
 mb=${MB:-200}
 runs=${RUNS:-3}
 n=${N:-7}
@@ -60,11 +61,7 @@ done
 
 # a whole orch run, store on
 repo=$work/repo
-mkdir -p "$repo"
-git -C "$repo" init -q -b main
-echo x > "$repo/a"
-git -C "$repo" add -A
-git -C "$repo" -c user.email=b@b -c user.name=b commit -qm init
+bench_repo "$repo"
 printf '#!/bin/sh\nexec cat "%s"\n' "$data" > "$work/claude"
 chmod +x "$work/claude"
 printf '{"tasks":[{"id":"replay","role":"coder","backend":"claude","prompt":"p"}]}\n' > "$work/plan.json"
