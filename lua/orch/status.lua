@@ -119,16 +119,19 @@ end
 
 -- What the run's resilience events say (docs/resilience.md): the last state
 -- of each breaker {backend, endpoint, model, state}, the number of retries,
--- and the run's budget (the last recorded), from the stored events.
+-- the run's budget (the last recorded) and what the orchestrator's turns
+-- cost (orchestrator_cost), from the stored events.
 function M.resilience(st, run_id)
-  if not (st.h and st.h.rows) then return { breakers = {}, retries = 0 } end
+  if not (st.h and st.h.rows) then return { breakers = {}, retries = 0, orchestrator_cost = 0 } end
   if not st.readonly and st.flush then st:flush() end
-  local by_key, order, retries, budget = {}, {}, 0, nil
-  for row in st.h:rows([[SELECT kind, payload FROM events WHERE run_id = ?
-                          AND kind IN ('breaker', 'retry', 'run', 'budget') ORDER BY seq]], run_id) do
+  local by_key, order, retries, budget, ocost = {}, {}, 0, nil, 0
+  for row in st.h:rows([[SELECT kind, payload FROM events WHERE run_id = ? AND kind IN
+                          ('breaker', 'retry', 'run', 'budget', 'orchestrator') ORDER BY seq]], run_id) do
     local ev = decode_json(row.payload)
     if type(ev) == 'table' then
-      if row.kind == 'retry' then
+      if row.kind == 'orchestrator' then
+        if type(ev.cost_usd) == 'number' then ocost = ocost + ev.cost_usd end
+      elseif row.kind == 'retry' then
         retries = retries + 1
       elseif row.kind == 'breaker' then
         local key = tostring(ev.backend) .. ' ' .. tostring(ev.endpoint) .. ' ' .. tostring(ev.model)
@@ -142,7 +145,7 @@ function M.resilience(st, run_id)
   end
   local breakers = {}
   for _, k in ipairs(order) do breakers[#breakers + 1] = by_key[k] end
-  return { breakers = breakers, retries = retries, budget_usd = budget }
+  return { breakers = breakers, retries = retries, budget_usd = budget, orchestrator_cost = ocost }
 end
 
 -- The readable `orch status [RUN]`: a run header and one line per task.
@@ -173,7 +176,8 @@ function M.text(st, run_id, opts)
                          tostring(t.attempts), M.duration(t, now)}
       cost = cost + (t.cost_usd or 0)
     end
-    local ocost = st.orchestrator_cost and st:orchestrator_cost(run.id) or 0
+    local res = M.resilience(st, run.id)
+    local ocost = res.orchestrator_cost
     cost = cost + ocost
     lines[#lines + 1] = ''
     local function decorate(r, c, cell)
@@ -182,7 +186,6 @@ function M.text(st, run_id, opts)
       return paint(status) .. cell:sub(#status + 1)
     end
     for _, l in ipairs(columns(rows, decorate)) do lines[#lines + 1] = l end
-    local res = M.resilience(st, run.id)
     if cost > 0 or res.budget_usd then
       local fmt = require('orch.budget').fmt
       local sums, roles = require('orch.budget').by_role(tasks)
@@ -253,11 +256,11 @@ M.array_mt = {__jsontype = 'array'} -- kept an array by M.encode
 -- The `orch status --json` object (DESIGN.md's fields, plus backend,
 -- model, cost_usd and usage per task) from M.view, or nil, err.
 
--- The run's cost: its tasks' and its orchestrator's turns (nil: none known).
-local function run_cost(st, v)
+-- The run's cost: its tasks' and its orchestrator's turns (res: what
+-- M.resilience read), nil when none is known.
+local function run_cost(v, res)
   local c = require('orch.budget').of_tasks(v.tasks)
-  local o = st.orchestrator_cost and st:orchestrator_cost(v.run.id) or 0
-  if o > 0 then c = (c or 0) + o end
+  if res.orchestrator_cost > 0 then c = (c or 0) + res.orchestrator_cost end
   return c
 end
 
@@ -285,7 +288,7 @@ function M.object(st, run_id)
     breakers[i] = { backend = b.backend, endpoint = b.endpoint, model = null(b.model), state = b.state }
   end
   return { run = { id = v.run.id, status = v.run.status, goal = null(v.run.goal),
-                   cost_usd = null(run_cost(st, v)),
+                   cost_usd = null(run_cost(v, res)),
                    budget_usd = null(res.budget_usd), retries = res.retries },
            tasks = tasks, questions = questions, breakers = breakers }
 end
