@@ -638,6 +638,17 @@ function M.exit_code(errs)
   return sig == 'SIGHUP' and 129 or sig == 'SIGQUIT' and 131 or 130
 end
 
+--- M.load for a command: the plan, or nil and the exit code, with the
+-- errors said on stderr (FILE:LINE: message).
+function M.load_or_say(path)
+  local plan, errs = M.load(path)
+  if not plan then
+    io.stderr:write(M.format_errors(errs))
+    return nil, M.exit_code(errs)
+  end
+  return plan
+end
+
 --- "FILE:LINE: message" lines (LINE left out when 0), newline-terminated.
 function M.format_errors(errs)
   local out = {}

@@ -71,8 +71,8 @@ end
 function M.load_plan(o)
   local loc, lerr = M.locate(o)
   if not loc then err('%s', lerr) return nil, EXIT_USAGE end
-  local plan, errs = plan_mod.load(o.plan)
-  if not plan then io.stderr:write(plan_mod.format_errors(errs)) return nil, plan_mod.exit_code(errs) end
+  local plan, pcode = plan_mod.load_or_say(o.plan)
+  if not plan then return nil, pcode end
   local cok, cerr = require('orch.config').load(loc.root)
   if not cok then err('config: %s', cerr) return nil, EXIT_USAGE end
   if not M.check_backends(plan, o.plan, { repo = loc.root }) then return nil, EXIT_USAGE end

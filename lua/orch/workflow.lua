@@ -330,9 +330,7 @@ function Flow:make_plan(loc)
   local o = self.opts
   if o.plan then
     local plan_mod = require('orch.plan')
-    local plan, errs = plan_mod.load(o.plan)
-    if not plan then io.stderr:write(plan_mod.format_errors(errs)) return nil, plan_mod.exit_code(errs) end
-    return plan
+    return plan_mod.load_or_say(o.plan)
   end
   if not o.goal then err('nothing to run: give --goal TEXT or --plan FILE') return nil, 2 end
   local orch, oerr = require('orch.orchestrator').new({ repo = loc.root, env = o.env })
@@ -474,17 +472,20 @@ local function summary(task, result)
     result.ok and 'finished' or ('failed: ' .. tostring(result.error or '')), text)
 end
 
-local FINISHED = { done = true, failed = true, ['failed-soft'] = true }
-
 -- A resumed run's orchestrator (a new conversation) is told what every
--- task that ended before did, as the first one was told.
+-- task that ended before did, as the first one was told (the endings end
+-- hooks run for: engine.ENDED).
 function Flow:tell_finished(o)
   local e = self.engine
   if not e then return end
+  local ended = require('orch.engine').ENDED
   for _, t in ipairs(e.plan.tasks) do
     local st = e.status[t.id]
-    if FINISHED[st] then
-      o:tell(summary(t, { ok = st ~= 'failed', text = e.store:last_reply(e.run.id, t.id) }))
+    if ended[st] then
+      local ok = st == 'done'
+      local row = not ok and e.store:task(e.run.id, t.id) or nil
+      o:tell(summary(t, { ok = ok, error = row and row.error or (not ok and st) or nil,
+                          text = e.store:last_reply(e.run.id, t.id) }))
     end
   end
 end
@@ -646,16 +647,16 @@ local function start(w, def, opts, file)
   local path = save_plan(loc.root, plan, run_id)
   -- the reshaped plan is checked as a plan file is
   local plan_mod = require('orch.plan')
-  local checked, errs = plan_mod.load(path)
-  if not checked then io.stderr:write(plan_mod.format_errors(errs)) return plan_mod.exit_code(errs) end
+  local checked, lcode = plan_mod.load_or_say(path)
+  if not checked then return lcode end
   local interactive = not opts.yes and core.isatty(0) and core.isatty(2)
   if interactive then
     w.run = { id = '(new)' }
     while true do
       local go, gcode = w:plan_gate(checked, path)
       if go == 'reload' then
-        checked, errs = plan_mod.load(path)
-        if not checked then io.stderr:write(plan_mod.format_errors(errs)) return plan_mod.exit_code(errs) end
+        checked, lcode = plan_mod.load_or_say(path)
+        if not checked then return lcode end
       elseif not go then
         io.stderr:write('orch: plan refused; nothing ran\n')
         return gcode
@@ -737,8 +738,8 @@ function W.reread_plan(s)
   f:close()
   if text == s.plan_text then return nil end
   local plan_mod = require('orch.plan')
-  local plan, errs = plan_mod.load(path)
-  if not plan then io.stderr:write(plan_mod.format_errors(errs)) return plan_mod.exit_code(errs) end
+  local plan, lcode = plan_mod.load_or_say(path)
+  if not plan then return lcode end
   if not reserved_ok(plan, path) then return 2 end
   local run_mod = require('orch.run')
   if not run_mod.check_backends(plan, path, { repo = s.loc.root }) then return 2 end

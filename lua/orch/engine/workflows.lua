@@ -45,7 +45,7 @@ function Engine:task_ended(id, result)
   end
 end
 
--- (the statuses a task's end hooks run for: conclude's outcomes)
+-- (the statuses a task's end hooks run for: conclude's outcomes; engine.ENDED)
 local HOOKED = { done = true, failed = true, ['failed-soft'] = true, skipped = true,
                  conflict = true }
 
@@ -293,6 +293,6 @@ end
 
 return function(engine_mod, into)
   M = engine_mod
-  M.check_task, M.UPDATABLE = check_task, UPDATABLE
+  M.check_task, M.UPDATABLE, M.ENDED = check_task, UPDATABLE, HOOKED
   for k, v in pairs(Engine) do into[k] = v end
 end
