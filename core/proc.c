@@ -4,6 +4,7 @@
 #include "err.h"
 #include "linebuf.h"
 #include "linechunk.h"
+#include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <stdio.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -35,6 +37,8 @@ typedef struct orch_proc_stream {
 struct orch_proc {
     uv_loop_t *loop;
     pid_t pid;
+    orch_spawn *sp;      /* cloned (spawn.h): its memory, until reaped */
+    enum orch_proc_stdio err_mode;
     int exited;          /* reaped */
     int exit_code;
     int term_signal;
@@ -63,6 +67,18 @@ static int orch_proc_inited;
 
 static void orch_proc_unthrottle(orch_proc_stream *s);
 static void orch_proc_forget_paths(void);
+
+/* sig to p's process group; a cloned child not yet past its setsid has
+ * none yet: then to the child itself (its signals are blocked until just
+ * before its exec, so it gets this one then). -1 and errno on failure. */
+static int orch_proc_signal(const orch_proc *p, int sig)
+{
+    if (killpg(p->pid, sig) == 0)
+        return 0;
+    if (errno == ESRCH && !p->exited && kill(p->pid, sig) == 0)
+        return 0;
+    return -1;
+}
 
 /* ------------------------------------------------------------ lifetime */
 
@@ -161,7 +177,7 @@ static void orch_proc_deliver(orch_proc *p)
     uv_timer_stop(&p->linger);
     uv_timer_stop(&p->grace);
     if (p->cancelled)
-        killpg(p->pid, SIGKILL); /* stragglers of a cancelled group */
+        orch_proc_signal(p, SIGKILL); /* stragglers of a cancelled group */
     orch_proc_close_stream(&p->out);
     orch_proc_close_stream(&p->err);
     if (!p->released && p->cb.on_exit)
@@ -326,10 +342,39 @@ static void orch_proc_on_linger(uv_timer_t *t)
     orch_proc_deliver(p);
 }
 
+/* A cloned child that could not exec says why on its stderr, as a shell
+ * would (the exit code is 127). */
+static void orch_proc_spawn_failed(orch_proc *p)
+{
+    const char *step;
+    char msg[512];
+    int err = orch_spawn_failure(p->sp, &step), n;
+
+    if (!err || p->released)
+        return;
+    n = snprintf(msg, sizeof msg, "orch: cannot start %s: %s: %s",
+                 orch_spawn_path(p->sp), step, strerror(err));
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof msg)
+        n = (int)sizeof msg - 1;
+    if (p->err_mode == ORCH_PROC_PIPE && p->cb.on_lines)
+        p->cb.on_lines(p, 2, msg, (size_t)n, 1, (size_t)n, p->ud);
+    else if (p->err_mode == ORCH_PROC_PIPE && p->cb.on_line)
+        p->cb.on_line(p, 2, msg, (size_t)n, p->ud);
+    else if (p->err_mode == ORCH_PROC_INHERIT)
+        dprintf(2, "%s\n", msg);
+}
+
 static void orch_proc_exited(orch_proc *p, int status)
 {
     p->exited = 1;
     orch_proc_unlink(p);
+    if (p->sp) {
+        orch_proc_spawn_failed(p);
+        orch_spawn_free(p->sp);
+        p->sp = NULL;
+    }
     if (WIFEXITED(status)) {
         p->exit_code = WEXITSTATUS(status);
         p->term_signal = 0;
@@ -448,7 +493,7 @@ static char **orch_proc_build_env(const orch_proc_opts *o)
 
 /* Where PATH finds a program, looked up once per name: posix_spawnp makes
  * the child try every PATH entry with an execve of its own (11 here before
- * /usr/bin/sh), while orch's loop waits for the child's exec (vfork). Only
+ * /usr/bin/sh), and a clone (spawn.h) execs one path it is given. Only
  * with an all-absolute PATH (an empty or relative entry would be looked up
  * from the child's directory) and while PATH stays what it was; a path that
  * no longer runs is looked up again by posix_spawnp. */
@@ -551,17 +596,22 @@ static void orch_proc_unwhich(const char *name)
         }
 }
 
-static int orch_proc_stdio(posix_spawn_file_actions_t *fa, enum orch_proc_stdio mode,
-                           int target, int flags, int fds[2], int child_end)
+/* The pipe for a stream: fds[child_end] goes to the child. */
+static int orch_proc_pipe(enum orch_proc_stdio mode, int fds[2])
 {
     fds[0] = fds[1] = -1;
+    if (mode == ORCH_PROC_PIPE && pipe2(fds, O_CLOEXEC) < 0)
+        return errno;
+    return 0;
+}
+
+static int orch_proc_stdio(posix_spawn_file_actions_t *fa, enum orch_proc_stdio mode,
+                           int target, int flags, int child_fd)
+{
     if (mode == ORCH_PROC_NULL)
         return posix_spawn_file_actions_addopen(fa, target, "/dev/null", flags, 0);
-    if (mode == ORCH_PROC_PIPE) {
-        if (pipe2(fds, O_CLOEXEC) < 0)
-            return errno;
-        return posix_spawn_file_actions_adddup2(fa, fds[child_end], target);
-    }
+    if (mode == ORCH_PROC_PIPE)
+        return posix_spawn_file_actions_adddup2(fa, child_fd, target);
     return 0;
 }
 
@@ -595,52 +645,75 @@ static int orch_proc_open_stream(orch_proc *p, orch_proc_stream *s, int fd,
     return uv_read_start((uv_stream_t *)&s->pipe, orch_proc_alloc, orch_proc_read);
 }
 
-int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
-                    const orch_proc_cb *cb, void *ud, orch_proc **out)
+/* The program a clone can exec: found in PATH, or an absolute path to an
+ * executable file (anything else goes through posix_spawnp). The clone's
+ * exec fails after orch_proc_spawn returned, so a cached path is checked
+ * first (one access(2)): a program removed or replaced is looked up again. */
+static const char *orch_proc_clone_path(const char *name)
+{
+    struct stat sb;
+    const char *path;
+    if (name[0] == '/')
+        return stat(name, &sb) == 0 && S_ISREG(sb.st_mode) && access(name, X_OK) == 0
+                   ? name : NULL;
+    path = orch_proc_which(name);
+    if (path && access(path, X_OK) != 0) {
+        orch_proc_unwhich(name);
+        path = orch_proc_which(name);
+    }
+    return path;
+}
+
+/* Spawns without waiting for the child's exec (spawn.h): 0, or an errno
+ * (then posix_spawn is tried). */
+static int orch_proc_clone(orch_proc *p, const orch_proc_opts *o, char **env,
+                           int fin[2], int fout[2], int ferr[2])
+{
+    const enum orch_proc_stdio modes[3] = {o->in, o->out, o->err};
+    const int child[3] = {fin[0], fout[1], ferr[1]};
+    orch_spawn_opts so;
+    int rc;
+
+    memset(&so, 0, sizeof so);
+    so.path = orch_proc_clone_path(o->argv[0]);
+    if (!so.path)
+        return ENOENT;
+    so.argv = o->argv;
+    so.envp = (const char *const *)env;
+    so.cwd = o->cwd;
+    for (int i = 0; i < 3; i++) {
+        so.fd_mode[i] = modes[i] == ORCH_PROC_NULL   ? ORCH_SPAWN_DEVNULL
+                        : modes[i] == ORCH_PROC_PIPE ? ORCH_SPAWN_DUP
+                                                     : ORCH_SPAWN_KEEP;
+        so.fd[i] = child[i];
+    }
+    so.reset = orch_proc_resets;
+    so.nreset = sizeof orch_proc_resets / sizeof *orch_proc_resets;
+    rc = orch_spawn_start(&so, &p->sp, &p->pid);
+    return rc < 0 ? -rc : 0;
+}
+
+/* posix_spawn, which returns once the child exec'd: 0 or an errno. */
+static int orch_proc_posix_spawn(orch_proc *p, const orch_proc_opts *o, char **env,
+                                 int fin[2], int fout[2], int ferr[2])
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
-    int fin[2] = {-1, -1}, fout[2] = {-1, -1}, ferr[2] = {-1, -1};
-    char **env = NULL;
     sigset_t set;
-    orch_proc *p = NULL;
-    int rc, fa_ok = 0, attr_ok = 0;
-    struct stat sb;
+    int rc;
 
-    *out = NULL;
-    if (!o->argv || !o->argv[0] || !o->argv[0][0])
-        return orch_err_set(-EINVAL, "spawn: empty argv");
-    if (o->cwd && (stat(o->cwd, &sb) < 0 || !S_ISDIR(sb.st_mode)))
-        return orch_err_set(-ENOENT, "spawn %s: working directory %s: %s",
-                            o->argv[0], o->cwd,
-                            errno ? strerror(errno) : "not a directory");
-    rc = orch_proc_init(loop);
-    if (rc < 0)
-        return rc;
-    p = calloc(1, sizeof *p);
-    if (!p)
-        return orch_err_set(-ENOMEM, "spawn: out of memory");
-    p->loop = loop;
-    p->cb = *cb;
-    p->ud = ud;
-    p->linger_ms = o->linger_ms ? o->linger_ms : ORCH_PROC_LINGER_DEFAULT;
-    env = orch_proc_build_env(o);
-    if (!env) {
-        rc = orch_err_set(-ENOMEM, "spawn: out of memory");
-        goto cleanup;
-    }
     if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
-        goto spawn_error;
-    fa_ok = 1;
-    if ((rc = posix_spawnattr_init(&attr)) != 0)
-        goto spawn_error;
-    attr_ok = 1;
-    if ((rc = orch_proc_stdio(&fa, o->in, 0, O_RDONLY, fin, 0)) != 0 ||
-        (rc = orch_proc_stdio(&fa, o->out, 1, O_WRONLY, fout, 1)) != 0 ||
-        (rc = orch_proc_stdio(&fa, o->err, 2, O_WRONLY, ferr, 1)) != 0)
-        goto spawn_error;
+        return rc;
+    if ((rc = posix_spawnattr_init(&attr)) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return rc;
+    }
+    if ((rc = orch_proc_stdio(&fa, o->in, 0, O_RDONLY, fin[0])) != 0 ||
+        (rc = orch_proc_stdio(&fa, o->out, 1, O_WRONLY, fout[1])) != 0 ||
+        (rc = orch_proc_stdio(&fa, o->err, 2, O_WRONLY, ferr[1])) != 0)
+        goto cleanup;
     if (o->cwd && (rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd)) != 0)
-        goto spawn_error;
+        goto cleanup;
     sigemptyset(&set);
     posix_spawnattr_setsigmask(&attr, &set);
     /* Handlers do not survive exec, ignored signals do: reset the ones
@@ -661,7 +734,49 @@ int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
             rc = posix_spawnp(&p->pid, o->argv[0], &fa, &attr, (char *const *)o->argv, env);
         }
     }
-    if (rc != 0)
+cleanup:
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
+int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
+                    const orch_proc_cb *cb, void *ud, orch_proc **out)
+{
+    int fin[2] = {-1, -1}, fout[2] = {-1, -1}, ferr[2] = {-1, -1};
+    char **env = NULL;
+    orch_proc *p = NULL;
+    int rc;
+    struct stat sb;
+
+    *out = NULL;
+    if (!o->argv || !o->argv[0] || !o->argv[0][0])
+        return orch_err_set(-EINVAL, "spawn: empty argv");
+    if (o->cwd && (stat(o->cwd, &sb) < 0 || !S_ISDIR(sb.st_mode)))
+        return orch_err_set(-ENOENT, "spawn %s: working directory %s: %s",
+                            o->argv[0], o->cwd,
+                            errno ? strerror(errno) : "not a directory");
+    rc = orch_proc_init(loop);
+    if (rc < 0)
+        return rc;
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return orch_err_set(-ENOMEM, "spawn: out of memory");
+    p->loop = loop;
+    p->cb = *cb;
+    p->ud = ud;
+    p->linger_ms = o->linger_ms ? o->linger_ms : ORCH_PROC_LINGER_DEFAULT;
+    p->err_mode = o->err;
+    env = orch_proc_build_env(o);
+    if (!env) {
+        rc = orch_err_set(-ENOMEM, "spawn: out of memory");
+        goto cleanup;
+    }
+    if ((rc = orch_proc_pipe(o->in, fin)) != 0 || (rc = orch_proc_pipe(o->out, fout)) != 0 ||
+        (rc = orch_proc_pipe(o->err, ferr)) != 0)
+        goto spawn_error;
+    if (orch_proc_clone(p, o, env, fin, fout, ferr) != 0 &&
+        (rc = orch_proc_posix_spawn(p, o, env, fin, fout, ferr)) != 0)
         goto spawn_error;
 
     /* The child runs: from here on p is linked and must be reaped. */
@@ -704,10 +819,6 @@ int orch_proc_spawn(uv_loop_t *loop, const orch_proc_opts *o,
 spawn_error:
     rc = orch_err_set(-rc, "spawn %s: %s", o->argv[0], strerror(rc));
 cleanup:
-    if (fa_ok)
-        posix_spawn_file_actions_destroy(&fa);
-    if (attr_ok)
-        posix_spawnattr_destroy(&attr);
     orch_proc_close_fds(fin);
     orch_proc_close_fds(fout);
     orch_proc_close_fds(ferr);
@@ -796,7 +907,7 @@ int orch_proc_kill(orch_proc *p, int sig)
 {
     if (p->delivered && !p->cancelled)
         return 0;
-    if (killpg(p->pid, sig) < 0 && errno != ESRCH)
+    if (orch_proc_signal(p, sig) < 0 && errno != ESRCH)
         return orch_err_set(-errno, "kill %d: %s", (int)p->pid, strerror(errno));
     return 0;
 }
@@ -804,7 +915,7 @@ int orch_proc_kill(orch_proc *p, int sig)
 static void orch_proc_on_grace(uv_timer_t *t)
 {
     orch_proc *p = t->data;
-    killpg(p->pid, SIGKILL);
+    orch_proc_signal(p, SIGKILL);
 }
 
 int orch_proc_cancel(orch_proc *p, unsigned grace_ms)
@@ -812,10 +923,10 @@ int orch_proc_cancel(orch_proc *p, unsigned grace_ms)
     if (p->delivered)
         return 0;
     p->cancelled = 1;
-    if (killpg(p->pid, SIGTERM) < 0 && errno != ESRCH)
+    if (orch_proc_signal(p, SIGTERM) < 0 && errno != ESRCH)
         return orch_err_set(-errno, "kill %d: %s", (int)p->pid, strerror(errno));
     if (grace_ms == 0)
-        killpg(p->pid, SIGKILL);
+        orch_proc_signal(p, SIGKILL);
     else
         uv_timer_start(&p->grace, orch_proc_on_grace, grace_ms, 0);
     return 0;
@@ -837,5 +948,5 @@ size_t orch_proc_live_groups(pid_t *pgids, size_t max)
 void orch_proc_kill_all(int sig)
 {
     for (orch_proc *p = orch_proc_live; p; p = p->next)
-        killpg(p->pid, sig);
+        orch_proc_signal(p, sig);
 }

@@ -1,6 +1,7 @@
 /* proc.h - child processes owned by orch.
  *
- * Every child is spawned (posix_spawn) in its own session and process group,
+ * Every child is cloned (spawn.h: orch goes on while it execs; posix_spawn
+ * where that cannot be) in its own session and process group,
  * with stdout and stderr read concurrently by the loop and split into lines,
  * stdin a pipe or /dev/null. Children are reaped by one SIGCHLD watcher that
  * also reaps orphans re-parented to orch (orch is a child subreaper), so no

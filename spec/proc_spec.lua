@@ -260,11 +260,54 @@ describe('core.spawn', function()
     end, 5000))
   end)
 
-  it('starts children with no ignored signals (orch itself ignores SIGPIPE)', function()
-    local r = H.spawn_wait({ 'sh', '-c', 'grep SigIgn /proc/$$/status' })
-    -- signals 1-31 (32 and 33 are glibc's own, which it keeps ignored)
-    local low = tonumber(r.stdout[1]:match('(%x%x%x%x%x%x%x%x)$'), 16)
-    assert.equal(0, low % 0x80000000)
+  it('starts children with no ignored or blocked signals (orch itself ignores SIGPIPE)', function()
+    local r = H.spawn_wait({ 'sh', '-c', 'grep -E "^Sig(Ign|Blk)" /proc/$$/status' })
+    -- signals 1-31 (posix_spawn, where orch cannot clone, keeps glibc's 32
+    -- and 33 ignored)
+    for _, l in ipairs(r.stdout) do
+      local low = tonumber(l:match('(%x%x%x%x%x%x%x%x)$'), 16)
+      assert.equal(0, low % 0x80000000, l)
+    end
+    assert.equal(2, #r.stdout)
+  end)
+
+  it('says on stderr why a program it found could not be exec\'d, and exits 127', function()
+    local dir = H.tmpdir()
+    H.write(dir .. '/noshebang', 'echo hi\n')
+    H.write(dir .. '/badinterp', '#!/no/such/interpreter\n')
+    H.sh(('chmod +x %s/noshebang %s/badinterp'):format(dir, dir))
+    local r = H.spawn_wait({ dir .. '/noshebang' })
+    assert.equal(127, r.code)
+    assert.matches('cannot start .*noshebang: exec: Exec format error', r.stderr[1])
+    r = H.spawn_wait({ dir .. '/badinterp' })
+    assert.equal(127, r.code)
+    assert.matches('cannot start .*badinterp: exec: No such file', r.stderr[1])
+    H.rm(dir)
+  end)
+
+  it('kills a child signalled at once, before it has a process group of its own', function()
+    for _ = 1, 20 do
+      local done, sig
+      local p = assert(core.spawn({ argv = { 'sleep', '300' },
+        on_exit = function(_, s) done, sig = true, s end }))
+      assert.is_true(p:kill('KILL'))
+      assert.is_true(H.run_until(function() return done end, 10000))
+      assert.equal('SIGKILL', sig)
+    end
+  end)
+
+  it('gives a child no descriptor of orch but 0-2 and those orch holds without close-on-exec', function()
+    local open = {}
+    for fd in H.sh('ls /proc/' .. core.getpid() .. '/fd'):gmatch('%d+') do
+      local info = H.read('/proc/' .. core.getpid() .. '/fdinfo/' .. fd)
+      local flags = info and tonumber(info:match('flags:%s*(%d+)'), 8)
+      -- O_CLOEXEC is 02000000
+      if flags and math.floor(flags / 0x80000) % 2 == 0 then open[fd] = true end
+    end
+    local r = H.spawn_wait({ 'sh', '-c', 'ls /proc/$$/fd' })
+    for fd in table.concat(r.stdout, ' '):gmatch('%d+') do
+      assert.is_true(tonumber(fd) <= 2 or open[fd] == true, 'descriptor ' .. fd .. ' leaked')
+    end
   end)
 
   it('puts each child in its own session and process group', function()
