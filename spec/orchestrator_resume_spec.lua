@@ -1,6 +1,7 @@
--- The orchestrator of a resumed run is a new conversation: it is told the
--- plan and what every task that ended before the crash did, so that it
--- answers a question after `orch resume` knowing that work.
+-- The orchestrator of a resumed run continues the conversation that planned
+-- the run (stored with it), and is told the plan and what every task that
+-- ended before the crash did, so that it answers a question after
+-- `orch resume` knowing that work.
 local core = require('orch.core')
 local cjson = require('cjson')
 local T = require('orch.testing')
@@ -42,7 +43,7 @@ describe('a resumed run\'s orchestrator', function()
     repo:rm()
   end)
 
-  it('is told what the tasks that ended before did', function()
+  it('continues the planning conversation, told what the tasks that ended before did', function()
     srv = T.server(scenario())
     local env = T.env_for(srv, { ORCH_BACKEND = 'openai' })
     local db = repo.dir .. '/.orch/orch.db'
@@ -81,6 +82,12 @@ describe('a resumed run\'s orchestrator', function()
     local text = all_text(answering)
     assert.matches('task a %(coder%) finished: Wrote a%.txt with the letter A%.', text)
     assert.matches('write b%.txt', text) -- and the plan
+    -- the same conversation as the planning one, which the first orch had
+    assert.matches('Plan this goal', text)
+    local st = require('orch.store').open(db, { readonly = true })
+    local sess = st:orchestrator_session(st:latest_run().id)
+    st:close()
+    assert.equal('openai', sess.backend)
     assert.not_matches('no rule of the scenario', text)
   end)
 end)

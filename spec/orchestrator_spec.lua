@@ -15,13 +15,17 @@ local PLAN_OK = '```json\n{"tasks":[{"id":"a","role":"coder","prompt":"x"},' ..
 local function fake_backend(replies, seen)
   local n = 0
   local function turn(ctx)
-    n = n + 1
     seen[#seen + 1] = { prompt = ctx.prompt, session = ctx.session and ctx.session.id,
                         system = ctx.system_prompt, tools = ctx.tools }
-    local text = replies[n] or 'no more replies'
     local t
     t = core.timer(5, function()
       t:close()
+      -- a conversation whose transcript is gone cannot go on
+      if ctx.session and ctx.session.id == 'gone' then
+        return ctx.on_done({ ok = false, error = 'No conversation found with session ID: gone' })
+      end
+      n = n + 1
+      local text = replies[n] or 'no more replies'
       if not ctx.session then ctx.emit({ type = 'session', session_id = 'sess-1' }) end
       ctx.on_done({ ok = true, text = text, session_id = 'sess-1' })
     end)
@@ -38,12 +42,48 @@ describe('orchestrator', function()
   end)
   after_each(function() package.loaded['orch.backends.fake'] = nil end)
 
-  local function new(replies)
+  local function new(replies, session)
     package.loaded['orch.backends.fake'] = fake_backend(replies, seen)
     local role = assert(require('orch.roles').get('orchestrator'))
     role.backend = 'fake'
-    return assert(orchestrator.new({ repo = H.SRC, role = role }))
+    return assert(orchestrator.new({ repo = H.SRC, role = role, session = session }))
   end
+
+  it('continues a stored conversation, and keeps whoever asked told of its session', function()
+    local o = new({ 'Use tabs.' }, { id = 'sess-1', backend = 'fake' })
+    local kept = {}
+    o:keep_session(function(sess) kept[#kept + 1] = sess.id end)
+    assert.same({ 'sess-1' }, kept)
+    local a
+    o:answer({ id = 'b', role = 'coder' }, 'tabs or spaces?', function(x) a = x end)
+    H.run_until(function() return a end, 5000)
+    assert.equal('Use tabs.', a)
+    assert.equal('sess-1', seen[1].session)
+    -- a conversation of another backend is not continued
+    assert.is_nil(new({}, { id = 'sess-1', backend = 'claude' }).session)
+  end)
+
+  it('runs the turn again in a new conversation when the stored one cannot go on', function()
+    local o = new({ 'Use tabs.' }, { id = 'gone', backend = 'fake' })
+    local kept, lost = {}, nil
+    o.on_event = function(ev) if ev.type == 'session_lost' then lost = ev.message end end
+    o:keep_session(function(sess) kept[#kept + 1] = sess.id end)
+    o.context = { 'The goal: tidy up' }
+    o:tell('task a finished: added a.txt')
+    local a
+    o:answer({ id = 'b', role = 'coder' }, 'tabs or spaces?', function(x) a = x end)
+    H.run_until(function() return a end, 5000)
+    assert.equal('Use tabs.', a)
+    assert.equal(2, #seen)
+    assert.equal('gone', seen[1].session)
+    assert.is_nil(seen[2].session)
+    assert.matches('No conversation found', lost)
+    -- the new conversation is told what the stored one knew, and the notes
+    assert.matches('The goal: tidy up', seen[2].prompt)
+    assert.matches('task a finished', seen[2].prompt)
+    assert.matches('tabs or spaces%?', seen[2].prompt)
+    assert.same({ 'gone', 'sess-1' }, kept)
+  end)
 
   it('sends a cyclic plan back with the cycle and takes the corrected one', function()
     local o = new({ PLAN_CYCLE, PLAN_OK })

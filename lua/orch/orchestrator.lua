@@ -8,6 +8,12 @@
 --   o:plan(goal, function(plan, err) end)      -- planning, bounded retries
 --   o:answer(task, question, function(answer) end)
 --   o:tell(text)                                -- a summary, sent with the next turn
+--   o:keep_session(fn)                          -- fn(session) whenever it changes
+--
+-- o.session (given to new: a stored one) continues a conversation: a run
+-- resumed after a crash goes on with the one that planned it. If the
+-- backend cannot continue it (its transcript is gone), the turn runs again
+-- in a new conversation, told o.context first (what the first one knew).
 --
 -- Turns are queued: one at a time, in order (a conversation has one thread).
 local core = require('orch.core')
@@ -33,12 +39,27 @@ function M.new(o)
     return nil, ("orchestrator: backend '%s' is not available: %s"):format(role.backend,
       tostring(backend):match('^[^\n]*'))
   end
+  -- a stored conversation continues only on the backend that holds it
+  local session = o.session
+  if session and session.backend ~= role.backend then session = nil end
   return setmetatable({
     repo = o.repo, run = o.run or { id = 'plan', repo = o.repo }, role = role,
     backend = backend, scratch = o.scratch, on_event = o.on_event,
-    session = o.session, queue = {}, busy = false, notes = {}, turns = 0,
-    plan_text = nil, env = o.env,
+    session = session, restored = session ~= nil, context = {},
+    queue = {}, busy = false, notes = {}, turns = 0, plan_text = nil, env = o.env,
   }, O)
+end
+
+-- fn(session) now (when there is one) and at every change of it.
+function O:keep_session(fn)
+  self.on_session = fn
+  if self.session then self:_session_changed() end
+end
+
+function O:_session_changed()
+  if not self.on_session then return end
+  local ok, e = pcall(self.on_session, self.session)
+  if not ok then io.stderr:write('orch: storing the orchestrator\'s session failed: ', tostring(e), '\n') end
 end
 
 function O:tell(text)
@@ -88,7 +109,7 @@ function O:_next()
   if self.busy or #self.queue == 0 then return end
   local job = table.remove(self.queue, 1)
   self.busy = true
-  local prompt = job.prompt
+  local prompt, told = job.prompt, self.notes
   if #self.notes > 0 then
     prompt = 'Since your last turn:\n' .. table.concat(self.notes, '\n') .. '\n\n' .. prompt
     self.notes = {}
@@ -98,6 +119,21 @@ function O:_next()
     if done then return end
     done = true
     self.busy = false
+    if not text and self.restored then
+      -- the stored conversation cannot go on: the same turn in a new one,
+      -- told first what the stored one knew
+      self.restored, self.session = false, nil
+      local notes = {}
+      for _, n in ipairs(self.context) do notes[#notes + 1] = n end
+      for _, n in ipairs(told) do notes[#notes + 1] = n end
+      self.notes = notes
+      if self.on_event then
+        pcall(self.on_event, { type = 'session_lost', message = tostring(err) })
+      end
+      table.insert(self.queue, 1, job)
+      return self:_next()
+    end
+    self.restored = false
     local ok, e = pcall(job.cb, text, err)
     if not ok then io.stderr:write('orch: orchestrator callback failed: ', tostring(e), '\n') end
     self:_next()
@@ -113,6 +149,7 @@ function O:_next()
       if ev.type == 'usage' and type(ev.cost_usd) == 'number' then self:_charge(ev) end
       if ev.type == 'session' and ev.session_id then
         self.session = { id = ev.session_id, backend = role.backend, data = ev.data }
+        self:_session_changed()
       end
       if self.on_event then pcall(self.on_event, ev) end
     end,
@@ -120,6 +157,7 @@ function O:_next()
     on_done = function(result)
       if result.session_id and not self.session then
         self.session = { id = result.session_id, backend = role.backend }
+        self:_session_changed()
       end
       if result.ok then finish(result.text or '') else finish(nil, result.error or 'failed') end
     end,

@@ -41,6 +41,15 @@ end
 -- Ordered migrations: migrations[i] (SQL text, or a function given the
 -- db handle) brings a database from user_version i-1 to i, in one
 -- transaction with the version bump. Append only; never edit a released one.
+-- ALTER TABLE ADD COLUMN unless the table has the column (a file set back
+-- to an older version by hand has it already).
+local function add_column(h, tbl, col, decl)
+  for c in h:rows('PRAGMA table_info(' .. tbl .. ')') do
+    if c.name == col then return end
+  end
+  h:exec(('ALTER TABLE %s ADD COLUMN %s %s'):format(tbl, col, decl))
+end
+
 M.migrations = {
   [[
   CREATE TABLE runs (
@@ -154,11 +163,12 @@ M.migrations = {
   -- per batch, not per line (docs/state.md, "Output chunks"). NULL is one
   -- line (every output row written before). (A file set back to an older
   -- version by hand may have the column already.)
-  function(h)
-    local has = false
-    for col in h:rows('PRAGMA table_info(events)') do has = has or col.name == 'lines' end
-    if not has then h:exec('ALTER TABLE events ADD COLUMN lines INTEGER') end
-  end,
+  function(h) add_column(h, 'events', 'lines', 'INTEGER') end,
+  -- 5: the orchestrator's conversation ({backend, id, data} as JSON: what
+  -- its backend needs to continue it), so that `orch resume` goes on with
+  -- the conversation that planned the run (docs/state.md). (The column may
+  -- be there already, as for 4.)
+  function(h) add_column(h, 'runs', 'orchestrator_json', 'TEXT') end,
 }
 
 M.VERSION = #M.migrations
@@ -167,7 +177,7 @@ local RUN_FIELDS = {
   goal = true, status = true, plan_file = true, plan_json = true, repo = true,
   workflow = true, concurrency = true, base_commit = true, created_at = true,
   started_at = true, finished_at = true, pid = true, exit_code = true,
-  error = true,
+  error = true, orchestrator_json = true,
 }
 local TASK_FIELDS = {
   title = true, role = true, backend = true, model = true, cmd = true,
@@ -478,6 +488,23 @@ function Store:set_run(run_id, fields)
     return self.h:run('UPDATE runs SET ' .. sets .. ' WHERE id = ?',
                       unpack(vals, 1, n + 1))
   end)
+end
+
+-- The orchestrator's conversation of a run: session = {backend=, id=,
+-- data=} (data: what an HTTP backend sends again at every turn).
+function Store:set_orchestrator_session(run_id, session)
+  return self:set_run(run_id, { orchestrator_json = cjson.encode({
+    backend = session.backend, id = session.id, data = session.data }) })
+end
+
+-- The session stored by set_orchestrator_session, or nil.
+function Store:orchestrator_session(run_id)
+  local run = self:run(run_id)
+  local ok, sess = pcall(cjson.decode, run and run.orchestrator_json or 'null')
+  if ok and type(sess) == 'table' and type(sess.id) == 'string' then
+    if sess.data == cjson.null then sess.data = nil end
+    return sess
+  end
 end
 
 -- ---------------------------------------------------------------- tasks

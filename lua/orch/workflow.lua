@@ -119,6 +119,13 @@ function Flow:task(id) return self.engine.tasks[id] end
 function Flow:bill(o)
   local e = self.engine
   o:bill_to(function(usd, usage) e:orchestrator_cost(usd, usage) end)
+  self:keep_session(o, e.store, e.run.id)
+end
+
+-- The orchestrator's conversation is stored with the run (now and at every
+-- change), so that `orch resume` continues it.
+function Flow:keep_session(o, store, run_id)
+  o:keep_session(function(session) store:set_orchestrator_session(run_id, session) end)
 end
 
 -- What planning cost, recorded with a run that stops before its engine
@@ -410,19 +417,29 @@ function W.read_line(o)
 end
 
 -- The orchestrator's conversation for this run (made on first use, e.g. on
--- a resumed run or one from a plan file).
+-- a resumed run or one from a plan file). A resumed run continues the one
+-- stored with it (the one that planned it, told every summary since).
 function Flow:orchestrator_for()
   if self.orchestrator == false then return nil end
   if not self.orchestrator then
+    local e = self.engine
+    local stored = self.resumed and e and e.store:orchestrator_session(self.run.id) or nil
     local o, oerr = require('orch.orchestrator').new({ repo = self.run.repo, run = self.run,
-                                                       env = self.opts.env })
+                                                       env = self.opts.env, session = stored })
     if not o then
       self:warn('no orchestrator to answer questions: %s', tostring(oerr))
       self.orchestrator = false
       return nil
     end
     self.orchestrator = o
+    o.on_event = function(ev)
+      if ev.type == 'session_lost' then
+        self:warn('the orchestrator\'s stored conversation could not go on (%s): a new one is told ' ..
+                  'the plan and the tasks', tostring(ev.message):match('^[^\n]*'))
+      end
+    end
     if self.engine then self:bill(o) end
+    if o.restored then o:tell('(orch was stopped and has resumed this run: the plan and the tasks now)') end
     if self.plan then o:tell(W.plan_context(self.plan)) end
     if self.resumed then self:tell_finished(o) end
   end
@@ -472,9 +489,10 @@ local function summary(task, result)
     result.ok and 'finished' or ('failed: ' .. tostring(result.error or '')), text)
 end
 
--- A resumed run's orchestrator (a new conversation) is told what every
--- task that ended before did, as the first one was told (the endings end
--- hooks run for: engine.ENDED).
+-- A resumed run's orchestrator is told what every task that ended before
+-- did, as the first one was told (the endings end hooks run for:
+-- engine.ENDED): a new conversation needs it, a continued one may have
+-- missed the last.
 function Flow:tell_finished(o)
   local e = self.engine
   if not e then return end
@@ -680,6 +698,7 @@ local function start(w, def, opts, file)
     w.run = run
     s.store:set_run(run.id, { status = 'waiting', error = 'waiting at the plan gate' })
     w:bill_planning(s)
+    if w.orchestrator then w:keep_session(w.orchestrator, s.store, run.id) end
     w:plan_gate(checked, path)
     run_mod.close(s)
     return W.EXIT_GATE
