@@ -38,9 +38,6 @@ end
 
 -- ---------------------------------------------------------------- schema
 
--- Ordered migrations: migrations[i] (SQL text, or a function given the
--- db handle) brings a database from user_version i-1 to i, in one
--- transaction with the version bump. Append only; never edit a released one.
 -- ALTER TABLE ADD COLUMN unless the table has the column (a file set back
 -- to an older version by hand has it already).
 local function add_column(h, tbl, col, decl)
@@ -50,6 +47,9 @@ local function add_column(h, tbl, col, decl)
   h:exec(('ALTER TABLE %s ADD COLUMN %s %s'):format(tbl, col, decl))
 end
 
+-- Ordered migrations: migrations[i] (SQL text, or a function given the
+-- db handle) brings a database from user_version i-1 to i, in one
+-- transaction with the version bump. Append only; never edit a released one.
 M.migrations = {
   [[
   CREATE TABLE runs (
