@@ -358,12 +358,12 @@ static void orch_proc_spawn_failed(orch_proc *p)
         return;
     if ((size_t)n >= sizeof msg)
         n = (int)sizeof msg - 1;
-    if (p->err_mode == ORCH_PROC_PIPE && p->cb.on_lines)
-        p->cb.on_lines(p, 2, msg, (size_t)n, 1, (size_t)n, p->ud);
-    else if (p->err_mode == ORCH_PROC_PIPE && p->cb.on_line)
-        p->cb.on_line(p, 2, msg, (size_t)n, p->ud);
-    else if (p->err_mode == ORCH_PROC_INHERIT)
+    if (p->err_mode == ORCH_PROC_PIPE) {
+        orch_proc_emit(msg, (size_t)n, &p->err);
+        orch_linechunk_flush(&p->err.chunk);
+    } else if (p->err_mode == ORCH_PROC_INHERIT) {
         dprintf(2, "%s\n", msg);
+    }
 }
 
 static void orch_proc_exited(orch_proc *p, int status)
@@ -506,6 +506,13 @@ typedef struct orch_proc_path {
 static orch_proc_path orch_proc_paths[ORCH_PROC_PATHS];
 static size_t orch_proc_npaths;
 
+/* A regular file orch may execute. */
+static int orch_proc_runnable(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
+}
+
 static void orch_proc_path_free(orch_proc_path *e)
 {
     free(e->name);
@@ -541,7 +548,6 @@ static const char *orch_proc_which(const char *name)
 {
     const char *env = getenv("PATH");
     char buf[4096];
-    struct stat sb;
     orch_proc_path *e;
 
     if (strchr(name, '/') || !env || !orch_proc_path_absolute(env))
@@ -563,7 +569,7 @@ static const char *orch_proc_which(const char *name)
             memcpy(buf, p, n);
             buf[n] = '/';
             strcpy(buf + n + 1, name);
-            if (stat(buf, &sb) == 0 && S_ISREG(sb.st_mode) && access(buf, X_OK) == 0)
+            if (orch_proc_runnable(buf))
                 break;
         }
         buf[0] = '\0';
@@ -651,11 +657,9 @@ static int orch_proc_open_stream(orch_proc *p, orch_proc_stream *s, int fd,
  * first (one access(2)): a program removed or replaced is looked up again. */
 static const char *orch_proc_clone_path(const char *name)
 {
-    struct stat sb;
     const char *path;
     if (name[0] == '/')
-        return stat(name, &sb) == 0 && S_ISREG(sb.st_mode) && access(name, X_OK) == 0
-                   ? name : NULL;
+        return orch_proc_runnable(name) ? name : NULL;
     path = orch_proc_which(name);
     if (path && access(path, X_OK) != 0) {
         orch_proc_unwhich(name);
