@@ -68,17 +68,19 @@ describe('orchestrator', function()
     local kept, lost = {}, nil
     o.on_event = function(ev) if ev.type == 'session_lost' then lost = ev.message end end
     o:keep_session(function(sess) kept[#kept + 1] = sess.id end)
-    o.context = { 'The goal: tidy up' }
+    o:tell('The goal: tidy up')
     o:tell('task a finished: added a.txt')
     local a
     o:answer({ id = 'b', role = 'coder' }, 'tabs or spaces?', function(x) a = x end)
+    o:tell('task c finished: told while the first turn ran')
     H.run_until(function() return a end, 5000)
     assert.equal('Use tabs.', a)
     assert.equal(2, #seen)
+    assert.matches('told while the first turn ran', seen[2].prompt)
     assert.equal('gone', seen[1].session)
     assert.is_nil(seen[2].session)
     assert.matches('No conversation found', lost)
-    -- the new conversation is told what the stored one knew, and the notes
+    -- the new conversation is told what the stored one was told
     assert.matches('The goal: tidy up', seen[2].prompt)
     assert.matches('task a finished', seen[2].prompt)
     assert.matches('tabs or spaces%?', seen[2].prompt)

@@ -13,7 +13,7 @@
 -- o.session (given to new: a stored one) continues a conversation: a run
 -- resumed after a crash goes on with the one that planned it. If the
 -- backend cannot continue it (its transcript is gone), the turn runs again
--- in a new conversation, told o.context first (what the first one knew).
+-- in a new conversation, told what the stored one was told since new().
 --
 -- Turns are queued: one at a time, in order (a conversation has one thread).
 local core = require('orch.core')
@@ -45,7 +45,7 @@ function M.new(o)
   return setmetatable({
     repo = o.repo, run = o.run or { id = 'plan', repo = o.repo }, role = role,
     backend = backend, scratch = o.scratch, on_event = o.on_event,
-    session = session, restored = session ~= nil, context = {},
+    session = session, restored = session ~= nil,
     queue = {}, busy = false, notes = {}, turns = 0, plan_text = nil, env = o.env,
   }, O)
 end
@@ -110,9 +110,9 @@ function O:_next()
   local job = table.remove(self.queue, 1)
   self.busy = true
   local prompt, told = job.prompt, self.notes
-  if #self.notes > 0 then
-    prompt = 'Since your last turn:\n' .. table.concat(self.notes, '\n') .. '\n\n' .. prompt
-    self.notes = {}
+  self.notes = {}
+  if #told > 0 then
+    prompt = 'Since your last turn:\n' .. table.concat(told, '\n') .. '\n\n' .. prompt
   end
   local done = false
   local function finish(text, err)
@@ -121,12 +121,11 @@ function O:_next()
     self.busy = false
     if not text and self.restored then
       -- the stored conversation cannot go on: the same turn in a new one,
-      -- told first what the stored one knew
+      -- told what it was (this is the first turn since new(): the plan and
+      -- the summaries the run told it are all in told)
       self.restored, self.session = false, nil
-      local notes = {}
-      for _, n in ipairs(self.context) do notes[#notes + 1] = n end
-      for _, n in ipairs(told) do notes[#notes + 1] = n end
-      self.notes = notes
+      for _, n in ipairs(self.notes) do told[#told + 1] = n end -- told meanwhile
+      self.notes = told
       if self.on_event then
         pcall(self.on_event, { type = 'session_lost', message = tostring(err) })
       end
