@@ -129,10 +129,13 @@ function Flow:keep_session(o, store, run_id)
 end
 
 -- What planning cost, recorded with a run that stops before its engine
--- starts (waiting at the plan gate): a resume counts it.
+-- starts (waiting at the plan gate): a resume counts it, and continues the
+-- conversation, stored with the run.
 function Flow:bill_planning(s)
   local o = self.orchestrator
-  if not (o and o.unbilled and o.unbilled > 0) then return end
+  if not o then return end
+  self:keep_session(o, s.store, s.run.id)
+  if not (o.unbilled and o.unbilled > 0) then return end
   s.store:record(s.run.id, { kind = 'orchestrator', type = 'usage', cost_usd = o.unbilled,
                              seq = s.store:last_seq(s.run.id) + 1, t = core.time() }, function() end)
   o.unbilled = nil
@@ -698,7 +701,6 @@ local function start(w, def, opts, file)
     w.run = run
     s.store:set_run(run.id, { status = 'waiting', error = 'waiting at the plan gate' })
     w:bill_planning(s)
-    if w.orchestrator then w:keep_session(w.orchestrator, s.store, run.id) end
     w:plan_gate(checked, path)
     run_mod.close(s)
     return W.EXIT_GATE
